@@ -1,0 +1,390 @@
+# cython: language_level=3
+"""Fused draw-and-gather kernels and the ``Sampler`` that owns a plan.
+
+Two tiers, as numpy/random does: ``cdef ... noexcept nogil`` workers on raw
+pointers, byte strides and itemsize (one gather serves every dtype and
+layout), and ``Sampler``, a thin wrapper that checks its input once, builds the
+plan, and per batch allocates the output and enters exactly one ``nogil``
+block.
+"""
+import numpy as np
+cimport numpy as cnp
+from cpython.ref cimport Py_INCREF
+from cpython.mem cimport PyMem_RawMalloc, PyMem_RawFree
+from libc.string cimport memcpy
+from libc.stdint cimport uint32_t, uint64_t, int64_t
+
+from _philox cimport philox_stream, stream_init, bounded32, bounded64, MB_PREFETCH
+from _samplers cimport sample_replace, sample_noreplace, noreplace_work_size
+
+cnp.import_array()
+
+cdef extern from "numpy/arrayobject.h":
+    # numpy's __init__.pxd leaves this out; the descr reference is stolen.
+    object PyArray_Empty(int nd, cnp.npy_intp *dims, cnp.dtype descr, int fortran)
+
+
+cdef enum:
+    MB_MAXDIMS = 64      # NPY_MAXDIMS of NumPy 2 (NumPy 1.x has 32)
+    MB_CHUNK = 64        # indices drawn ahead of the copy in the fused loop
+
+
+cdef struct mb_axis:
+    int64_t n            # source length
+    int64_t m            # output length: batch size if sampled, else n
+    int64_t stride       # source byte stride (any sign, may be 0)
+    uint64_t key0        # Philox key of this axis' stream
+    uint64_t key1
+    uint64_t sid         # stream id: the axis position
+    int sampled
+    int replace
+
+
+cdef struct mb_plan:
+    int ndim
+    int nouter           # axes 0..nouter-1 are looped; the rest form one block
+    int64_t block        # bytes copied per innermost step
+    int64_t row_out      # output bytes per index of axis 0
+    int64_t nidx         # int64 entries of sampled indices (all axes)
+    int64_t nwork        # int64 entries of work space for replace=False
+    int fused            # axis 0 is the only sampled axis, with replacement
+    mb_axis ax[MB_MAXDIMS]
+
+
+# ---------------------------------------------------------------- copying
+
+cdef inline void copy_run(char *dst, const char *base, const int64_t *idx,
+                          int64_t stride, int64_t m,
+                          int64_t block) noexcept nogil:
+    """Copy m blocks of ``block`` bytes from ``base + idx[i] * stride`` (or
+    ``base + i * stride`` when idx is NULL) to consecutive places in dst.
+
+    memcpy with a constant size compiles to one load and one store, so the
+    common itemsizes get their own loops; unaligned sources stay legal.
+    """
+    cdef int64_t i
+    if idx != NULL:
+        if block == 8:
+            for i in range(m):
+                memcpy(dst + 8 * i, base + idx[i] * stride, 8)
+        elif block == 4:
+            for i in range(m):
+                memcpy(dst + 4 * i, base + idx[i] * stride, 4)
+        elif block == 16:
+            for i in range(m):
+                memcpy(dst + 16 * i, base + idx[i] * stride, 16)
+        elif block == 2:
+            for i in range(m):
+                memcpy(dst + 2 * i, base + idx[i] * stride, 2)
+        elif block == 1:
+            for i in range(m):
+                dst[i] = base[idx[i] * stride]
+        else:
+            for i in range(m):
+                memcpy(dst + block * i, base + idx[i] * stride, <size_t>block)
+    else:
+        if block == 8:
+            for i in range(m):
+                memcpy(dst + 8 * i, base + i * stride, 8)
+        elif block == 4:
+            for i in range(m):
+                memcpy(dst + 4 * i, base + i * stride, 4)
+        else:
+            for i in range(m):
+                memcpy(dst + block * i, base + i * stride, <size_t>block)
+
+
+cdef void gather_nd(const mb_plan *p, const char *src, char *dst,
+                    const int64_t *idx0, int64_t m0,
+                    const int64_t *idx) noexcept nogil:
+    """Outer-product gather (``src[np.ix_(...)]``) into C-contiguous dst.
+
+    Axes ``0 .. nouter-1`` are walked with an odometer; axis k reads
+    ``src + idx_k[i] * stride_k`` when sampled, ``src + i * stride_k`` when
+    whole.  The trailing axes form one contiguous block of ``p.block`` bytes.
+    Axis 0 takes its indices from ``idx0`` (m0 of them) when idx0 is not NULL;
+    the other sampled axes take theirs, in axis order, from ``idx``.
+    O(output bytes).
+    """
+    cdef const int64_t *ix[MB_MAXDIMS]
+    cdef int64_t m[MB_MAXDIMS]
+    cdef int64_t pos[MB_MAXDIMS]
+    cdef int64_t base[MB_MAXDIMS + 1]
+    cdef int last = p.nouter - 1
+    cdef int k
+    cdef int64_t i
+    cdef const int64_t *cursor = idx
+    if p.block == 0:
+        return
+    for k in range(p.nouter):
+        m[k] = p.ax[k].m
+        if p.ax[k].sampled:
+            if k == 0 and idx0 != NULL:
+                ix[0] = idx0
+                m[0] = m0
+            else:
+                ix[k] = cursor
+                cursor += p.ax[k].m
+        else:
+            ix[k] = NULL
+        if m[k] == 0:
+            return
+    if last == 0:
+        copy_run(dst, src, ix[0], p.ax[0].stride, m[0], p.block)
+        return
+    base[0] = 0
+    for k in range(last):
+        pos[k] = 0
+        base[k + 1] = base[k] + (ix[k][0] if ix[k] != NULL else 0) * p.ax[k].stride
+    while True:
+        copy_run(dst, src + base[last], ix[last], p.ax[last].stride, m[last],
+                 p.block)
+        dst += m[last] * p.block
+        k = last - 1
+        while k >= 0:
+            pos[k] += 1
+            if pos[k] < m[k]:
+                break
+            pos[k] = 0
+            k -= 1
+        if k < 0:
+            return
+        while k < last:
+            i = ix[k][pos[k]] if ix[k] != NULL else pos[k]
+            base[k + 1] = base[k] + i * p.ax[k].stride
+            k += 1
+
+
+# ---------------------------------------------------------------- drawing
+
+cdef int64_t plan_scratch_size(const mb_plan *p) noexcept nogil:
+    """int64 entries of scratch that draw_gather needs (0: none)."""
+    if p.fused:
+        return 0
+    return p.nidx + p.nwork
+
+
+cdef void draw_plan_indices(const mb_plan *p, uint64_t step, int64_t *idx,
+                            int64_t *work) noexcept nogil:
+    """Draw the indices of every sampled axis, in axis order, into idx."""
+    cdef int k
+    cdef const mb_axis *a
+    for k in range(p.ndim):
+        a = &p.ax[k]
+        if not a.sampled:
+            continue
+        if a.replace:
+            sample_replace(a.key0, a.key1, a.sid, step, a.n, a.m, idx)
+        else:
+            sample_noreplace(a.key0, a.key1, a.sid, step, a.n, a.m, idx, work)
+        idx += a.m
+
+
+cdef api int draw_gather(const mb_plan *p, const char *src, char *dst,
+                     uint64_t step, int64_t *scratch) noexcept nogil:
+    """Draw batch ``step`` of the plan's streams and gather it into dst.
+
+    ``scratch`` holds ``plan_scratch_size(p)`` int64 (may be NULL when that is
+    0).  In the fused case (only axis 0 sampled, with replacement) indices are
+    drawn MB_CHUNK at a time into a stack buffer, the rows they name are
+    prefetched, then copied: one pass, no scratch.  Returns 0.
+    """
+    cdef int64_t chunk[MB_CHUNK]
+    cdef philox_stream st
+    cdef const mb_axis *a = &p.ax[0]
+    cdef int64_t done = 0, c, cnt, j
+    cdef uint32_t n32
+    if not p.fused:
+        draw_plan_indices(p, step, scratch, scratch + p.nidx)
+        gather_nd(p, src, dst, NULL, 0, scratch)
+        return 0
+    stream_init(&st, a.key0, a.key1, step, a.sid)
+    while done < a.m:
+        cnt = a.m - done
+        if cnt > MB_CHUNK:
+            cnt = MB_CHUNK
+        if a.n <= 0xFFFFFFFFLL:
+            n32 = <uint32_t>a.n
+            for c in range(cnt):
+                chunk[c] = <int64_t>bounded32(&st, n32)
+        else:
+            for c in range(cnt):
+                chunk[c] = <int64_t>bounded64(&st, <uint64_t>a.n)
+        gather_nd(p, src, dst, chunk, cnt, NULL)
+        dst += cnt * p.row_out
+        done += cnt
+    return 0
+
+
+# ---------------------------------------------------------------- wrapper
+
+cdef class Sampler:
+    """Sampler(data, sizes, keys, replace)
+
+    A compiled plan for drawing batches of ``data``.  Validation of user input
+    is the core's job (``mbcore``); this checks only what the kernel relies on.
+
+    Parameters
+    ----------
+    data : ndarray
+        Any layout (C, F, sliced, negative or zero strides), any non-object
+        dtype.  Read in place; a reference is kept.
+    sizes : sequence of (int or None), one per axis
+        Batch size of a sampled axis, None for an axis taken whole.
+    keys : sequence of ((int, int) or None), one per axis
+        The 128-bit Philox key of each sampled axis.
+    replace : bool
+
+    Attributes
+    ----------
+    step : int
+        The step the next call of ``next`` draws.
+    """
+    cdef mb_plan plan
+    cdef readonly object data
+    cdef readonly object sizes
+    cdef readonly object keys
+    cdef readonly bint replace
+    cdef cnp.dtype descr
+    cdef int out_nd
+    cdef cnp.npy_intp out_shape[MB_MAXDIMS]
+    cdef public uint64_t step
+
+    def __cinit__(self, cnp.ndarray data not None, sizes, keys, bint replace):
+        cdef int nd = cnp.PyArray_NDIM(data)
+        cdef int k
+        cdef int64_t expected, isz = cnp.PyArray_ITEMSIZE(data)
+        cdef mb_axis *a
+        if nd < 1 or nd > MB_MAXDIMS:
+            raise ValueError(f"data must have 1 to {MB_MAXDIMS} dimensions, got {nd}")
+        if data.dtype.hasobject:
+            raise TypeError(f"data must not hold Python objects, got dtype {data.dtype}")
+        if len(sizes) != nd or len(keys) != nd:
+            raise ValueError(f"sizes and keys need {nd} entries, got {len(sizes)} and {len(keys)}")
+        self.data = data
+        self.sizes = tuple(sizes)
+        self.keys = tuple(keys)
+        self.replace = replace
+        self.descr = data.dtype
+        self.step = 0
+        self.plan.ndim = nd
+        self.plan.nidx = 0
+        self.plan.nwork = 0
+        for k in range(nd):
+            a = &self.plan.ax[k]
+            a.n = cnp.PyArray_DIM(data, k)
+            a.stride = cnp.PyArray_STRIDE(data, k)
+            a.sid = k
+            a.replace = replace
+            a.sampled = sizes[k] is not None
+            a.key0 = a.key1 = 0
+            if a.sampled:
+                a.m = sizes[k]
+                a.key0, a.key1 = keys[k]
+                if a.n <= 0 or a.m < 0 or (not replace and a.m > a.n):
+                    raise ValueError(f"cannot sample {a.m} of {a.n} along axis {k}")
+                self.plan.nidx += a.m
+                if not replace:
+                    self.plan.nwork = max(self.plan.nwork, noreplace_work_size(a.n, a.m))
+            else:
+                a.m = a.n
+            self.out_shape[k] = a.m
+        self.out_nd = nd
+        # Merge trailing whole axes that are contiguous in the source into
+        # one block copied with a single memcpy.
+        expected = isz
+        k = nd - 1
+        while k >= 0 and not self.plan.ax[k].sampled and (
+                self.plan.ax[k].n == 1 or self.plan.ax[k].stride == expected):
+            expected *= self.plan.ax[k].n
+            k -= 1
+        if k < 0:
+            raise ValueError("sizes must sample at least one axis")
+        self.plan.nouter = k + 1
+        self.plan.block = expected
+        self.plan.row_out = isz
+        for k in range(1, nd):
+            self.plan.row_out *= self.out_shape[k]
+        self.plan.fused = self.plan.ax[0].sampled and replace and \
+            self.plan.nidx == self.plan.ax[0].m
+
+    @property
+    def shape(self):
+        """Shape of every batch."""
+        return tuple(self.out_shape[k] for k in range(self.out_nd))
+
+    @property
+    def dtype(self):
+        return self.descr
+
+    cdef object _alloc(self, out):
+        if out is None:
+            Py_INCREF(self.descr)   # PyArray_Empty steals a reference
+            return PyArray_Empty(self.out_nd, self.out_shape, self.descr, 0)
+        if (not isinstance(out, np.ndarray) or out.shape != self.shape
+                or out.dtype != self.descr or not out.flags.c_contiguous
+                or not out.flags.writeable):
+            raise ValueError(
+                f"out must be a writeable C-contiguous array of shape {self.shape} "
+                f"and dtype {self.descr}, got "
+                + (f"shape {out.shape}, dtype {out.dtype}" if isinstance(out, np.ndarray)
+                   else repr(type(out))))
+        return out
+
+    cdef object _draw(self, uint64_t step, out):
+        cdef cnp.ndarray res = self._alloc(out)
+        cdef const char *src = <const char *>cnp.PyArray_DATA(self.data)
+        cdef char *dst = <char *>cnp.PyArray_DATA(res)
+        cdef int64_t nscratch = plan_scratch_size(&self.plan)
+        cdef int64_t small[512]
+        cdef int64_t *scratch = small
+        if nscratch > 512:
+            scratch = <int64_t *>PyMem_RawMalloc(nscratch * sizeof(int64_t))
+            if scratch == NULL:
+                raise MemoryError(f"cannot allocate {nscratch * 8} bytes of index scratch")
+        with nogil:
+            draw_gather(&self.plan, src, dst, step, scratch)
+        if scratch != small:
+            PyMem_RawFree(scratch)
+        return res
+
+    def next(self, out=None):
+        """next(out=None)
+
+        The batch at ``step``, then ``step += 1``.  The step is taken and
+        advanced while the GIL is held, so threads sharing a Sampler draw
+        distinct steps.
+        """
+        cdef uint64_t t = self.step
+        self.step = t + 1
+        return self._draw(t, out)
+
+    def draw(self, uint64_t step, out=None):
+        """draw(step, out=None)
+
+        Batch ``step`` of the stream, whatever ``self.step`` is; pure.
+        """
+        return self._draw(step, out)
+
+    def indices(self, uint64_t step):
+        """indices(step)
+
+        Tuple with one entry per axis: the int64 indices batch ``step`` uses
+        on a sampled axis, None on an axis taken whole.
+        """
+        cdef cnp.ndarray idx = np.empty(self.plan.nidx, np.int64)
+        cdef cnp.ndarray work = np.empty(self.plan.nwork, np.int64)
+        cdef int64_t *ip = <int64_t *>cnp.PyArray_DATA(idx)
+        cdef int64_t *wp = <int64_t *>cnp.PyArray_DATA(work)
+        with nogil:
+            draw_plan_indices(&self.plan, step, ip, wp)
+        res = []
+        cdef int64_t start = 0
+        cdef int k
+        for k in range(self.plan.ndim):
+            if self.plan.ax[k].sampled:
+                res.append(idx[start:start + self.plan.ax[k].m])
+                start += self.plan.ax[k].m
+            else:
+                res.append(None)
+        return tuple(res)

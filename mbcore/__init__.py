@@ -1,0 +1,16 @@
+"""mbcore: seeded, exactly uniform random minibatches, as fast as memory allows.
+
+Layers
+------
+``mbcore._kernels``   Cython kernels (nogil): Philox streams, index samplers,
+                      the fused draw-and-gather.
+``mbcore``            This package: ``Minibatch``, ``minibatches``, plain NumPy.
+``mbcore.adapters``   Thin graph adapters (Theano/PyMC3) over the same core.
+"""
+from ._data import available_data, get_data
+from ._generator import GeneratorAdapter
+from ._minibatch import Minibatch, Minibatches, minibatches
+
+__all__ = ["Minibatch", "Minibatches", "minibatches", "GeneratorAdapter", "get_data",
+           "available_data"]
+__version__ = "0.1.0"

@@ -1,0 +1,40 @@
+"""Build the Cython kernels in ``_kernels/`` as ``mbcore._kernels.*``.
+
+Compiler directives are set once here.  ``MBCORE_DEBUG=1`` turns bounds
+checking, wraparound and initialisation checks back on for debugging.
+"""
+import os
+
+import numpy as np
+from Cython.Build import cythonize
+from setuptools import Extension, setup
+
+DEBUG = os.environ.get("MBCORE_DEBUG", "0") == "1"
+
+directives = {
+    "language_level": 3,
+    "boundscheck": DEBUG,
+    "wraparound": DEBUG,
+    "initializedcheck": DEBUG,
+    "cdivision": True,
+    "embedsignature": True,
+}
+
+macros = [("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")]
+extra = ["-O0", "-g"] if DEBUG else ["-O3"]
+
+extensions = [
+    Extension(
+        f"mbcore._kernels.{name}",
+        [f"_kernels/{name}.pyx"],
+        include_dirs=[np.get_include(), "_kernels"],
+        define_macros=macros,
+        extra_compile_args=extra,
+    )
+    for name in ("_random", "_gather")
+]
+
+# _kernels is on the .pxd search path: the kernels cimport their shared inline
+# helpers (_philox.pxd, _samplers.pxd) by plain name.
+setup(ext_modules=cythonize(extensions, compiler_directives=directives,
+                            include_path=["_kernels"]))
