@@ -1,0 +1,66 @@
+# mbcore developer entry points.  Every target creates the virtual
+# environments it needs on first use (python3 -m venv + pip, nothing else).
+#
+#   make test    every test: core under NumPy 2.x and NumPy 1.23.5, the
+#                Theano/PyMC3 adapter, the benchmark ratio gates
+#   make demo    the main job on the bundled dataset
+#   make bench   the benchmark suite: table, JSON, plot in bench-out/
+
+PYTHON ?= python3
+VENV := .venv
+VENV_NP123 := .venv-np123
+VENV_PYMC3 := .venv-pymc3
+SOURCES := setup.py pyproject.toml $(wildcard _kernels/*.pyx _kernels/*.pxd _kernels/*.py mbcore/*.py mbcore/data/* adapters/*.py)
+PIP_QUIET ?= -q
+
+.PHONY: test test-core test-np123 test-adapter demo bench clean
+
+# NumPy 2.x: the core, its tests, the benchmarks.
+$(VENV)/.installed: $(SOURCES)
+	test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/pip install $(PIP_QUIET) --upgrade pip
+	$(VENV)/bin/pip install $(PIP_QUIET) --force-reinstall --no-deps .
+	$(VENV)/bin/pip install $(PIP_QUIET) ".[test,plot]"
+	touch $@
+
+# NumPy 1.23.5 running the same wheel-style build (compiled against NumPy 2).
+$(VENV_NP123)/.installed: $(SOURCES)
+	test -x $(VENV_NP123)/bin/python || $(PYTHON) -m venv $(VENV_NP123)
+	$(VENV_NP123)/bin/pip install $(PIP_QUIET) --upgrade pip
+	$(VENV_NP123)/bin/pip install $(PIP_QUIET) --force-reinstall --no-deps .
+	$(VENV_NP123)/bin/pip install $(PIP_QUIET) ".[test]" "numpy==1.23.5"
+	touch $@
+
+# PyMC3 3.11.4 + theano-pymc 1.1.2 (NumPy 1.23.5): the adapter.
+$(VENV_PYMC3)/.installed: $(SOURCES)
+	test -x $(VENV_PYMC3)/bin/python || $(PYTHON) -m venv $(VENV_PYMC3)
+	$(VENV_PYMC3)/bin/pip install $(PIP_QUIET) --upgrade pip
+	$(VENV_PYMC3)/bin/pip install $(PIP_QUIET) --force-reinstall --no-deps .
+	$(VENV_PYMC3)/bin/pip install $(PIP_QUIET) ".[pymc3,test,plot]"
+	touch $@
+
+# Tests import the installed package, never the source tree: pytest runs
+# from the venv's own pytest script (which, unlike python -m pytest, does not
+# put the repo root on sys.path) with --import-mode=importlib (pyproject.toml).
+test: test-core test-np123 test-adapter
+
+test-core: $(VENV)/.installed
+	$(VENV)/bin/pytest tests benchmarks/test_gates.py
+
+test-np123: $(VENV_NP123)/.installed
+	$(VENV_NP123)/bin/pytest tests --ignore=tests/adapters
+
+test-adapter: $(VENV_PYMC3)/.installed
+	$(VENV_PYMC3)/bin/pytest tests/adapters
+
+demo: $(VENV)/.installed
+	$(VENV)/bin/python -m mbcore.demo
+
+bench: $(VENV)/.installed
+	mkdir -p bench-out
+	$(VENV)/bin/pytest benchmarks --benchmark-only \
+	    --benchmark-json=bench-out/core.json --benchmark-columns=min,median,iqr,rounds
+	$(VENV)/bin/python benchmarks/report.py bench-out/core.json --plot bench-out/bench.png
+
+clean:
+	rm -rf $(VENV) $(VENV_NP123) $(VENV_PYMC3) build dist *.egg-info bench-out demo-out
