@@ -53,8 +53,8 @@ test-np123: $(VENV_NP123)/.installed
 test-adapter: $(VENV_PYMC3)/.installed
 	$(VENV_PYMC3)/bin/pytest tests/adapters
 
-demo: $(VENV)/.installed
-	$(VENV)/bin/python -m mbcore.demo
+demo: $(VENV_PYMC3)/.installed
+	$(VENV_PYMC3)/bin/python -m mbcore.demo
 
 bench: $(VENV)/.installed
 	mkdir -p bench-out

@@ -22,6 +22,7 @@ directives = {
 
 macros = [("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")]
 extra = ["-O0", "-g"] if DEBUG else ["-O3"]
+threads = ["-pthread"]
 
 extensions = [
     Extension(
@@ -29,7 +30,8 @@ extensions = [
         [f"_kernels/{name}.pyx"],
         include_dirs=[np.get_include(), "_kernels"],
         define_macros=macros,
-        extra_compile_args=extra,
+        extra_compile_args=extra + threads,
+        extra_link_args=threads,
     )
     for name in ("_random", "_gather")
 ]

@@ -19,6 +19,28 @@ from _samplers cimport sample_replace, sample_noreplace, noreplace_work_size
 
 cnp.import_array()
 
+cdef extern from *:
+    """
+    #include <pthread.h>
+    /* Run fn(a0) here and fn(a1) on a new thread; join.  A thread per call,
+       not a pool: no spinning workers to fight the caller for the two cores
+       (OpenMP's default active wait made each call up to 50x slower on a
+       loaded 2-core machine).  Falls back to serial if no thread can start. */
+    typedef void (*mb_task_fn)(void *);
+    typedef struct { mb_task_fn fn; void *arg; } mb_task;
+    static void *mb_trampoline(void *p) { mb_task *t = (mb_task *)p; t->fn(t->arg); return NULL; }
+    static void mb_run_pair(mb_task_fn fn, void *a0, void *a1) {
+        pthread_t th;
+        mb_task t;
+        t.fn = fn; t.arg = a1;
+        if (pthread_create(&th, NULL, mb_trampoline, &t) != 0) { fn(a0); fn(a1); return; }
+        fn(a0);
+        pthread_join(th, NULL);
+    }
+    """
+    ctypedef void (*mb_task_fn)(void *) noexcept nogil
+    void mb_run_pair(mb_task_fn fn, void *a0, void *a1) noexcept nogil
+
 cdef extern from "numpy/arrayobject.h":
     # numpy's __init__.pxd leaves this out; the descr reference is stolen.
     object PyArray_Empty(int nd, cnp.npy_intp *dims, cnp.dtype descr, int fortran)
@@ -27,6 +49,9 @@ cdef extern from "numpy/arrayobject.h":
 cdef enum:
     MB_MAXDIMS = 64      # NPY_MAXDIMS of NumPy 2 (NumPy 1.x has 32)
     MB_CHUNK = 64        # indices drawn ahead of the copy in the fused loop
+    MB_PREFETCH_AHEAD = 8   # rows between a prefetch and the copy that uses it
+    MB_PREFETCH_LINES = 16  # at most this many 64-byte lines prefetched per row
+    MB_MAX_THREADS = 2
 
 
 cdef struct mb_axis:
@@ -48,6 +73,8 @@ cdef struct mb_plan:
     int64_t nidx         # int64 entries of sampled indices (all axes)
     int64_t nwork        # int64 entries of work space for replace=False
     int fused            # axis 0 is the only sampled axis, with replacement
+    int chunked          # fused, and the source small enough to need no prefetch
+    int prefetch         # prefetch source rows ahead of the copy
     mb_axis ax[MB_MAXDIMS]
 
 
@@ -94,6 +121,33 @@ cdef inline void copy_run(char *dst, const char *base, const int64_t *idx,
                 memcpy(dst + block * i, base + i * stride, <size_t>block)
 
 
+cdef inline void prefetch_block(const char *p, int64_t block) noexcept nogil:
+    cdef int64_t o = 0
+    cdef int64_t end = block if block < 64 * MB_PREFETCH_LINES else 64 * MB_PREFETCH_LINES
+    while o < end:
+        MB_PREFETCH(p + o)
+        o += 64
+
+
+cdef void copy_run_prefetch(char *dst, const char *base, const int64_t *idx,
+                            int64_t stride, int64_t m, int64_t block) noexcept nogil:
+    """copy_run for sampled rows of a source larger than the caches: the row
+    MB_PREFETCH_AHEAD positions ahead is prefetched before each copy, so that
+    several cache misses are in flight at once."""
+    cdef int64_t i, lead = m - MB_PREFETCH_AHEAD
+    for i in range(MB_PREFETCH_AHEAD if MB_PREFETCH_AHEAD < m else m):
+        prefetch_block(base + idx[i] * stride, block)
+    for i in range(m):
+        if i < lead:
+            prefetch_block(base + idx[i + MB_PREFETCH_AHEAD] * stride, block)
+        if block == 8:
+            memcpy(dst + 8 * i, base + idx[i] * stride, 8)
+        elif block == 4:
+            memcpy(dst + 4 * i, base + idx[i] * stride, 4)
+        else:
+            memcpy(dst + block * i, base + idx[i] * stride, <size_t>block)
+
+
 cdef void gather_nd(const mb_plan *p, const char *src, char *dst,
                     const int64_t *idx0, int64_t m0,
                     const int64_t *idx) noexcept nogil:
@@ -130,7 +184,10 @@ cdef void gather_nd(const mb_plan *p, const char *src, char *dst,
         if m[k] == 0:
             return
     if last == 0:
-        copy_run(dst, src, ix[0], p.ax[0].stride, m[0], p.block)
+        if p.prefetch and ix[0] != NULL:
+            copy_run_prefetch(dst, src, ix[0], p.ax[0].stride, m[0], p.block)
+        else:
+            copy_run(dst, src, ix[0], p.ax[0].stride, m[0], p.block)
         return
     base[0] = 0
     for k in range(last):
@@ -159,7 +216,7 @@ cdef void gather_nd(const mb_plan *p, const char *src, char *dst,
 
 cdef int64_t plan_scratch_size(const mb_plan *p) noexcept nogil:
     """int64 entries of scratch that draw_gather needs (0: none)."""
-    if p.fused:
+    if p.chunked:
         return 0
     return p.nidx + p.nwork
 
@@ -180,23 +237,54 @@ cdef void draw_plan_indices(const mb_plan *p, uint64_t step, int64_t *idx,
         idx += a.m
 
 
+cdef struct gather_job:
+    const mb_plan *p
+    const char *src
+    char *dst
+    const int64_t *idx0
+    int64_t m0
+    const int64_t *rest
+
+
+cdef void _gather_job(void *arg) noexcept nogil:
+    cdef gather_job *j = <gather_job *>arg
+    gather_nd(j.p, j.src, j.dst, j.idx0, j.m0, j.rest)
+
+
 cdef api int draw_gather(const mb_plan *p, const char *src, char *dst,
-                     uint64_t step, int64_t *scratch) noexcept nogil:
+                         uint64_t step, int64_t *scratch, int nthreads) noexcept nogil:
     """Draw batch ``step`` of the plan's streams and gather it into dst.
 
     ``scratch`` holds ``plan_scratch_size(p)`` int64 (may be NULL when that is
-    0).  In the fused case (only axis 0 sampled, with replacement) indices are
-    drawn MB_CHUNK at a time into a stack buffer, the rows they name are
-    prefetched, then copied: one pass, no scratch.  Returns 0.
+    0).  Chunked plans (only axis 0 sampled, with replacement, source in
+    cache) draw MB_CHUNK indices into a stack buffer and copy those rows: one
+    pass, no scratch.  Otherwise all indices are drawn into scratch first
+    (the stream is sequential), then the rows are gathered, split in two along
+    axis 0 when ``nthreads`` > 1.  Returns 0.
     """
     cdef int64_t chunk[MB_CHUNK]
     cdef philox_stream st
     cdef const mb_axis *a = &p.ax[0]
-    cdef int64_t done = 0, c, cnt, j
+    cdef int64_t done = 0, c, cnt, start, stop
     cdef uint32_t n32
-    if not p.fused:
+    cdef int64_t half
+    cdef gather_job jobs[2]
+    if not p.chunked:
         draw_plan_indices(p, step, scratch, scratch + p.nidx)
-        gather_nd(p, src, dst, NULL, 0, scratch)
+        if nthreads <= 1 or not a.sampled or a.m < 2 * MB_CHUNK:
+            gather_nd(p, src, dst, NULL, 0, scratch)
+            return 0
+        half = a.m // 2
+        jobs[0].p = jobs[1].p = p
+        jobs[0].src = jobs[1].src = src
+        jobs[0].rest = jobs[1].rest = scratch + a.m
+        jobs[0].dst = dst
+        jobs[0].idx0 = scratch
+        jobs[0].m0 = half
+        jobs[1].dst = dst + half * p.row_out
+        jobs[1].idx0 = scratch + half
+        jobs[1].m0 = a.m - half
+        mb_run_pair(_gather_job, &jobs[0], &jobs[1])
         return 0
     stream_init(&st, a.key0, a.key1, step, a.sid)
     while done < a.m:
@@ -217,6 +305,25 @@ cdef api int draw_gather(const mb_plan *p, const char *src, char *dst,
 
 
 # ---------------------------------------------------------------- wrapper
+
+# Thresholds (bytes), chosen with benchmarks/ on the 2-core machine; see
+# the measurements next to each in README's benchmark section.
+cdef int64_t PREFETCH_MIN_SPAN = 1 << 20
+cdef int64_t PARALLEL_MIN_BYTES = 1 << 18
+cdef int max_threads = MB_MAX_THREADS
+
+
+def set_num_threads(int n):
+    """set_num_threads(n)
+
+    Use at most n (1 or 2) threads for one large batch.  Returns the old value.
+    """
+    global max_threads
+    if n < 1 or n > MB_MAX_THREADS:
+        raise ValueError(f"n must be 1 to {MB_MAX_THREADS}, got {n}")
+    old = max_threads
+    max_threads = n
+    return old
 
 cdef class Sampler:
     """Sampler(data, sizes, keys, replace)
@@ -249,6 +356,7 @@ cdef class Sampler:
     cdef int out_nd
     cdef cnp.npy_intp out_shape[MB_MAXDIMS]
     cdef public uint64_t step
+    cdef int64_t out_bytes
 
     def __cinit__(self, cnp.ndarray data not None, sizes, keys, bint replace):
         cdef int nd = cnp.PyArray_NDIM(data)
@@ -307,6 +415,15 @@ cdef class Sampler:
             self.plan.row_out *= self.out_shape[k]
         self.plan.fused = self.plan.ax[0].sampled and replace and \
             self.plan.nidx == self.plan.ax[0].m
+        # Bytes spanned by the source: beyond the caches, rows are prefetched.
+        span = isz
+        for k in range(nd):
+            span += abs(self.plan.ax[k].stride) * (self.plan.ax[k].n - 1)
+        self.plan.prefetch = span > PREFETCH_MIN_SPAN
+        self.plan.chunked = self.plan.fused and not self.plan.prefetch
+        self.out_bytes = isz
+        for k in range(nd):
+            self.out_bytes *= self.out_shape[k]
 
     @property
     def shape(self):
@@ -342,8 +459,9 @@ cdef class Sampler:
             scratch = <int64_t *>PyMem_RawMalloc(nscratch * sizeof(int64_t))
             if scratch == NULL:
                 raise MemoryError(f"cannot allocate {nscratch * 8} bytes of index scratch")
+        cdef int nthreads = max_threads if self.out_bytes >= PARALLEL_MIN_BYTES else 1
         with nogil:
-            draw_gather(&self.plan, src, dst, step, scratch)
+            draw_gather(&self.plan, src, dst, step, scratch, nthreads)
         if scratch != small:
             PyMem_RawFree(scratch)
         return res
@@ -388,3 +506,21 @@ cdef class Sampler:
             else:
                 res.append(None)
         return tuple(res)
+
+
+def copy_floor(cnp.ndarray src not None, cnp.ndarray dst not None, Py_ssize_t offset):
+    """copy_floor(src, dst, offset)
+
+    Copy ``dst.nbytes`` contiguous bytes of C-contiguous ``src``, starting at
+    byte ``offset``, into C-contiguous ``dst``: the floor a gather of the same
+    number of bytes is measured against in the benchmarks.
+    """
+    cdef Py_ssize_t nbytes = cnp.PyArray_NBYTES(dst)
+    if not (cnp.PyArray_IS_C_CONTIGUOUS(src) and cnp.PyArray_IS_C_CONTIGUOUS(dst)):
+        raise ValueError("src and dst must be C-contiguous")
+    if offset < 0 or offset + nbytes > cnp.PyArray_NBYTES(src):
+        raise ValueError(f"offset must be in [0, {cnp.PyArray_NBYTES(src) - nbytes}], got {offset}")
+    cdef const char *s = <const char *>cnp.PyArray_DATA(src) + offset
+    cdef char *d = <char *>cnp.PyArray_DATA(dst)
+    with nogil:
+        memcpy(d, s, nbytes)

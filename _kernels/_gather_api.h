@@ -7,7 +7,7 @@
 #endif
 #include "Python.h"
 
-static int (*__pyx_api_f_6mbcore_8_kernels_7_gather_draw_gather)(struct __pyx_t_6mbcore_8_kernels_7_gather_mb_plan const *, char const *, char *, uint64_t, int64_t *) = 0;
+static int (*__pyx_api_f_6mbcore_8_kernels_7_gather_draw_gather)(struct __pyx_t_6mbcore_8_kernels_7_gather_mb_plan const *, char const *, char *, uint64_t, int64_t *, int) = 0;
 #define draw_gather __pyx_api_f_6mbcore_8_kernels_7_gather_draw_gather
 static int __Pyx_ImportFunction_3_3_1(PyObject *module, const char *funcname, void (**f)(void), const char *sig);
 
@@ -80,7 +80,7 @@ static int import_mbcore___kernels___gather(void) {
   PyObject *module = 0;
   module = PyImport_ImportModule("mbcore._kernels._gather");
   if (!module) goto bad;
-  if (__Pyx_ImportFunction_3_3_1(module, "draw_gather", (void (**)(void))&__pyx_api_f_6mbcore_8_kernels_7_gather_draw_gather, "int (struct __pyx_t_6mbcore_8_kernels_7_gather_mb_plan const *, char const *, char *, uint64_t, int64_t *)") < 0) goto bad;
+  if (__Pyx_ImportFunction_3_3_1(module, "draw_gather", (void (**)(void))&__pyx_api_f_6mbcore_8_kernels_7_gather_draw_gather, "int (struct __pyx_t_6mbcore_8_kernels_7_gather_mb_plan const *, char const *, char *, uint64_t, int64_t *, int)") < 0) goto bad;
   Py_DECREF(module); module = 0;
   return 0;
   bad:

@@ -1,0 +1,404 @@
+"""The compiled kernels against their slow twins (tests/twins.py).
+
+philox4x64_raw against NumPy's Philox (and Random123's known answers),
+draw_indices against the pure-Python Lemire / Fisher-Yates twin, Sampler's
+gather against ``data[np.ix_(...)]`` over dtypes x layouts x ndim x specs.
+"""
+import itertools
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+import twins
+from mbcore._kernels._gather import Sampler
+from mbcore._kernels._random import draw_indices, philox4x64_raw
+
+M64 = 2 ** 64 - 1
+KEYS = [(0, 0), (123, 456), (M64, 2 ** 63), (0x9E3779B97F4A7C15, 1)]
+
+# A fixed, modest profile: deterministic, no example database on disk.
+PROFILE = settings(derandomize=True, database=None, deadline=None, max_examples=120,
+                   suppress_health_check=[HealthCheck.too_slow])
+
+
+# ------------------------------------------------------------------ philox
+
+@pytest.mark.parametrize("key", KEYS)
+@pytest.mark.parametrize("counter", [
+    [0, 0, 0, 0],
+    [1, 2, 3, 4],
+    [M64 - 2, 5, 7, 0],          # word 0 carries into word 1 on block 3
+    [M64 - 1, M64, 9, 0],        # carry into word 2
+    [M64, M64, M64, 5],          # carry into word 3
+    [M64, M64, M64, M64],        # the 256-bit counter wraps to 0
+])
+def test_philox_raw_matches_numpy(counter, key):
+    got = philox4x64_raw(counter, key, 5)
+    assert got.dtype == np.uint64 and got.shape == (20,)
+    np.testing.assert_array_equal(got, twins.philox_blocks(counter, key, 5))
+
+
+def test_philox_raw_carry_is_a_256_bit_increment():
+    counter = [M64, M64, 3, 0]
+    key = (5, 6)
+    got = philox4x64_raw(counter, key, 2)
+    after_carry = philox4x64_raw([0, 0, 4, 0], key, 1)
+    np.testing.assert_array_equal(got[4:], after_carry)
+    assert not np.array_equal(got[:4], got[4:])
+
+
+@pytest.mark.parametrize("counter, key, expected", [
+    # Random123 kat_vectors, philox4x64 10 rounds.
+    ([0, 0, 0, 0], [0, 0],
+     [0x16554d9eca36314c, 0xdb20fe9d672d0fdc, 0xd7e772cee186176b, 0x7e68b68aec7ba23b]),
+    ([M64] * 4, [M64, M64],
+     [0x87b092c3013fe90b, 0x438c3c67be8d0224, 0x9cc7d7c69cd777b6, 0xa09caebf594f0ba0]),
+    ([0x243f6a8885a308d3, 0x13198a2e03707344, 0xa4093822299f31d0, 0x082efa98ec4e6c89],
+     [0x452821e638d01377, 0xbe5466cf34e90c6c],
+     [0xa528f45403e61d95, 0x38c72dbd566e9788, 0xa5a1610e72fd18b5, 0x57bd43b5e52b7fe6]),
+])
+def test_philox_known_answers(counter, key, expected):
+    np.testing.assert_array_equal(philox4x64_raw(counter, key, 1),
+                                  np.array(expected, dtype=np.uint64))
+
+
+def test_philox_zero_blocks():
+    assert philox4x64_raw([1, 2, 3, 4], (1, 2), 0).shape == (0,)
+
+
+# ------------------------------------------------------------------ draw_indices
+
+NS = [1, 2, 3, 7, 1000, 2 ** 31 + 11, 2 ** 32 - 2, 2 ** 32 - 1, 2 ** 32, 2 ** 32 + 1,
+      2 ** 32 + 3, 2 ** 33 + 5, 2 ** 62 + 3, 2 ** 63 - 2, 2 ** 63 - 1]
+
+
+@pytest.mark.parametrize("replace", [True, False], ids=["replace", "noreplace"])
+@pytest.mark.parametrize("n", NS)
+def test_draw_indices_matches_twin(n, replace):
+    m = min(n, 37)
+    for key, sid, step in [((123, 456), 0, 0), ((M64, 7), 3, 2 ** 64 - 1),
+                           ((1, 0), 63, 12345)]:
+        got = draw_indices(key, sid, step, n, m, replace)
+        assert got.dtype == np.int64 and got.shape == (m,)
+        np.testing.assert_array_equal(got, twins.twin_draw_indices(key, sid, step, n, m, replace))
+        assert ((got >= 0) & (got < n)).all()
+        if not replace:
+            assert len(set(got.tolist())) == m
+
+
+def test_draw_indices_noreplace_crosses_32_bit_boundary():
+    # n - i falls from 2**32 + 2 to below 2**32 inside one batch: 64-bit draws
+    # then 32-bit draws from the same stream (word alignment matters).
+    n, m = 2 ** 32 + 2, 9
+    for step in range(5):
+        np.testing.assert_array_equal(
+            draw_indices((9, 9), 1, step, n, m, False),
+            twins.twin_draw_indices((9, 9), 1, step, n, m, False))
+
+
+def test_draw_indices_is_pure_and_keyed():
+    a = draw_indices((1, 2), 0, 5, 10 ** 6, 50)
+    np.testing.assert_array_equal(a, draw_indices((1, 2), 0, 5, 10 ** 6, 50))
+    for other in [draw_indices((1, 3), 0, 5, 10 ** 6, 50),     # key
+                  draw_indices((1, 2), 1, 5, 10 ** 6, 50),     # stream id
+                  draw_indices((1, 2), 0, 6, 10 ** 6, 50)]:    # step
+        assert not np.array_equal(a, other)
+
+
+def test_draw_indices_prefix_property():
+    # Draw i consumes the stream in order, so a shorter batch is a prefix.
+    for replace in (True, False):
+        long = draw_indices((4, 4), 2, 3, 5000, 300, replace)
+        short = draw_indices((4, 4), 2, 3, 5000, 100, replace)
+        np.testing.assert_array_equal(long[:100], short)
+
+
+@pytest.mark.parametrize("n, m", [(1, 1), (5, 5), (5, 2), (64, 1), (64, 64), (100, 60),
+                                  (100, 3), (1000, 999), (10 ** 5, 10), (10 ** 5, 4000),
+                                  (2 ** 20, 2 ** 19)])
+def test_dense_sparse_auto_identical(n, m):
+    key = (0xDEADBEEF, 42)
+    for step in (0, 1, 2 ** 40):
+        dense = draw_indices(key, 2, step, n, m, False, "dense")
+        sparse = draw_indices(key, 2, step, n, m, False, "sparse")
+        auto = draw_indices(key, 2, step, n, m, False, "auto")
+        np.testing.assert_array_equal(dense, sparse)
+        np.testing.assert_array_equal(dense, auto)
+        assert len(np.unique(dense)) == m
+        assert ((dense >= 0) & (dense < n)).all()
+        if m <= 50:
+            np.testing.assert_array_equal(
+                dense, twins.twin_draw_indices(key, 2, step, n, m, False))
+
+
+def test_noreplace_full_draw_is_a_permutation():
+    for method in ("dense", "sparse", "auto"):
+        p = draw_indices((3, 1), 0, 7, 500, 500, False, method)
+        np.testing.assert_array_equal(np.sort(p), np.arange(500))
+
+
+def test_draw_indices_m_zero():
+    for replace in (True, False):
+        assert draw_indices((1, 1), 0, 0, 10, 0, replace).shape == (0,)
+
+
+def test_draw_indices_rejects_bad_arguments():
+    with pytest.raises(ValueError, match="method must be .*'bogus'"):
+        draw_indices((1, 1), 0, 0, 10, 2, False, "bogus")
+    with pytest.raises(ValueError, match="n must be positive, got 0"):
+        draw_indices((1, 1), 0, 0, 0, 2)
+    with pytest.raises(ValueError, match="m must be non-negative, got -1"):
+        draw_indices((1, 1), 0, 0, 10, -1)
+    with pytest.raises(ValueError, match="m must be <= n=10 when replace=False, got 11"):
+        draw_indices((1, 1), 0, 0, 10, 11, False)
+
+
+_N_STRATEGY = st.one_of(
+    st.integers(1, 50),
+    st.integers(1, 2 ** 63 - 1),
+    st.integers(2 ** 32 - 40, 2 ** 32 + 40),
+    st.integers(2 ** 63 - 40, 2 ** 63 - 1),
+)
+
+
+@PROFILE
+@given(key=st.tuples(st.integers(0, M64), st.integers(0, M64)),
+       sid=st.integers(0, 63), step=st.integers(0, M64), n=_N_STRATEGY,
+       m=st.integers(0, 20), replace=st.booleans())
+def test_draw_indices_property(key, sid, step, n, m, replace):
+    if not replace:
+        m = min(m, n)
+    got = draw_indices(key, sid, step, n, m, replace)
+    np.testing.assert_array_equal(got, twins.twin_draw_indices(key, sid, step, n, m, replace))
+
+
+# ------------------------------------------------------------------ gather
+
+DTYPES = {
+    "bool": np.dtype(bool),
+    "int8": np.dtype(np.int8),
+    "uint16": np.dtype(np.uint16),
+    "int32": np.dtype(np.int32),
+    "float32": np.dtype(np.float32),
+    "float64": np.dtype(np.float64),
+    "complex128": np.dtype(np.complex128),
+    "struct": np.dtype([("a", "<i4"), ("b", "<f8"), ("c", "S3")]),   # 15 bytes, packed
+    ">f8": np.dtype(">f8"),
+    "S3": np.dtype("S3"),
+    "V24": np.dtype("V24"),
+}
+SHAPES = {1: (9,), 2: (9, 5), 3: (7, 4, 5), 4: (5, 3, 4, 3), 5: (4, 3, 2, 3, 4)}
+LAYOUTS = ["C", "F", "T", "sliced", "reversed", "broadcast", "unaligned"]
+# PyMC3 batch_size specs, expanded with the twin's own parser.
+SPECS = {
+    "axis0": {d: [3] for d in SHAPES},
+    "last": {d: [Ellipsis, 3] for d in SHAPES},
+    "several": {1: [4], 2: [6, 4], 3: [5, None, 4], 4: [4, Ellipsis, 2, 3],
+                5: [3, None, 2, Ellipsis, 3]},
+}
+
+
+def random_array(dtype, shape, rng):
+    """C-contiguous array of ``shape`` with random bytes (valid bools)."""
+    if dtype == np.dtype(bool):
+        return rng.random(shape) < 0.5
+    nbytes = int(np.prod(shape)) * dtype.itemsize
+    raw = rng.integers(0, 256, size=nbytes, dtype=np.uint8)
+    return raw.view(dtype).reshape(shape)
+
+
+def make_data(dtype, shape, layout, rng):
+    """An array of ``shape`` and ``dtype`` in the given memory layout."""
+    ndim = len(shape)
+    if layout == "C":
+        a = random_array(dtype, shape, rng)
+    elif layout == "F":
+        a = np.asfortranarray(random_array(dtype, shape, rng))
+    elif layout == "T":
+        a = random_array(dtype, shape[::-1], rng).T
+    elif layout == "sliced":        # a[::2, 1:, 1:, ...]
+        big = random_array(dtype, (2 * shape[0],) + tuple(s + 1 for s in shape[1:]), rng)
+        a = big[(slice(None, None, 2),) + (slice(1, None),) * (ndim - 1)]
+    elif layout == "reversed":      # a[::-1, ..., ::-1]: negative strides
+        a = random_array(dtype, shape, rng)[::-1]
+        if ndim > 1:
+            a = a[..., ::-1]
+    elif layout == "broadcast":     # zero strides on axis 0 (and a middle axis)
+        small = list(shape)
+        small[0] = 1
+        if ndim >= 3:
+            small[ndim - 2] = 1
+        a = np.broadcast_to(random_array(dtype, tuple(small), rng), shape)
+    elif layout == "unaligned":     # data pointer at an odd address
+        nbytes = int(np.prod(shape)) * dtype.itemsize
+        buf = np.empty(nbytes + 1, np.uint8)[1:]
+        buf[...] = random_array(dtype, shape, rng).view(np.uint8).reshape(-1)
+        a = buf.view(dtype).reshape(shape)
+    else:
+        raise AssertionError(layout)
+    assert a.shape == tuple(shape) and a.dtype == dtype
+    return a
+
+
+def sampler_for(data, spec, seeds, replace):
+    """A Sampler for a PyMC3 spec; sampled axis k gets seed ``seeds[k]``."""
+    plan = twins.twin_plan(spec, data.ndim)
+    sizes = [None if p is None else p[0] for p in plan]
+    keys = [None if p is None else twins.seed_key(seeds[k]) for k, p in enumerate(plan)]
+    return Sampler(data, sizes, keys, replace), sizes, keys
+
+
+def check_sampler(data, spec, replace, steps=(0, 1, 2 ** 63 + 5), seeds=None):
+    seeds = seeds or [1000 + k for k in range(data.ndim)]
+    s, sizes, keys = sampler_for(data, spec, seeds, replace)
+    expected_shape = tuple(n if m is None else m for n, m in zip(data.shape, sizes))
+    assert s.shape == expected_shape
+    assert s.dtype == data.dtype
+    for step in steps:
+        indices = tuple(
+            None if m is None else
+            twins.twin_draw_indices(keys[k], k, step, data.shape[k], m, replace)
+            for k, m in enumerate(sizes))
+        got_indices = s.indices(step)
+        assert len(got_indices) == data.ndim
+        for g, e in zip(got_indices, indices):
+            if e is None:
+                assert g is None
+            else:
+                np.testing.assert_array_equal(g, e)
+        twins.assert_same_array(s.draw(step), twins.twin_batch(data, indices))
+
+
+GATHER_CASES = []
+for _d in SHAPES:
+    _seen = set()
+    for _spec_name, _by_ndim in SPECS.items():
+        _key = repr(twins.twin_plan(_by_ndim[_d], _d))
+        if _key in _seen:           # on 1-d data the three specs coincide
+            continue
+        _seen.add(_key)
+        GATHER_CASES.append(pytest.param(_d, _spec_name, id=f"{_d}d-{_spec_name}"))
+
+
+@pytest.mark.parametrize("ndim, spec_name", GATHER_CASES)
+@pytest.mark.parametrize("layout", LAYOUTS)
+@pytest.mark.parametrize("dtype", list(DTYPES.values()), ids=list(DTYPES))
+def test_gather_matches_twin(dtype, layout, ndim, spec_name):
+    rng = np.random.default_rng([ndim, LAYOUTS.index(layout), dtype.itemsize])
+    data = make_data(dtype, SHAPES[ndim], layout, rng)
+    spec = SPECS[spec_name][ndim]
+    check_sampler(data, spec, replace=True)
+    check_sampler(data, spec, replace=False, steps=(0, 3))
+
+
+@pytest.mark.parametrize("layout", LAYOUTS)
+def test_gather_large_batches(layout):
+    # Batches longer than the fused kernel's 64-index chunk, and index scratch
+    # beyond the 512-entry stack buffer (heap path).
+    rng = np.random.default_rng(7)
+    data = make_data(np.dtype(np.float64), (1000, 3), layout, rng)
+    check_sampler(data, [200], True, steps=(0, 1))
+    check_sampler(data, [700], False, steps=(0,))
+    check_sampler(data, [600, 3], True, steps=(0,))
+    data3 = make_data(np.dtype(np.int16), (300, 4, 300), layout, rng)
+    check_sampler(data3, [300, None, 300], True, steps=(0,))
+    check_sampler(data3, [300, None, 250], False, steps=(0,))
+
+
+@pytest.mark.parametrize("shape, spec", [
+    ((1,), [1]),                 # one row
+    ((1,), [5]),                 # one row, drawn repeatedly
+    ((1, 4), [3]),
+    ((5, 0), [3]),               # empty whole axis
+    ((5, 0, 3), [3, None, 2]),
+    ((4, 3, 0), [Ellipsis, 2, None]),
+    ((6, 1, 1), [2, 1]),
+])
+def test_gather_tiny_and_empty_shapes(shape, spec):
+    data = np.arange(int(np.prod(shape)), dtype=np.float64).reshape(shape)
+    check_sampler(data, spec, True, steps=(0, 1))
+    plan = twins.twin_plan(spec, len(shape))
+    if all(p is None or p[0] <= n for n, p in zip(shape, plan)):
+        check_sampler(data, spec, False, steps=(0, 1))
+
+
+def test_gather_one_row_is_that_row():
+    data = np.array([[3.5, -1.0]])
+    s, _, _ = sampler_for(data, [4], [0, 0], True)
+    np.testing.assert_array_equal(s.draw(0), np.repeat(data, 4, axis=0))
+
+
+def test_sampler_keeps_reference_and_reads_in_place():
+    data = np.arange(10.0)
+    s, _, _ = sampler_for(data, [3], [1], True)
+    assert s.data is data
+    before = s.draw(0)
+    data *= 2                      # the Sampler reads the caller's memory
+    np.testing.assert_array_equal(s.draw(0), 2 * before)
+
+
+def test_sampler_rejects_what_the_kernel_relies_on():
+    key = twins.seed_key(1)
+    with pytest.raises(ValueError, match="sizes and keys need 2 entries"):
+        Sampler(np.zeros((3, 3)), [2], [key], True)
+    with pytest.raises(ValueError, match="cannot sample 4 of 3 along axis 0"):
+        Sampler(np.zeros(3), [4], [key], False)
+    with pytest.raises(ValueError, match="cannot sample 2 of 0 along axis 1"):
+        Sampler(np.zeros((3, 0)), [None, 2], [None, key], True)
+    with pytest.raises(TypeError, match="object"):
+        Sampler(np.zeros(3, dtype=object), [2], [key], True)
+    with pytest.raises(ValueError, match="sample at least one axis"):
+        Sampler(np.zeros(3), [None], [None], True)
+
+
+def test_sampler_next_advances_step():
+    data = np.arange(50)
+    s, _, _ = sampler_for(data, [5], [9], True)
+    first = [s.next() for _ in range(3)]
+    assert s.step == 3
+    for t, b in enumerate(first):
+        np.testing.assert_array_equal(b, s.draw(t))
+    s.step = 1
+    np.testing.assert_array_equal(s.next(), first[1])
+
+
+# ------------------------------------------------------------------ property
+
+_DTYPE_STRATEGY = st.sampled_from(list(DTYPES.values()))
+
+
+@st.composite
+def gather_cases(draw):
+    ndim = draw(st.integers(1, 4))
+    shape = tuple(draw(st.lists(st.integers(1, 6), min_size=ndim, max_size=ndim)))
+    sampled = draw(st.lists(st.booleans(), min_size=ndim, max_size=ndim))
+    if not any(sampled):
+        sampled[draw(st.integers(0, ndim - 1))] = True
+    replace = draw(st.booleans())
+    spec = []
+    for n, s in zip(shape, sampled):
+        if not s:
+            spec.append(None)
+        else:
+            hi = 8 if replace else n
+            spec.append((draw(st.integers(1, hi)), draw(st.integers(0, 2 ** 32))))
+    layout = draw(st.sampled_from(LAYOUTS))
+    dtype = draw(_DTYPE_STRATEGY)
+    step = draw(st.integers(0, M64))
+    return shape, spec, replace, layout, dtype, step
+
+
+@PROFILE
+@given(case=gather_cases(), seed=st.integers(0, 2 ** 32))
+def test_gather_property(case, seed):
+    shape, spec, replace, layout, dtype, step = case
+    data = make_data(dtype, shape, layout, np.random.default_rng(seed))
+    sizes = [None if p is None else p[0] for p in spec]
+    keys = [None if p is None else twins.seed_key(p[1]) for p in spec]
+    s = Sampler(data, sizes, keys, replace)
+    indices = tuple(None if p is None else
+                    twins.twin_draw_indices(keys[k], k, step, shape[k], p[0], replace)
+                    for k, p in enumerate(spec))
+    twins.assert_same_array(s.draw(step), twins.twin_batch(data, indices))
