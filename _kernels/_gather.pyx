@@ -14,7 +14,7 @@ from cpython.mem cimport PyMem_RawMalloc, PyMem_RawFree
 from libc.string cimport memcpy
 from libc.stdint cimport uint32_t, uint64_t, int64_t
 
-from _philox cimport philox_stream, stream_init, bounded32, bounded64, MB_PREFETCH
+from _philox cimport philox_pos, pos_init, fill_bounded, MB_PREFETCH
 from _samplers cimport sample_replace, sample_noreplace, noreplace_work_size
 
 cnp.import_array()
@@ -48,7 +48,7 @@ cdef extern from "numpy/arrayobject.h":
 
 cdef enum:
     MB_MAXDIMS = 64      # NPY_MAXDIMS of NumPy 2 (NumPy 1.x has 32)
-    MB_CHUNK = 64        # indices drawn ahead of the copy in the fused loop
+    MB_CHUNK = 256       # indices drawn ahead of the copy in the fused loop
     MB_PREFETCH_AHEAD = 8   # rows between a prefetch and the copy that uses it
     MB_PREFETCH_LINES = 16  # at most this many 64-byte lines prefetched per row
     MB_MAX_THREADS = 2
@@ -73,7 +73,6 @@ cdef struct mb_plan:
     int64_t nidx         # int64 entries of sampled indices (all axes)
     int64_t nwork        # int64 entries of work space for replace=False
     int fused            # axis 0 is the only sampled axis, with replacement
-    int chunked          # fused, and the source small enough to need no prefetch
     int prefetch         # prefetch source rows ahead of the copy
     mb_axis ax[MB_MAXDIMS]
 
@@ -216,7 +215,7 @@ cdef void gather_nd(const mb_plan *p, const char *src, char *dst,
 
 cdef int64_t plan_scratch_size(const mb_plan *p) noexcept nogil:
     """int64 entries of scratch that draw_gather needs (0: none)."""
-    if p.chunked:
+    if p.fused:
         return 0
     return p.nidx + p.nwork
 
@@ -241,66 +240,80 @@ cdef struct gather_job:
     const mb_plan *p
     const char *src
     char *dst
-    const int64_t *idx0
-    int64_t m0
-    const int64_t *rest
+    uint64_t step
+    int64_t start          # first axis-0 position of this job
+    int64_t count          # axis-0 positions in this job
+    const int64_t *idx     # all drawn indices (NULL: fused, draw as you go)
 
 
-cdef void _gather_job(void *arg) noexcept nogil:
+cdef void run_job(void *arg) noexcept nogil:
+    """Gather axis-0 positions [start, start + count) of a batch into dst.
+
+    Fused (idx NULL): draw MB_CHUNK indices into a stack buffer, then copy
+    those rows in a tight loop whose loads are independent, so that many
+    cache misses are in flight at once; no scratch.  Otherwise read the
+    indices already drawn into idx (axis 0's first, then the other sampled
+    axes').
+    """
     cdef gather_job *j = <gather_job *>arg
-    gather_nd(j.p, j.src, j.dst, j.idx0, j.m0, j.rest)
+    cdef const mb_plan *p = j.p
+    cdef const mb_axis *a = &p.ax[0]
+    cdef int64_t chunk[MB_CHUNK]
+    cdef philox_pos st
+    cdef int64_t done = 0, cnt
+    cdef char *dst = j.dst
+    if j.idx != NULL:
+        if a.sampled:
+            gather_nd(p, j.src, dst, j.idx + j.start, j.count, j.idx + a.m)
+        else:
+            gather_nd(p, j.src, dst, NULL, 0, j.idx)
+        return
+    pos_init(&st, a.key0, a.key1, j.step, a.sid)
+    while done < j.count:
+        cnt = j.count - done
+        if cnt > MB_CHUNK:
+            cnt = MB_CHUNK
+        fill_bounded(&st, <uint64_t>(j.start + done), <uint64_t>a.n, chunk, cnt)
+        gather_nd(p, j.src, dst, chunk, cnt, NULL)
+        dst += cnt * p.row_out
+        done += cnt
 
 
 cdef api int draw_gather(const mb_plan *p, const char *src, char *dst,
                          uint64_t step, int64_t *scratch, int nthreads) noexcept nogil:
     """Draw batch ``step`` of the plan's streams and gather it into dst.
 
-    ``scratch`` holds ``plan_scratch_size(p)`` int64 (may be NULL when that is
-    0).  Chunked plans (only axis 0 sampled, with replacement, source in
-    cache) draw MB_CHUNK indices into a stack buffer and copy those rows: one
-    pass, no scratch.  Otherwise all indices are drawn into scratch first
-    (the stream is sequential), then the rows are gathered, split in two along
-    axis 0 when ``nthreads`` > 1.  Returns 0.
+    ``scratch`` holds ``plan_scratch_size(p)`` int64 (may be NULL when that
+    is 0).  Fused plans (only axis 0 sampled, with replacement) draw as they
+    copy; others draw every index into scratch first.  With ``nthreads`` > 1
+    and axis 0 sampled, the batch is split in two along axis 0 and the halves
+    run on two threads (each draw is addressable, so a fused half draws its
+    own indices).  Returns 0.
     """
-    cdef int64_t chunk[MB_CHUNK]
-    cdef philox_stream st
-    cdef const mb_axis *a = &p.ax[0]
-    cdef int64_t done = 0, c, cnt, start, stop
-    cdef uint32_t n32
-    cdef int64_t half
     cdef gather_job jobs[2]
-    if not p.chunked:
+    cdef const mb_axis *a = &p.ax[0]
+    cdef int64_t half
+    cdef const int64_t *idx = NULL
+    if not p.fused:
         draw_plan_indices(p, step, scratch, scratch + p.nidx)
-        if nthreads <= 1 or not a.sampled or a.m < 2 * MB_CHUNK:
-            gather_nd(p, src, dst, NULL, 0, scratch)
-            return 0
-        half = a.m // 2
-        jobs[0].p = jobs[1].p = p
-        jobs[0].src = jobs[1].src = src
-        jobs[0].rest = jobs[1].rest = scratch + a.m
-        jobs[0].dst = dst
-        jobs[0].idx0 = scratch
-        jobs[0].m0 = half
-        jobs[1].dst = dst + half * p.row_out
-        jobs[1].idx0 = scratch + half
-        jobs[1].m0 = a.m - half
-        mb_run_pair(_gather_job, &jobs[0], &jobs[1])
+        idx = scratch
+    jobs[0].p = p
+    jobs[0].src = src
+    jobs[0].dst = dst
+    jobs[0].step = step
+    jobs[0].start = 0
+    jobs[0].count = a.m
+    jobs[0].idx = idx
+    if nthreads <= 1 or not a.sampled or a.m < 2 * MB_CHUNK:
+        run_job(&jobs[0])
         return 0
-    stream_init(&st, a.key0, a.key1, step, a.sid)
-    while done < a.m:
-        cnt = a.m - done
-        if cnt > MB_CHUNK:
-            cnt = MB_CHUNK
-        if a.n <= 0xFFFFFFFFLL:
-            n32 = <uint32_t>a.n
-            for c in range(cnt):
-                chunk[c] = <int64_t>bounded32(&st, n32)
-        else:
-            for c in range(cnt):
-                chunk[c] = <int64_t>bounded64(&st, <uint64_t>a.n)
-        gather_nd(p, src, dst, chunk, cnt, NULL)
-        dst += cnt * p.row_out
-        done += cnt
+    half = a.m // 2
+    jobs[1] = jobs[0]
+    jobs[0].count = half
+    jobs[1].start = half
+    jobs[1].count = a.m - half
+    jobs[1].dst = dst + half * p.row_out
+    mb_run_pair(run_job, &jobs[0], &jobs[1])
     return 0
 
 
@@ -311,6 +324,21 @@ cdef api int draw_gather(const mb_plan *p, const char *src, char *dst,
 cdef int64_t PREFETCH_MIN_SPAN = 1 << 20
 cdef int64_t PARALLEL_MIN_BYTES = 1 << 18
 cdef int max_threads = MB_MAX_THREADS
+
+
+def _tune(prefetch_min_span=None, parallel_min_bytes=None):
+    """Set the dispatch thresholds (bytes); for benchmarks.  Returns the old ones.
+
+    A Sampler reads ``prefetch_min_span`` when it is built and
+    ``parallel_min_bytes`` on every batch.
+    """
+    global PREFETCH_MIN_SPAN, PARALLEL_MIN_BYTES
+    old = (PREFETCH_MIN_SPAN, PARALLEL_MIN_BYTES)
+    if prefetch_min_span is not None:
+        PREFETCH_MIN_SPAN = prefetch_min_span
+    if parallel_min_bytes is not None:
+        PARALLEL_MIN_BYTES = parallel_min_bytes
+    return old
 
 
 def set_num_threads(int n):
@@ -357,6 +385,12 @@ cdef class Sampler:
     cdef cnp.npy_intp out_shape[MB_MAXDIMS]
     cdef public uint64_t step
     cdef int64_t out_bytes
+    cdef int64_t *scratch_buf     # reused between batches; a concurrent batch
+    cdef int64_t scratch_cap      # allocates its own (page faults of a fresh
+    cdef bint scratch_busy        # 800 KB buffer cost ~0.5 ms a batch here)
+
+    def __dealloc__(self):
+        PyMem_RawFree(self.scratch_buf)
 
     def __cinit__(self, cnp.ndarray data not None, sizes, keys, bint replace):
         cdef int nd = cnp.PyArray_NDIM(data)
@@ -420,7 +454,6 @@ cdef class Sampler:
         for k in range(nd):
             span += abs(self.plan.ax[k].stride) * (self.plan.ax[k].n - 1)
         self.plan.prefetch = span > PREFETCH_MIN_SPAN
-        self.plan.chunked = self.plan.fused and not self.plan.prefetch
         self.out_bytes = isz
         for k in range(nd):
             self.out_bytes *= self.out_shape[k]
@@ -452,18 +485,32 @@ cdef class Sampler:
         cdef cnp.ndarray res = self._alloc(out)
         cdef const char *src = <const char *>cnp.PyArray_DATA(self.data)
         cdef char *dst = <char *>cnp.PyArray_DATA(res)
+        cdef int nthreads = max_threads if self.out_bytes >= PARALLEL_MIN_BYTES else 1
         cdef int64_t nscratch = plan_scratch_size(&self.plan)
         cdef int64_t small[512]
         cdef int64_t *scratch = small
+        cdef bint own = False, cached = False
         if nscratch > 512:
-            scratch = <int64_t *>PyMem_RawMalloc(nscratch * sizeof(int64_t))
-            if scratch == NULL:
-                raise MemoryError(f"cannot allocate {nscratch * 8} bytes of index scratch")
-        cdef int nthreads = max_threads if self.out_bytes >= PARALLEL_MIN_BYTES else 1
+            # The GIL is held: testing and setting scratch_busy is atomic.
+            if not self.scratch_busy:
+                if self.scratch_cap < nscratch:
+                    PyMem_RawFree(self.scratch_buf)
+                    self.scratch_buf = <int64_t *>PyMem_RawMalloc(nscratch * sizeof(int64_t))
+                    self.scratch_cap = nscratch if self.scratch_buf != NULL else 0
+                if self.scratch_buf != NULL:
+                    scratch = self.scratch_buf
+                    self.scratch_busy = cached = True
+            if not cached:
+                scratch = <int64_t *>PyMem_RawMalloc(nscratch * sizeof(int64_t))
+                own = True
+                if scratch == NULL:
+                    raise MemoryError(f"cannot allocate {nscratch * 8} bytes of index scratch")
         with nogil:
             draw_gather(&self.plan, src, dst, step, scratch, nthreads)
-        if scratch != small:
+        if own:
             PyMem_RawFree(scratch)
+        if cached:
+            self.scratch_busy = False
         return res
 
     def next(self, out=None):

@@ -1,19 +1,28 @@
 # cython: language_level=3
-"""Counter-based Philox4x64-10 streams and exactly uniform bounded integers.
+"""Counter-based Philox4x64-10 draws and exactly uniform bounded integers.
 
 Everything here is ``noexcept nogil`` and inline, so that the gather kernels in
 ``_gather.pyx`` draw and copy in one loop without a function call per index.
 
 Stream layout
 -------------
-Block ``j`` of the stream for (key, stream id ``s``, step ``t``) is::
+A stream is keyed by a 128-bit Philox key (from the seed) and identified by
+(step ``t``, stream id ``s`` = axis position).  Draw number ``p`` of a stream
+is a pure function of (key, t, s, p): any draw can be computed directly, so
+one batch splits across threads and any step is O(1) to reach.
 
-    philox4x64_10(counter=(j, t, s, 0), key=(key0, key1))
-
-which is the output NumPy's ``Philox(key=key, counter=(j, t, s, 0) - 1)`` gives
-for its first four ``random_raw()`` values (NumPy increments the counter before
-each block).  Words are consumed in order; a 32-bit draw takes the low half of
-a word first, then the high half (as NumPy's ``next_uint32`` does).
+- A 32-bit draw ``p`` (used while the bound n <= 2**32 - 1) is half ``p % 8``
+  of block ``p // 8`` of lane 0; halves run low then high within a word.
+- A 64-bit draw ``p`` (bound n >= 2**32) is word ``p % 4`` of block ``p // 4``
+  of lane 1.
+- Block ``j`` of lane ``c`` is ``philox4x64_10(counter=(j, t, s, c), key)``,
+  i.e. what NumPy's ``Philox(key=key, counter=(j, t, s, c) - 1)`` returns for
+  its first four ``random_raw()`` values (NumPy increments before each block).
+- Lemire's method maps a draw to [0, n) exactly: it is rejected when the low
+  half of ``draw * n`` is below ``2**w mod n`` (w = 32 or 64), with
+  probability below n / 2**w.  The r-th replacement (r = 0, 1, ...) of draw
+  ``p`` is word 0 (its low half for 32-bit draws) of block
+  ``(p, t, s, 2 + r)``.
 """
 from libc.stdint cimport uint32_t, uint64_t, int64_t
 
@@ -41,6 +50,34 @@ cdef extern from *:
         return (mid << 32) | (uint32_t)p0;
     }
     #endif
+    /* Four Philox4x64-10 blocks, counters (j+b, c1, c2, c3), b = 0..3, with
+       the four chains' rounds interleaved.  Plain C with scalar locals: the
+       Cython version with a 4x4 array was kept in memory by gcc. */
+    #define MB_PHILOX_ROUND(x0, x1, x2, x3) do { \
+        uint64_t hi0_, hi1_, lo0_, lo1_; \
+        lo0_ = mb_mulhilo64(0xD2E7470EE14C6C93ULL, x0, &hi0_); \
+        lo1_ = mb_mulhilo64(0xCA5A826395121157ULL, x2, &hi1_); \
+        x0 = hi1_ ^ x1 ^ k0; x2 = hi0_ ^ x3 ^ k1; x1 = lo1_; x3 = lo0_; } while (0)
+    static inline void mb_philox4x64_10_x4(uint64_t j, uint64_t c1, uint64_t c2,
+                                           uint64_t c3_, uint64_t k0, uint64_t k1,
+                                           uint64_t *out) {
+        uint64_t a0 = j, a1 = c1, a2 = c2, a3 = c3_;
+        uint64_t b0 = j + 1, b1 = c1, b2 = c2, b3 = c3_;
+        uint64_t c0_ = j + 2, cc1 = c1, cc2 = c2, c3 = c3_;
+        uint64_t d0 = j + 3, d1 = c1, d2 = c2, d3 = c3_;
+        int r;
+        for (r = 0; r < 10; r++) {
+            if (r) { k0 += 0x9E3779B97F4A7C15ULL; k1 += 0xBB67AE8584CAA73BULL; }
+            MB_PHILOX_ROUND(a0, a1, a2, a3);
+            MB_PHILOX_ROUND(b0, b1, b2, b3);
+            MB_PHILOX_ROUND(c0_, cc1, cc2, c3);
+            MB_PHILOX_ROUND(d0, d1, d2, d3);
+        }
+        out[0] = a0; out[1] = a1; out[2] = a2; out[3] = a3;
+        out[4] = b0; out[5] = b1; out[6] = b2; out[7] = b3;
+        out[8] = c0_; out[9] = cc1; out[10] = cc2; out[11] = c3;
+        out[12] = d0; out[13] = d1; out[14] = d2; out[15] = d3;
+    }
     #if defined(__GNUC__) || defined(__clang__)
     #define MB_PREFETCH(p) __builtin_prefetch((p), 0, 0)
     #define MB_LIKELY(x) __builtin_expect(!!(x), 1)
@@ -50,23 +87,29 @@ cdef extern from *:
     #endif
     """
     uint64_t mb_mulhilo64(uint64_t a, uint64_t b, uint64_t *hi) noexcept nogil
+    void mb_philox4x64_10_x4(uint64_t j, uint64_t c1, uint64_t c2, uint64_t c3,
+                             uint64_t k0, uint64_t k1, uint64_t *out) noexcept nogil
     void MB_PREFETCH(const void *p) noexcept nogil
     bint MB_LIKELY(bint x) noexcept nogil
 
 
-# Philox4x64 constants (Salmon et al. 2011, Random123).
 cdef enum:
-    PHILOX_BLOCK = 4
+    # Blocks computed per refill.  Four independent Philox chains interleave
+    # in the pipeline; one chain is latency-bound on its 10 serial rounds.
+    PHILOX_WAYS = 4
+    PHILOX_WORDS = 16      # PHILOX_WAYS * 4: one group
+    PHILOX_HALVES = 32
 
 
-cdef struct philox_stream:
+cdef struct philox_pos:
     uint64_t key0
     uint64_t key1
-    uint64_t ctr0          # block index j inside the batch
-    uint64_t ctr1          # step t
-    uint64_t ctr2          # stream id s (axis position)
-    uint64_t buf[4]
-    int pos                # next unread 32-bit half in buf, 0..8
+    uint64_t step
+    uint64_t sid
+    uint64_t group         # cached group (4 blocks) ...
+    uint64_t lane          # ... of this lane
+    bint valid
+    uint64_t buf[16]       # PHILOX_WORDS
 
 
 cdef inline void philox4x64_10(uint64_t c[4], uint64_t k0, uint64_t k1,
@@ -91,75 +134,117 @@ cdef inline void philox4x64_10(uint64_t c[4], uint64_t k0, uint64_t k1,
     out[3] = x3
 
 
-cdef inline void stream_init(philox_stream *st, uint64_t key0, uint64_t key1,
-                             uint64_t step, uint64_t sid) noexcept nogil:
-    st.key0 = key0
-    st.key1 = key1
-    st.ctr0 = 0
-    st.ctr1 = step
-    st.ctr2 = sid
-    st.pos = 8
+cdef inline void pos_init(philox_pos *s, uint64_t key0, uint64_t key1,
+                          uint64_t step, uint64_t sid) noexcept nogil:
+    s.key0 = key0
+    s.key1 = key1
+    s.step = step
+    s.sid = sid
+    s.group = 0
+    s.lane = 0
+    s.valid = False
 
 
-cdef inline void stream_refill(philox_stream *st) noexcept nogil:
+cdef inline void pos_load(philox_pos *s, uint64_t group, uint64_t lane) noexcept nogil:
+    """Make s.buf hold group ``group`` (blocks 4g .. 4g+3) of ``lane``."""
+    if s.valid and s.group == group and s.lane == lane:
+        return
+    mb_philox4x64_10_x4(group * PHILOX_WAYS, s.step, s.sid, lane, s.key0, s.key1, s.buf)
+    s.group = group
+    s.lane = lane
+    s.valid = True
+
+
+cdef inline uint64_t retry_word(const philox_pos *s, uint64_t p, uint64_t r) noexcept nogil:
+    """Word 0 of block (p, t, s, 2 + r): the r-th replacement of draw p."""
     cdef uint64_t c[4]
-    c[0] = st.ctr0
-    c[1] = st.ctr1
-    c[2] = st.ctr2
-    c[3] = 0
-    philox4x64_10(c, st.key0, st.key1, st.buf)
-    st.ctr0 += 1
-    st.pos = 0
+    cdef uint64_t out[4]
+    c[0] = p
+    c[1] = s.step
+    c[2] = s.sid
+    c[3] = 2 + r
+    philox4x64_10(c, s.key0, s.key1, out)
+    return out[0]
 
 
-cdef inline uint64_t stream_next64(philox_stream *st) noexcept nogil:
-    # A 64-bit draw starts on a word boundary: a pending high half is skipped.
-    cdef int w = (st.pos + 1) >> 1
-    if w >= 4:
-        stream_refill(st)
-        w = 0
-    st.pos = 2 * w + 2
-    return st.buf[w]
+cdef inline uint64_t lemire32_retry(const philox_pos *s, uint64_t p, uint32_t n,
+                                    uint32_t t) noexcept nogil:
+    """Draw p was rejected: Lemire on its replacements until one is kept."""
+    cdef uint64_t r = 0, prod
+    while True:
+        prod = (retry_word(s, p, r) & 0xFFFFFFFFULL) * n
+        if <uint32_t>prod >= t:
+            return prod >> 32
+        r += 1
 
 
-cdef inline uint32_t stream_next32(philox_stream *st) noexcept nogil:
-    if st.pos >= 8:
-        stream_refill(st)
-    cdef uint64_t w = st.buf[st.pos >> 1]
-    cdef uint32_t r = <uint32_t>(w >> (32 * (st.pos & 1)))
-    st.pos += 1
-    return r
-
-
-cdef inline uint64_t bounded32(philox_stream *st, uint32_t n) noexcept nogil:
-    """Lemire (2019) nearly-divisionless draw in [0, n), 0 < n <= 2**32 - 1."""
-    cdef uint64_t m = <uint64_t>stream_next32(st) * n
-    cdef uint32_t l = <uint32_t>m
-    cdef uint32_t t
-    if l < n:
-        t = (<uint32_t>(-n)) % n
-        while l < t:
-            m = <uint64_t>stream_next32(st) * n
-            l = <uint32_t>m
-    return m >> 32
-
-
-cdef inline uint64_t bounded64(philox_stream *st, uint64_t n) noexcept nogil:
-    """Lemire (2019) nearly-divisionless draw in [0, n), 0 < n < 2**64."""
-    cdef uint64_t hi
-    cdef uint64_t l = mb_mulhilo64(stream_next64(st), n, &hi)
-    cdef uint64_t t
-    if l < n:
+cdef inline uint64_t bounded_at(philox_pos *s, uint64_t p, uint64_t n) noexcept nogil:
+    """Exactly uniform integer in [0, n) from draw p, 0 < n < 2**64."""
+    cdef uint64_t v, prod, hi, lo, t, r
+    cdef uint32_t n32, t32
+    if n <= 0xFFFFFFFFULL:
+        n32 = <uint32_t>n
+        pos_load(s, p >> 5, 0)
+        v = (s.buf[(p & 31) >> 1] >> (32 * (p & 1))) & 0xFFFFFFFFULL
+        prod = v * n32
+        if <uint32_t>prod < n32:
+            t32 = (<uint32_t>(-n32)) % n32
+            if <uint32_t>prod < t32:
+                return lemire32_retry(s, p, n32, t32)
+        return prod >> 32
+    pos_load(s, p >> 4, 1)
+    lo = mb_mulhilo64(s.buf[p & 15], n, &hi)
+    if lo < n:
         t = (<uint64_t>(-n)) % n
-        while l < t:
-            l = mb_mulhilo64(stream_next64(st), n, &hi)
+        r = 0
+        while lo < t:
+            lo = mb_mulhilo64(retry_word(s, p, r), n, &hi)
+            r += 1
     return hi
 
 
-cdef inline uint64_t bounded(philox_stream *st, uint64_t n) noexcept nogil:
-    """Exactly uniform integer in [0, n); 32-bit draws while n fits in them."""
-    if n <= 0xFFFFFFFFULL:
-        return bounded32(st, <uint32_t>n)
-    return bounded64(st, n)
+cdef inline void fill_bounded(philox_pos *s, uint64_t start, uint64_t n,
+                              int64_t *out, int64_t m) noexcept nogil:
+    """out[k] = bounded_at(s, start + k, n) for k < m, a group at a time.
 
-
+    For n < 2**32 the loop walks a group's 16 words two draws at a time with
+    no per-draw buffer bookkeeping.
+    """
+    cdef uint64_t p = start, stop = start + <uint64_t>m, g, end, q, w, lo, hi
+    cdef uint32_t n32, t
+    cdef uint64_t *buf = s.buf
+    cdef int64_t *o = out - <int64_t>start
+    if n > 0xFFFFFFFFULL:
+        while p < stop:
+            o[p] = <int64_t>bounded_at(s, p, n)
+            p += 1
+        return
+    n32 = <uint32_t>n
+    t = (<uint32_t>(-n32)) % n32
+    while p < stop:
+        g = p >> 5
+        pos_load(s, g, 0)
+        end = (g + 1) << 5
+        if end > stop:
+            end = stop
+        if (p & 1) and p < end:           # odd start: the high half alone
+            hi = (buf[(p & 31) >> 1] >> 32) * n32
+            o[p] = <int64_t>((hi >> 32) if <uint32_t>hi >= t else lemire32_retry(s, p, n32, t))
+            p += 1
+        q = p
+        while q + 1 < end:                # both halves of a word
+            w = buf[(q & 31) >> 1]
+            lo = (w & 0xFFFFFFFFULL) * n32
+            hi = (w >> 32) * n32
+            o[q] = <int64_t>(lo >> 32)
+            o[q + 1] = <int64_t>(hi >> 32)
+            if <uint32_t>lo < t:
+                o[q] = <int64_t>lemire32_retry(s, q, n32, t)
+            if <uint32_t>hi < t:
+                o[q + 1] = <int64_t>lemire32_retry(s, q + 1, n32, t)
+            q += 2
+        if q < end:                       # a last low half
+            lo = (buf[(q & 31) >> 1] & 0xFFFFFFFFULL) * n32
+            o[q] = <int64_t>((lo >> 32) if <uint32_t>lo >= t else lemire32_retry(s, q, n32, t))
+            q += 1
+        p = end

@@ -8,22 +8,16 @@ same draws, so they return identical indices; only time and memory differ.
 """
 from libc.stdint cimport uint32_t, uint64_t, int64_t
 
-from _philox cimport philox_stream, stream_init, bounded, bounded32, bounded64
+from _philox cimport philox_pos, pos_init, bounded_at, fill_bounded
 
 
 cdef inline void sample_replace(uint64_t key0, uint64_t key1, uint64_t sid,
                          uint64_t step, int64_t n, int64_t m,
                          int64_t *out) noexcept nogil:
     """m independent uniform draws from [0, n).  O(m)."""
-    cdef philox_stream st
-    cdef int64_t i
-    stream_init(&st, key0, key1, step, sid)
-    if n <= 0xFFFFFFFFLL:
-        for i in range(m):
-            out[i] = <int64_t>bounded32(&st, <uint32_t>n)
-    else:
-        for i in range(m):
-            out[i] = <int64_t>bounded64(&st, <uint64_t>n)
+    cdef philox_pos st
+    pos_init(&st, key0, key1, step, sid)
+    fill_bounded(&st, 0, <uint64_t>n, out, m)
 
 
 cdef inline void sample_noreplace_dense(uint64_t key0, uint64_t key1, uint64_t sid,
@@ -33,13 +27,13 @@ cdef inline void sample_noreplace_dense(uint64_t key0, uint64_t key1, uint64_t s
 
     ``out`` is a uniformly random ordered sample of m distinct values.
     """
-    cdef philox_stream st
+    cdef philox_pos st
     cdef int64_t i, j
-    stream_init(&st, key0, key1, step, sid)
+    pos_init(&st, key0, key1, step, sid)
     for i in range(n):
         work[i] = i
     for i in range(m):
-        j = i + <int64_t>bounded(&st, <uint64_t>(n - i))
+        j = i + <int64_t>bounded_at(&st, <uint64_t>i, <uint64_t>(n - i))
         out[i] = work[j]
         work[j] = work[i]
 
@@ -60,16 +54,16 @@ cdef inline void sample_noreplace_sparse(uint64_t key0, uint64_t key1, uint64_t 
     entries kept in an open-addressing hash table of ``cap`` (a power of two,
     at least 2m) slots.  O(m) time and memory; identical output.
     """
-    cdef philox_stream st
+    cdef philox_pos st
     cdef int64_t i, j, si, sj, vi, vj
     cdef int64_t *keys = work
     cdef int64_t *vals = work + cap
     cdef int64_t mask = cap - 1
-    stream_init(&st, key0, key1, step, sid)
+    pos_init(&st, key0, key1, step, sid)
     for i in range(cap):
         keys[i] = -1
     for i in range(m):
-        j = i + <int64_t>bounded(&st, <uint64_t>(n - i))
+        j = i + <int64_t>bounded_at(&st, <uint64_t>i, <uint64_t>(n - i))
         sj = _slot(keys, mask, j)
         vj = vals[sj] if keys[sj] == j else j
         si = _slot(keys, mask, i)
