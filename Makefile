@@ -45,7 +45,7 @@ $(VENV_PYMC3)/.installed: $(SOURCES)
 test: test-core test-np123 test-adapter
 
 test-core: $(VENV)/.installed
-	$(VENV)/bin/pytest tests benchmarks/test_gates.py
+	$(VENV)/bin/pytest tests benchmarks/test_gates.py benchmarks/test_memory_gate.py
 
 test-np123: $(VENV_NP123)/.installed
 	$(VENV_NP123)/bin/pytest tests --ignore=tests/adapters
@@ -58,9 +58,11 @@ demo: $(VENV_PYMC3)/.installed
 
 bench: $(VENV)/.installed
 	mkdir -p bench-out
-	$(VENV)/bin/pytest benchmarks --benchmark-only \
-	    --benchmark-json=bench-out/core.json --benchmark-columns=min,median,iqr,rounds
-	$(VENV)/bin/python benchmarks/report.py bench-out/core.json --plot bench-out/bench.png
+	$(VENV)/bin/pytest benchmarks/test_core_bench.py --benchmark-only \
+	    --benchmark-json=bench-out/core.json --benchmark-columns=min,median,iqr,rounds \
+	    --benchmark-save=core --benchmark-storage=bench-out/history
+	$(VENV)/bin/python benchmarks/report.py bench-out/*.json \
+	    --plot bench-out/bench.png --markdown bench-out/table.md
 
 clean:
 	rm -rf $(VENV) $(VENV_NP123) $(VENV_PYMC3) build dist *.egg-info bench-out demo-out

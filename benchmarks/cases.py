@@ -1,0 +1,117 @@
+"""Benchmark cases shared by the pytest-benchmark suite and the ratio gates.
+
+Each case builds three callables drawing the same number of bytes:
+
+ours    ``next(mb)`` on an ``mbcore.Minibatch``
+numpy   ``np.take(data, rng.integers(0, n, b), axis=0)``
+floor   a contiguous copy of the same number of bytes from a random offset of
+        the same array into a preallocated buffer (C memcpy, so the floor has
+        no more Python overhead than ``ours``)
+"""
+import itertools
+import timeit
+
+import numpy as np
+
+from mbcore import Minibatch
+from mbcore._kernels._gather import copy_floor
+
+# (rows n, row width, batch b)
+GRID = [
+    (10**4, 1, 128),
+    (10**5, 10, 128),
+    (10**6, 10, 1024),
+    (10**5, 100, 4096),
+    (10**6, 1, 10**5),
+    (10**7, 1, 10**5),
+    (10**4, 1000, 256),
+    (2 * 10**6, 64, 2048),
+]
+
+# Multi-axis gathers: (shape, batch_size spec); the baseline is
+# data[np.ix_(...)] with indices drawn by NumPy.
+MULTI = [
+    ((1000, 1000), [128, 128]),
+    ((2000, 500), [1024, 64]),
+    ((10, 20, 30, 40, 50), [2, Ellipsis, 10]),
+    ((10, 20, 30, 40, 50), [2, None, 20]),
+    ((10, 20, 30, 40, 50), [2, None, 20, Ellipsis, 10]),
+]
+
+
+def case_id(case):
+    n, w, b = case
+    return f"n={n:.0e} w={w} b={b}".replace("e+0", "e")
+
+
+def make_data(n, w):
+    shape = (n,) if w == 1 else (n, w)
+    # Every page touched, values irrelevant to the timing.
+    return np.full(shape, 1.5)
+
+
+def grid_impls(case, seed=0):
+    n, w, b = case
+    data = make_data(n, w)
+    mb = Minibatch(data, batch_size=b, random_seed=seed)
+    rng = np.random.default_rng(seed)
+
+    def numpy_take():
+        return np.take(data, rng.integers(0, n, b), axis=0)
+
+    out = np.empty((b,) + data.shape[1:])
+    row = data.nbytes // n
+    offsets = itertools.cycle(
+        (np.random.default_rng(seed + 1).integers(0, n - b + 1, 4096) * row).tolist())
+
+    def floor():
+        copy_floor(data, out, next(offsets))
+        return out
+
+    return {"ours": mb.__next__, "numpy": numpy_take, "floor": floor}
+
+
+def multi_impls(shape, spec, seed=0):
+    data = np.full(shape, 1.5)
+    mb = Minibatch(data, batch_size=spec, random_seed=seed)
+    rng = np.random.default_rng(seed)
+    sampled = [(axis, p.size) for axis, p in enumerate(mb._plans) if p.size is not None]
+
+    def numpy_ix():
+        ix = [np.arange(s) for s in shape]
+        for axis, size in sampled:
+            ix[axis] = rng.integers(0, shape[axis], size)
+        return data[np.ix_(*ix)]
+
+    return {"ours": mb.__next__, "numpy": numpy_ix}
+
+
+def multi_id(shape, spec):
+    s = ",".join("..." if t is Ellipsis else str(t) for t in spec)
+    return f"{'x'.join(map(str, shape))}[{s}]"
+
+
+def interleaved_min(impls, rounds=7, target=0.01):
+    """Best time per call of each callable, measured in interleaved rounds.
+
+    Each round times every callable for about ``target`` seconds; the minimum
+    over rounds is kept.  Interleaving means a noisy neighbour slows all of
+    them alike, so their ratios hold even when absolute times do not.
+    """
+    numbers = {}
+    for name, fn in impls.items():
+        fn()  # warm up
+        t = timeit.Timer(fn)
+        k = 1
+        while True:
+            dt = t.timeit(k)
+            if dt >= target / 4 or k >= 10**6:
+                break
+            k *= 4
+        numbers[name] = max(1, int(k * target / max(dt, 1e-9)))
+    best = {name: float("inf") for name in impls}
+    for _ in range(rounds):
+        for name, fn in impls.items():
+            n = numbers[name]
+            best[name] = min(best[name], timeit.Timer(fn).timeit(n) / n)
+    return best

@@ -1,0 +1,146 @@
+"""Turn pytest-benchmark JSON files into the benchmark table and plot.
+
+    python benchmarks/report.py bench-out/core.json [bench-out/adapter.json ...] \
+        [--plot bench-out/bench.png] [--markdown bench-out/table.md]
+
+Rows are grouped by ``extra_info['case']``; every implementation of a case
+was timed in the same run, so the ratios (computed from each one's minimum
+time) hold on a noisy machine even when absolute times do not.
+"""
+import argparse
+import json
+import platform
+from collections import defaultdict
+
+COLUMNS = ["ours", "numpy", "floor", "reference"]
+
+
+def load(paths):
+    rows = defaultdict(dict)
+    meta = defaultdict(dict)
+    machine = None
+    for path in paths:
+        with open(path) as f:
+            doc = json.load(f)
+        machine = machine or doc.get("machine_info")
+        for b in doc["benchmarks"]:
+            info = b.get("extra_info", {})
+            case, impl = info.get("case"), info.get("impl")
+            if case is None or impl is None:
+                continue
+            key = (info.get("kind", "grid"), case)
+            rows[key][impl] = b["stats"]["min"]
+            meta[key].update({k: v for k, v in info.items() if k not in ("impl",)})
+            if "peak_rss_mb" in info:
+                meta[key][f"peak_{impl}"] = info["peak_rss_mb"]
+    return rows, meta, machine
+
+
+def fmt_time(t):
+    if t is None:
+        return "-"
+    if t < 1e-3:
+        return f"{t * 1e6:.1f} us"
+    return f"{t * 1e3:.2f} ms"
+
+
+def table(rows, meta):
+    head = ["kind", "case", "ours", "numpy", "vs numpy", "floor", "ours/floor",
+            "reference", "vs reference", "RSS growth (ours)"]
+    lines = [head]
+    for (kind, case) in sorted(rows, key=lambda k: (k[0], _order(meta[k]), k[1])):
+        r = rows[(kind, case)]
+        ours = r.get("ours")
+        peak = meta[(kind, case)].get("peak_ours")
+        lines.append([
+            kind, case, fmt_time(ours), fmt_time(r.get("numpy")),
+            f"{r['numpy'] / ours:.2f}x" if ours and "numpy" in r else "-",
+            fmt_time(r.get("floor")),
+            f"{ours / r['floor']:.2f}" if ours and "floor" in r else "-",
+            fmt_time(r.get("reference")),
+            f"{r['reference'] / ours:.2f}x" if ours and "reference" in r else "-",
+            f"{peak:.0f} MB" if peak is not None else "-",
+        ])
+    return lines
+
+
+def _order(m):
+    return (m.get("n", 0), m.get("width", 0), m.get("batch", 0))
+
+
+def render(lines, markdown=False):
+    if markdown:
+        out = ["| " + " | ".join(lines[0]) + " |",
+               "|" + "|".join("---" for _ in lines[0]) + "|"]
+        out += ["| " + " | ".join(row) + " |" for row in lines[1:]]
+        return "\n".join(out)
+    widths = [max(len(row[i]) for row in lines) for i in range(len(lines[0]))]
+    return "\n".join("  ".join(c.rjust(w) if i > 1 else c.ljust(w)
+                               for i, (c, w) in enumerate(zip(row, widths)))
+                     for row in lines)
+
+
+def describe(machine):
+    if not machine:
+        return platform.platform()
+    cpu = machine.get("cpu", {})
+    return (f"{cpu.get('brand_raw', machine.get('processor', '?'))}, "
+            f"{cpu.get('count', '?')} cores, {machine.get('system')} "
+            f"{machine.get('release')}, Python {machine.get('python_version')}")
+
+
+def plot(rows, meta, path):
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    grid = {k: v for k, v in rows.items() if k[0] == "grid"}
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4.8))
+    styles = {"ours": ("tab:blue", "o"), "numpy": ("tab:orange", "s"),
+              "floor": ("tab:gray", "_"), "reference": ("tab:red", "^")}
+    for impl, (color, marker) in styles.items():
+        pts = [(meta[k]["batch"], meta[k]["width"], v[impl]) for k, v in grid.items()
+               if impl in v and "batch" in meta[k]]
+        if not pts:
+            continue
+        axes[0].scatter([p[0] for p in pts], [p[2] * 1e6 for p in pts], color=color,
+                        marker=marker, label=impl, s=40)
+        axes[1].scatter([p[1] for p in pts], [p[2] * 1e9 / p[0] for p in pts], color=color,
+                        marker=marker, label=impl, s=40)
+    for k in grid:
+        m = meta[k]
+        if "ours" in grid[k] and "batch" in m:
+            axes[0].annotate(f"n={m['n']:.0e}, w={m['width']}", (m["batch"], grid[k]["ours"] * 1e6),
+                             fontsize=6, xytext=(4, -8), textcoords="offset points")
+    axes[0].set(xscale="log", yscale="log", xlabel="batch size (rows)",
+                ylabel="time per batch (us)", title="Time per batch")
+    axes[1].set(xscale="log", yscale="log", xlabel="row width (float64 values)",
+                ylabel="time per row (ns)", title="Time per row")
+    for ax in axes:
+        ax.grid(True, which="both", alpha=0.3)
+        ax.legend()
+    fig.suptitle("mbcore: next(mb) vs np.take(data, rng.integers(...)) vs contiguous-copy floor")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("json", nargs="+")
+    ap.add_argument("--plot")
+    ap.add_argument("--markdown")
+    args = ap.parse_args(argv)
+    rows, meta, machine = load(args.json)
+    lines = table(rows, meta)
+    print(f"machine: {describe(machine)}")
+    print(render(lines))
+    if args.markdown:
+        with open(args.markdown, "w") as f:
+            f.write(f"Machine: {describe(machine)}\n\n{render(lines, markdown=True)}\n")
+    if args.plot:
+        plot(rows, meta, args.plot)
+        print(f"plot: {args.plot}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,51 @@
+"""pytest-benchmark suite of the core (``make bench``).
+
+Every case times ours, NumPy and the floor in the same run; report.py turns
+the JSON into the table and the plot.
+"""
+import pytest
+
+from mbcore import Minibatch
+
+from cases import GRID, MULTI, case_id, grid_impls, multi_id, multi_impls
+
+
+@pytest.mark.parametrize("impl", ["ours", "numpy", "floor"])
+@pytest.mark.parametrize("case", GRID, ids=case_id)
+def test_grid(benchmark, case, impl):
+    n, w, b = case
+    fn = grid_impls(case)[impl]
+    benchmark.group = case_id(case)
+    benchmark.extra_info.update(case=case_id(case), impl=impl, n=n, width=w, batch=b,
+                                kind="grid")
+    out = benchmark(fn)
+    assert out.shape[0] == b
+
+
+@pytest.mark.parametrize("impl", ["ours", "numpy"])
+@pytest.mark.parametrize("shape,spec", MULTI, ids=[multi_id(*m) for m in MULTI])
+def test_multi_axis(benchmark, shape, spec, impl):
+    fn = multi_impls(shape, spec)[impl]
+    benchmark.group = multi_id(shape, spec)
+    benchmark.extra_info.update(case=multi_id(shape, spec), impl=impl, kind="multi")
+    out = benchmark(fn)
+    assert out.ndim == len(shape)
+
+
+@pytest.mark.parametrize("impl", ["ours", "numpy"])
+def test_memory(benchmark, impl):
+    """Time per batch over a 2 GiB float64 array, with the resident-memory
+    growth of drawing 100 such batches (measured in a fresh process) beside it."""
+    import numpy as np
+    from test_memory_gate import measure
+
+    n, b = 2**28, 100_000
+    growth = measure("core" if impl == "ours" else "numpy", gib=2, batches=100)["growth_mb"]
+    data = np.ones(n)
+    fn = Minibatch(data, batch_size=b).__next__ if impl == "ours" \
+        else (lambda rng=np.random.default_rng(0): np.take(data, rng.integers(0, n, b)))
+    case = "2 GiB float64, b=1e5"
+    benchmark.group = case
+    benchmark.extra_info.update(case=case, impl=impl, kind="memory", n=n, width=1, batch=b,
+                                peak_rss_mb=growth)
+    assert benchmark(fn).shape == (b,)
