@@ -538,7 +538,10 @@ cdef class Sampler:
         advanced while the GIL is held, so threads sharing a Sampler draw
         distinct steps.
         """
-        cdef uint64_t t = self.step
+        cdef uint64_t t
+        if out is not None:
+            self._alloc(out)       # a rejected out= must not skip a batch
+        t = self.step
         self.step = t + 1
         return self._draw(t, out)
 

@@ -64,8 +64,9 @@ class Minibatch:
     step : int
         Number of batches drawn so far; the next batch is batch ``step``.
     last_indices : tuple or None
-        For the last batch drawn: int64 indices per sampled axis, None per
-        whole axis.  None before the first batch.
+        For batch ``step - 1`` (the last batch drawn, unless ``seek`` moved
+        the stream): int64 indices per sampled axis, None per whole axis.
+        None while ``step`` is 0.
     total_size : int or list
         What to pass as PyMC3's ``total_size``.
 
@@ -108,6 +109,7 @@ class Minibatch:
         self.update_shared_f = update_shared_f
         self.in_memory_size = in_memory_size
         self._lock = threading.Lock()
+        self._before_set_value = None
         self._sampler = _build(arr, self._plans, self.replace)
 
     # -- drawing -----------------------------------------------------------
@@ -147,6 +149,10 @@ class Minibatch:
         s = self._sampler
         if s.step == 0:
             return None
+        prev = self._before_set_value
+        if prev is not None and prev[0] == s.step:
+            # Nothing drawn since set_value: the last batch came from the old data.
+            return prev[1]
         return s.indices(s.step - 1)
 
     def indices(self, step):
@@ -190,6 +196,9 @@ class Minibatch:
         new = _build(arr, self._plans, self.replace, "value")
         with self._lock:
             new.step = old.step
+            # The old data's last indices, not the old Sampler (which would
+            # keep the old array alive).
+            self._before_set_value = (old.step, old.indices(old.step - 1) if old.step else None)
             self._sampler = new
 
     def update_shared(self):
