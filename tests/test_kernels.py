@@ -12,6 +12,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import twins
+from mbcore._kernels import _gather
 from mbcore._kernels._gather import Sampler
 from mbcore._kernels._random import draw_indices, philox4x64_raw
 
@@ -70,8 +71,10 @@ def test_philox_zero_blocks():
 
 # ------------------------------------------------------------------ draw_indices
 
-NS = [1, 2, 3, 7, 1000, 2 ** 31 + 11, 2 ** 32 - 2, 2 ** 32 - 1, 2 ** 32, 2 ** 32 + 1,
-      2 ** 32 + 3, 2 ** 33 + 5, 2 ** 62 + 3, 2 ** 63 - 2, 2 ** 63 - 1]
+# 2**31 + 1, 2**31 + 11, 2**62 + 1, 2**62 + 3: Lemire rejects a quarter to a
+# half of the draws, so the replacement draws are exercised.
+NS = [1, 2, 3, 7, 1000, 2 ** 31 + 1, 2 ** 31 + 11, 2 ** 32 - 2, 2 ** 32 - 1, 2 ** 32, 2 ** 32 + 1,
+      2 ** 32 + 3, 2 ** 33 + 5, 2 ** 62 + 1, 2 ** 62 + 3, 2 ** 63 - 2, 2 ** 63 - 1]
 
 
 @pytest.mark.parametrize("replace", [True, False], ids=["replace", "noreplace"])
@@ -117,7 +120,7 @@ def test_draw_indices_prefix_property():
 
 @pytest.mark.parametrize("n, m", [(1, 1), (5, 5), (5, 2), (64, 1), (64, 64), (100, 60),
                                   (100, 3), (1000, 999), (10 ** 5, 10), (10 ** 5, 4000),
-                                  (2 ** 20, 2 ** 19)])
+                                  (2 ** 18, 2 ** 17)])
 def test_dense_sparse_auto_identical(n, m):
     key = (0xDEADBEEF, 42)
     for step in (0, 1, 2 ** 40):
@@ -362,6 +365,82 @@ def test_sampler_next_advances_step():
         np.testing.assert_array_equal(b, s.draw(t))
     s.step = 1
     np.testing.assert_array_equal(s.next(), first[1])
+
+
+# ------------------------------------------------------------------ dispatch paths
+# The Sampler picks, per plan and batch, between a plain copy and a prefetching
+# copy (source span above PREFETCH_MIN_SPAN = 1 MiB) and between one thread and
+# two (output >= PARALLEL_MIN_BYTES = 256 KiB and >= 512 rows on axis 0; each
+# half of a fused batch draws its own indices from its start position).  Every
+# path must give the same batch.
+
+@pytest.fixture
+def threads():
+    """Restore the kernel's thread setting after the test."""
+    old = _gather.set_num_threads(2)
+    yield _gather.set_num_threads
+    _gather.set_num_threads(old)
+
+
+@pytest.fixture
+def force_all_paths():
+    """Prefetch and two threads for everything (benchmark hook ``_tune``)."""
+    old = _gather._tune(prefetch_min_span=0, parallel_min_bytes=0)
+    yield
+    _gather._tune(*old)
+
+
+@pytest.mark.parametrize("layout", ["C", "F", "sliced", "reversed"])
+def test_gather_prefetch_and_two_threads_at_real_sizes(layout, threads):
+    # 200000 x 6 float64 (9.6 MB source), batches of 6000 rows (288 KB).
+    rng = np.random.default_rng(11)
+    data = make_data(np.dtype(np.float64), (200000, 6), layout, rng)
+    check_sampler(data, [6000], True, steps=(0, 5))
+    check_sampler(data, [6001], False, steps=(0,))
+    check_sampler(data, [6000, 4], True, steps=(0,))
+    s, _, _ = sampler_for(data, [6000], [1, 2], True)
+    two = s.draw(3)
+    threads(1)
+    twins.assert_same_array(s.draw(3), two)
+
+
+GRID_SUBSET = [pytest.param(d, n, id=f"{d}d-{n}") for d in (1, 2, 3, 5)
+               for n in ("axis0", "several")]
+
+
+@pytest.mark.parametrize("ndim, spec_name", GRID_SUBSET)
+@pytest.mark.parametrize("layout", LAYOUTS)
+@pytest.mark.parametrize("dtype", list(DTYPES.values()), ids=list(DTYPES))
+def test_gather_forced_prefetch_matches_twin(dtype, layout, ndim, spec_name, force_all_paths):
+    rng = np.random.default_rng([ndim, 7, dtype.itemsize])
+    data = make_data(dtype, SHAPES[ndim], layout, rng)
+    check_sampler(data, SPECS[spec_name][ndim], replace=True, steps=(0, 1))
+
+
+@pytest.mark.parametrize("m", [512, 513, 1023, 1025, 3001])
+@pytest.mark.parametrize("n", [5000, 2 ** 31 + 1, 2 ** 33 + 5])
+def test_gather_two_thread_split_boundaries(n, m, force_all_paths, threads):
+    # The second half starts at draw m // 2 (odd for 1023, 1025, 3001: a high
+    # half alone first); 32-bit, rejection-heavy and 64-bit draws.
+    if n == 5000:
+        data = np.arange(n, dtype=np.int64)
+    else:
+        data = np.broadcast_to(np.arange(1, dtype=np.int64), (n,))
+    s, sizes, keys = sampler_for(data, [m], [77], True)
+    expected = twins.twin_draw_indices(keys[0], 0, 4, n, m, True)
+    np.testing.assert_array_equal(s.indices(4)[0], expected)
+    twins.assert_same_array(s.draw(4), data[expected])
+    threads(1)
+    twins.assert_same_array(s.draw(4), data[expected])
+    if n == 5000:
+        check_sampler(data, [m], False, steps=(4,))
+
+
+def test_set_num_threads_rejects_bad_values(threads):
+    with pytest.raises(ValueError, match="n must be 1 to 2, got 3"):
+        _gather.set_num_threads(3)
+    with pytest.raises(ValueError, match="n must be 1 to 2, got 0"):
+        _gather.set_num_threads(0)
 
 
 # ------------------------------------------------------------------ property

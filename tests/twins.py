@@ -1,17 +1,25 @@
 """Slow, obvious NumPy / pure-Python twins of mbcore's kernels.
 
 Nothing here imports mbcore: every twin is written from the documented
-behaviour (``_kernels/_philox.pxd``, ``_kernels/_samplers.pxd``), so that a
-test comparing a kernel with its twin can fail when either drifts.
+behaviour (the "Stream layout" of ``_kernels/_philox.pxd`` and the samplers of
+``_kernels/_samplers.pxd``), so that a test comparing a kernel with its twin
+fails when either drifts.
 
-Stream layout (``_philox.pxd``): block ``j`` of the stream (key, sid, step) is
-``philox4x64_10(counter=(j, step, sid, 0), key)``, i.e. what NumPy's
-``Philox(key=key, counter=(j, step, sid, 0) - 1)`` returns for its first four
-``random_raw()`` values (NumPy increments the counter before each block).
-Words are consumed in order; a 32-bit draw takes the low half of a word, then
-its high half; a 64-bit draw starts on a word boundary (a pending high half is
-skipped).  Bounded draws use Lemire's method: 32-bit while ``n <= 2**32 - 1``,
-64-bit above.
+Stream layout (``_philox.pxd``, position-addressed since commit ce65f22):
+
+- Block ``j`` of lane ``c`` of the stream (key, step t, stream id s) is
+  ``philox4x64_10(counter=(j, t, s, c), key)``: what NumPy's
+  ``Philox(key=key, counter=(j, t, s, c) - 1)`` returns for its first four
+  ``random_raw()`` values (NumPy increments the counter before each block).
+- 32-bit draw ``p`` (bound n <= 2**32 - 1): half ``p % 8`` of block ``p // 8``
+  of lane 0, low half of a word before its high half.
+- 64-bit draw ``p`` (bound n >= 2**32): word ``p % 4`` of block ``p // 4`` of
+  lane 1.
+- Lemire: draw ``x`` gives ``(x * n) >> w`` unless the low w bits of ``x * n``
+  are below ``2**w mod n``; then the r-th replacement (r = 0, 1, ...) is word 0
+  (its low half for w = 32) of block ``(p, t, s, 2 + r)``.
+- replace=True: index k of a batch is ``bounded(p=k, n)``.  replace=False:
+  partial Fisher-Yates, ``j = i + bounded(p=i, n - i)``.
 """
 import numpy as np
 
@@ -40,86 +48,83 @@ def philox_blocks(counter, key, nblocks):
     return bg.random_raw(4 * nblocks).astype(np.uint64)
 
 
+def philox_block(counter, key):
+    """The 4 words (Python ints) of one Philox4x64-10 block."""
+    return [int(w) for w in philox_blocks(counter, key, 1)]
+
+
 class TwinStream:
-    """The word stream of (key, sid, step), consumed as ``_philox.pxd`` does."""
+    """The draws of stream (key, sid, step), addressed by position."""
 
     def __init__(self, key, sid, step):
-        # Consecutive blocks differ only in word 0 of the counter (j), and j
-        # never wraps, so one NumPy Philox positioned before block 0 serves
-        # the whole stream.
-        start = counter_int([0, step, sid, 0])
-        self._bg = np.random.Philox(key=np.array(key, dtype=np.uint64),
-                                    counter=counter_words(start - 1))
-        self._words = []      # the current block, 4 Python ints
-        self._pos = 8         # next unread 32-bit half, 0..8
+        self.key = (int(key[0]), int(key[1]))
+        self.sid = int(sid)
+        self.step = int(step)
+        self._cache = {}
 
-    def _refill(self):
-        self._words = [int(w) for w in self._bg.random_raw(4)]
-        self._pos = 0
+    def block(self, j, lane):
+        c = (j, self.step, self.sid, lane)
+        if c not in self._cache:
+            self._cache[c] = philox_block(list(c), self.key)
+        return self._cache[c]
 
-    def next32(self):
-        if self._pos >= 8:
-            self._refill()
-        word = self._words[self._pos // 2]
-        half = (word >> (32 * (self._pos % 2))) & MASK32
-        self._pos += 1
-        return half
+    def draw32(self, p):
+        half = p % 8
+        word = self.block(p // 8, 0)[half // 2]
+        return (word >> (32 * (half % 2))) & MASK32
 
-    def next64(self):
-        w = (self._pos + 1) // 2          # round up to a word boundary
-        if w >= 4:
-            self._refill()
-            w = 0
-        self._pos = 2 * w + 2
-        return self._words[w]
+    def draw64(self, p):
+        return self.block(p // 4, 1)[p % 4]
+
+    def retry(self, p, r):
+        """Word 0 of block (p, t, s, 2 + r)."""
+        return self.block(p, 2 + r)[0]
 
 
-def lemire32(stream, n):
-    """Lemire (2019): uniform in [0, n) from 32-bit words, 0 < n < 2**32."""
+def lemire32(stream, p, n):
+    """Lemire (2019): uniform in [0, n) from 32-bit draw p, 0 < n < 2**32."""
     assert 0 < n <= MASK32
-    m = stream.next32() * n
-    low = m & MASK32
-    if low < n:
-        threshold = (2 ** 32 - n) % n
-        while low < threshold:
-            m = stream.next32() * n
-            low = m & MASK32
-    return m >> 32
+    prod = stream.draw32(p) * n
+    threshold = (2 ** 32 - n) % n
+    r = 0
+    while prod & MASK32 < threshold:
+        prod = (stream.retry(p, r) & MASK32) * n
+        r += 1
+    return prod >> 32
 
 
-def lemire64(stream, n):
-    """Lemire (2019): uniform in [0, n) from 64-bit words, 0 < n < 2**64."""
-    assert 0 < n <= MASK64
-    m = stream.next64() * n
-    low = m & MASK64
-    if low < n:
-        threshold = (2 ** 64 - n) % n
-        while low < threshold:
-            m = stream.next64() * n
-            low = m & MASK64
-    return m >> 64
+def lemire64(stream, p, n):
+    """Lemire (2019): uniform in [0, n) from 64-bit draw p, 0 < n < 2**64."""
+    assert 2 ** 32 <= n <= MASK64
+    prod = stream.draw64(p) * n
+    threshold = (2 ** 64 - n) % n
+    r = 0
+    while prod & MASK64 < threshold:
+        prod = stream.retry(p, r) * n
+        r += 1
+    return prod >> 64
 
 
-def bounded(stream, n):
-    """Exactly uniform in [0, n): 32-bit draws while n fits in them."""
-    return lemire32(stream, n) if n <= MASK32 else lemire64(stream, n)
+def bounded(stream, p, n):
+    """Exactly uniform in [0, n) from draw p: 32-bit draws while n fits in them."""
+    return lemire32(stream, p, n) if n <= MASK32 else lemire64(stream, p, n)
 
 
 def twin_draw_indices(key, sid, step, n, m, replace=True):
     """The m indices of batch ``step`` of stream ``sid`` on an axis of length n.
 
-    replace=True: m independent ``bounded(n)``.  replace=False: partial
+    replace=True: ``bounded(k, n)`` for k < m.  replace=False: partial
     Fisher-Yates on a virtual ``a = arange(n)`` (a dict holds moved entries)::
 
-        for i in range(m): j = i + bounded(n - i); out[i] = a[j]; a[j] = a[i]
+        for i in range(m): j = i + bounded(i, n - i); out[i] = a[j]; a[j] = a[i]
     """
     stream = TwinStream(key, sid, step)
     if replace:
-        return np.array([bounded(stream, n) for _ in range(m)], dtype=np.int64)
+        return np.array([bounded(stream, k, n) for k in range(m)], dtype=np.int64)
     moved = {}
     out = []
     for i in range(m):
-        j = i + bounded(stream, n - i)
+        j = i + bounded(stream, i, n - i)
         out.append(moved.get(j, j))
         moved[j] = moved.get(i, i)
     return np.array(out, dtype=np.int64)
