@@ -98,6 +98,8 @@ class Minibatch:
                  update_shared_f=None, in_memory_size=None):
         if update_shared_f is not None and not callable(update_shared_f):
             raise TypeError(f"update_shared_f must be callable, got {update_shared_f!r}")
+        if not isinstance(replace, (bool, np.bool_)):
+            raise TypeError(f"replace must be a bool, got {type(replace).__name__} {replace!r}")
         arr = check_data(data, dtype)
         self._in_memory = parse_in_memory_size(in_memory_size, arr.ndim)
         if self._in_memory:

@@ -299,3 +299,9 @@ def test_rejected_set_value_with_in_memory_size_loses_nothing():
         mb.set_value(np.arange(40.0))          # [50:] of 40 rows is empty
     assert mb.data is kept
     np.testing.assert_array_equal(next(mb), twins.twin_minibatch(data[50:], 5, 0, 1))
+
+
+@pytest.mark.parametrize("bad", ["False", 0, None])
+def test_replace_must_be_bool(bad):
+    with pytest.raises(TypeError, match=r"replace must be a bool, got .*" + repr(bad)[:3]):
+        Minibatch(np.zeros(10), 3, replace=bad)
