@@ -1,0 +1,782 @@
+"""A drop-in ``Minibatch`` for PyMC3 3 / Theano models, drawn by mbcore's kernels.
+
+Import this module before ``theano`` or ``pymc3`` in a fresh process::
+
+    from mbcore.adapters.theano import Minibatch   # first
+    import pymc3 as pm
+
+theano-pymc 1.1.2 cannot be imported on NumPy >= 1.23 unless its
+``blas__ldflags`` setting has a value; this module supplies the empty value
+before it imports theano, unless you set it yourself (see
+``mbcore.adapters._theano_compat``).
+
+What is here
+------------
+``Minibatch``      a TensorVariable that is the output of a ``MinibatchOp``,
+                   with PyMC3's ``Minibatch`` API (``shared``, ``minibatch``,
+                   ``set_value``, ``update_shared``, ``clone``, test value).
+``minibatches``    aligned Minibatch variables of several arrays, one Op.
+``generator``      a variable that pulls the next item of a Python generator
+                   on every evaluation (PyMC3's ``pm.generator``).
+``align_minibatches``  restart the streams of Minibatch variables together.
+``MinibatchOp``    the Op: ``(state, data_0, ...) -> (state + 1, batch_0, ...)``.
+
+How the stream works
+--------------------
+The Op holds no state.  Its inputs are an int64 scalar *state* (the step
+counter of mbcore's counter-based streams) and the data; its outputs are
+``state + 1`` and the batches.  The state is a shared variable whose
+``default_update`` is the Op's first output, the way theano's random streams
+carry their generator, so every call of a compiled function that contains the
+variable draws the next batch, ``theano.function(..., no_default_updates=True)``
+draws the same batch every call, and Theano's rewrites (merging equal nodes,
+folding constants) cannot freeze a stream or merge two: a node's batch is a
+pure function of its inputs.
+
+Batch ``t`` is exactly ``mbcore.Minibatch(data, batch_size,
+random_seed=seed).draw(t)``: the same spec parsing (``mbcore._spec``) and the
+same kernel (``Sampler.draw``).
+"""
+import itertools
+import weakref
+from copy import copy
+
+import numpy as np
+
+from ._theano_compat import import_theano
+
+theano = import_theano()
+
+import theano.tensor as tt  # noqa: E402
+from theano.gradient import DisconnectedType, grad_undefined  # noqa: E402
+from theano.graph.basic import Apply  # noqa: E402
+from theano.graph.op import Op  # noqa: E402
+from theano.tensor.subtensor import advanced_inc_subtensor1  # noqa: E402
+
+from .._kernels._gather import Sampler  # noqa: E402
+from .._minibatch import _build  # noqa: E402
+from .._generator import GeneratorAdapter  # noqa: E402
+from .._spec import (check_data, parse_batch_size, parse_in_memory_size, seed_key,  # noqa: E402
+                     total_size_of)
+
+__all__ = ["Minibatch", "minibatches", "generator", "align_minibatches", "MinibatchOp",
+           "MinibatchIndices", "GeneratorOp", "GeneratorExhausted"]
+
+
+# ---------------------------------------------------------------- the Op
+
+def _step_of(state):
+    """The step an int64 state value stands for (a Python int >= 0)."""
+    step = int(state)
+    if step < 0:
+        raise ValueError(f"the minibatch state must be >= 0, got {step}")
+    return step
+
+
+class MinibatchOp(Op):
+    """Draw aligned minibatches of one or more arrays from a step counter.
+
+    ``MinibatchOp(sizes, keys, replace)(state, data_0, ..., data_{m-1})``
+    returns ``[state + 1, batch_0, ..., batch_{m-1}]``.
+
+    Parameters
+    ----------
+    sizes : tuple of tuples
+        For each data input, one entry per axis: the batch size of a sampled
+        axis, None for an axis taken whole (``AxisPlan.size``).
+    keys : tuple of tuples
+        For each data input, one entry per axis: the 128-bit Philox key
+        ``(k0, k1)`` of a sampled axis (``mbcore._spec.seed_key``), None for a
+        whole axis.
+    replace : bool
+        Sample with replacement.
+    broadcastable : tuple of tuples, optional
+        Broadcastable pattern of each batch.  By default sampled axes are not
+        broadcastable and whole axes are as in the data.  A sampled axis may be
+        broadcastable only when its size is 1.
+
+    Notes
+    -----
+    ``batch_j = Sampler(data_j, sizes[j], keys[j], replace).draw(state)``:
+    one kernel call per data input, O(batch bytes).  The data inputs must
+    agree in length along every axis that is sampled in more than one of
+    them, so that equal keys pick the same rows.  The number of rows is read
+    at evaluation time, so after ``shared.set_value`` with more or fewer
+    rows the indices cover the new range.
+
+    The compiled thunk keeps, per data input, the Sampler built for the last
+    array it saw and reuses it while the array is the same object with the
+    same shape and strides (a Sampler keeps a reference to its array, so the
+    object cannot be replaced by another with the same id).  ``perform``
+    itself builds Samplers afresh on every call.
+
+    The gradient with respect to ``data_j`` scatters (adds) the output
+    gradient back to the rows the batch was drawn from; with respect to the
+    state it is undefined.
+    """
+
+    __props__ = ("sizes", "keys", "replace", "broadcastable")
+
+    def __init__(self, sizes, keys, replace=True, broadcastable=None):
+        sizes = tuple(tuple(None if s is None else int(s) for s in per) for per in sizes)
+        keys = tuple(tuple(None if k is None else (int(k[0]), int(k[1])) for k in per)
+                     for per in keys)
+        if len(sizes) == 0 or len(sizes) != len(keys):
+            raise ValueError(f"sizes and keys need one entry per data input, got "
+                             f"{len(sizes)} and {len(keys)}")
+        for j, (s, k) in enumerate(zip(sizes, keys)):
+            if len(s) != len(k) or any((a is None) != (b is None) for a, b in zip(s, k)):
+                raise ValueError(f"sizes[{j}]={s} and keys[{j}] must have a key exactly "
+                                 f"where a size is given")
+            if all(a is None for a in s):
+                raise ValueError(f"sizes[{j}]={s} must sample at least one axis")
+        if broadcastable is not None:
+            broadcastable = tuple(tuple(bool(b) for b in per) for per in broadcastable)
+            if len(broadcastable) != len(sizes) or any(
+                    len(b) != len(s) for b, s in zip(broadcastable, sizes)):
+                raise ValueError(f"broadcastable={broadcastable} must have one pattern per "
+                                 f"data input, one entry per axis, as sizes={sizes}")
+            for j, (b, s) in enumerate(zip(broadcastable, sizes)):
+                for k, (bk, sk) in enumerate(zip(b, s)):
+                    if bk and sk is not None and sk != 1:
+                        raise ValueError(
+                            f"axis {k} of batch {j} is sampled with size {sk}, so it "
+                            f"cannot be broadcastable (broadcastable={b})")
+        self.sizes = sizes
+        self.keys = keys
+        self.replace = bool(replace)
+        self.broadcastable = broadcastable
+
+    def __str__(self):
+        spec = ";".join(",".join("-" if s is None else str(s) for s in per)
+                        for per in self.sizes)
+        return f"{type(self).__name__}{{{spec}{'' if self.replace else ',noreplace'}}}"
+
+    # -- graph ---------------------------------------------------------------
+    def make_node(self, state, *data):
+        state = tt.as_tensor_variable(state)
+        if not isinstance(state.type, tt.TensorType) or state.type.ndim != 0 \
+                or state.type.dtype != "int64":
+            raise TypeError(f"state must be an int64 scalar, got {state.type}")
+        if len(data) != len(self.sizes):
+            raise TypeError(f"{self} takes {len(self.sizes)} data input(s), got {len(data)}")
+        data = [tt.as_tensor_variable(d) for d in data]
+        outs = [state.type()]
+        for j, (d, sizes) in enumerate(zip(data, self.sizes)):
+            if not isinstance(d.type, tt.TensorType):
+                raise TypeError(f"data input {j} must be a tensor, got {d.type}")
+            if d.type.ndim != len(sizes):
+                raise TypeError(f"data input {j} must have ndim={len(sizes)}, got "
+                                f"{d.type} (ndim={d.type.ndim})")
+            if self.broadcastable is None:
+                bcast = tuple(False if s is not None else b
+                              for s, b in zip(sizes, d.type.broadcastable))
+            else:
+                bcast = self.broadcastable[j]
+                for k, (bk, sk) in enumerate(zip(bcast, sizes)):
+                    if bk and sk is None and not d.type.broadcastable[k]:
+                        raise TypeError(
+                            f"axis {k} of batch {j} is taken whole from data of type "
+                            f"{d.type}, which is not broadcastable on that axis")
+            outs.append(tt.TensorType(d.type.dtype, bcast)())
+        return Apply(self, [state] + data, outs)
+
+    def infer_shape(self, fgraph, node, shapes):
+        out = [()]
+        for dshape, sizes in zip(shapes[1:], self.sizes):
+            out.append(tuple(dshape[k] if s is None else tt.constant(s, dtype="int64")
+                             for k, s in enumerate(sizes)))
+        return out
+
+    def connection_pattern(self, node):
+        m = len(self.sizes)
+        rows = [[True] * (m + 1)]
+        for j in range(m):
+            rows.append([i == j + 1 for i in range(m + 1)])
+        return rows
+
+    def L_op(self, inputs, outputs, output_grads):
+        state, data = inputs[0], inputs[1:]
+        grads = [grad_undefined(self, 0, state, "the state is the step counter of a "
+                                "random stream")]
+        for j, (x, gz) in enumerate(zip(data, output_grads[1:])):
+            if isinstance(gz.type, DisconnectedType):
+                grads.append(DisconnectedType()())
+                continue
+            grads.append(_scatter_add(self, j, state, x, gz))
+        return grads
+
+    # -- evaluation ----------------------------------------------------------
+    def samplers(self, data):
+        """Fresh Samplers for the data inputs, checked for alignment."""
+        samplers = [Sampler(d, s, k, self.replace)
+                    for d, s, k in zip(data, self.sizes, self.keys)]
+        if len(samplers) > 1:
+            self._check_aligned(data)
+        return samplers
+
+    def _check_aligned(self, data):
+        seen = {}
+        for j, (d, sizes) in enumerate(zip(data, self.sizes)):
+            for k, s in enumerate(sizes):
+                if s is not None:
+                    seen.setdefault(k, []).append((j, d.shape[k]))
+        for k, lengths in seen.items():
+            if len({n for _, n in lengths}) > 1:
+                raise ValueError(
+                    f"aligned minibatches need equal lengths along sampled axis {k}, got "
+                    + ", ".join(f"data {j}: {n}" for j, n in lengths))
+
+    def perform(self, node, inputs, outputs):
+        step = _step_of(inputs[0])
+        for s, out in zip(self.samplers(inputs[1:]), outputs[1:]):
+            o = out[0]
+            if o is not None and o.shape != s.shape:
+                o = None
+            out[0] = s.draw(step, o)
+        outputs[0][0] = np.array(step + 1, dtype=np.int64)
+
+    def make_py_thunk(self, node, storage_map, compute_map, no_recycling, debug=False):
+        """A thunk that reuses its Samplers while the data arrays stay the same
+        (see the class Notes); ``perform`` otherwise."""
+        if debug:
+            return super().make_py_thunk(node, storage_map, compute_map, no_recycling,
+                                         debug=True)
+        in_storage = [storage_map[v] for v in node.inputs]
+        out_storage = [storage_map[v] for v in node.outputs]
+        computed = [compute_map[v] for v in node.outputs]
+        state_in, data_in = in_storage[0], in_storage[1:]
+        state_out, batch_out = out_storage[0], out_storage[1:]
+        # Per data input: [array, shape, strides, sampler, batch shape].
+        cache = [[None, None, None, None, None] for _ in data_in]
+        op = self
+        int64 = np.int64
+        array = np.array
+
+        def rebuild(data):
+            samplers = op.samplers(data)
+            for c, d, s in zip(cache, data, samplers):
+                c[:] = [d, d.shape, d.strides, s, s.shape]
+
+        def thunk():
+            step = _step_of(state_in[0])
+            for c, d_in in zip(cache, data_in):
+                d = d_in[0]
+                if d is not c[0] or d.shape != c[1] or d.strides != c[2]:
+                    rebuild([x[0] for x in data_in])
+                    break
+            for c, out in zip(cache, batch_out):
+                o = out[0]
+                if o is not None and o.shape != c[4]:
+                    o = None
+                out[0] = c[3].draw(step, o)
+            state_out[0] = array(step + 1, dtype=int64)
+            for flag in computed:
+                flag[0] = True
+
+        thunk.inputs = in_storage
+        thunk.outputs = out_storage
+        thunk.perform = self.perform
+        thunk.lazy = False
+        return thunk
+
+
+class MinibatchIndices(Op):
+    """The indices a ``MinibatchOp`` batch is drawn from.
+
+    ``MinibatchIndices(sizes, keys, replace)(state, data)`` returns one int64
+    vector per sampled axis of ``data``, in axis order: the indices of batch
+    ``state`` (``Sampler.indices``).  Only ``data.shape`` is read.  Used by the
+    gradient of ``MinibatchOp``.
+    """
+
+    __props__ = ("sizes", "keys", "replace")
+
+    def __init__(self, sizes, keys, replace=True):
+        self.sizes = tuple(sizes)
+        self.keys = tuple(keys)
+        self.replace = bool(replace)
+
+    def make_node(self, state, data):
+        state = tt.as_tensor_variable(state)
+        data = tt.as_tensor_variable(data)
+        if state.type.ndim != 0 or state.type.dtype != "int64":
+            raise TypeError(f"state must be an int64 scalar, got {state.type}")
+        if data.type.ndim != len(self.sizes):
+            raise TypeError(f"data must have ndim={len(self.sizes)}, got {data.type}")
+        outs = [tt.lvector() for s in self.sizes if s is not None]
+        return Apply(self, [state, data], outs)
+
+    def perform(self, node, inputs, outputs):
+        state, data = inputs
+        sampler = Sampler(data, self.sizes, self.keys, self.replace)
+        idx = [i for i in sampler.indices(_step_of(state)) if i is not None]
+        for out, i in zip(outputs, idx):
+            out[0] = i
+
+    def infer_shape(self, fgraph, node, shapes):
+        return [(tt.constant(s, dtype="int64"),) for s in self.sizes if s is not None]
+
+    def connection_pattern(self, node):
+        n = len(node.outputs)
+        return [[True] * n, [False] * n]
+
+    def grad(self, inputs, output_grads):
+        return [grad_undefined(self, 0, inputs[0]), DisconnectedType()()]
+
+
+def _scatter_add(op, j, state, x, gz):
+    """Gradient of batch ``j`` of ``op`` with respect to its data ``x``."""
+    sizes = op.sizes[j]
+    idx = MinibatchIndices(sizes, op.keys[j], op.replace)(state, x)
+    if not isinstance(idx, (list, tuple)):
+        idx = [idx]
+    if x.dtype in tt.discrete_dtypes:
+        gx = x.zeros_like(dtype=theano.config.floatX)
+        gz = tt.cast(gz, gx.dtype)
+    else:
+        gx = x.zeros_like()
+    sampled = [k for k, s in enumerate(sizes) if s is not None]
+    if sampled == [0]:
+        return advanced_inc_subtensor1(gx, gz, idx[0])
+    # Outer-product index over axes 0..last sampled (trailing whole axes are
+    # implicit full slices), as np.ix_ builds it; duplicates accumulate.
+    last = sampled[-1]
+    it = iter(idx)
+    index = []
+    for k in range(last + 1):
+        ik = next(it) if sizes[k] is not None else tt.arange(x.shape[k])
+        pattern = ["x"] * (last + 1)
+        pattern[k] = 0
+        index.append(ik.dimshuffle(pattern))
+    return tt.inc_subtensor(gx[tuple(index)], gz)
+
+
+# ---------------------------------------------------------------- variables
+
+# Live Minibatch variables, for align_minibatches() without arguments.
+_LIVE = weakref.WeakSet()
+
+
+def _prepare(data, dtype, in_memory_size):
+    """The array a Minibatch reads: cast to floatX when float and no dtype is
+    given (PyMC3's rule), cut to ``in_memory_size``; not copied otherwise."""
+    if dtype is None:
+        arr = np.asarray(data)
+        if arr.dtype.kind == "f":
+            dtype = theano.config.floatX
+    arr = check_data(data, dtype)
+    index = parse_in_memory_size(in_memory_size, arr.ndim)
+    if index:
+        arr = np.array(arr[index], order="C")
+    return arr, index
+
+
+def _patterns(broadcastable, plans, shape):
+    """(batch pattern, shared-data pattern) for a user's ``broadcastable``."""
+    nd = len(plans)
+    if broadcastable is None:
+        return (False,) * nd, (False,) * nd
+    out = tuple(bool(b) for b in broadcastable)
+    if len(out) != nd:
+        raise ValueError(f"broadcastable must have {nd} entries (the data's ndim), got "
+                         f"{broadcastable!r}")
+    for k, (p, b) in enumerate(zip(plans, out)):
+        length = shape[k] if p.size is None else p.size
+        if b and length != 1:
+            raise ValueError(f"broadcastable[{k}] is True but axis {k} of every batch "
+                             f"has length {length}: broadcastable={broadcastable!r}")
+    return out, tuple(b and p.size is None for p, b in zip(plans, out))
+
+
+class Minibatch(tt.TensorVariable):
+    """Multidimensional minibatch that is a pure TensorVariable.
+
+    The output of a ``MinibatchOp`` over ``self.shared``: every evaluation of
+    a compiled function that contains it yields the next batch.
+
+    Parameters
+    ----------
+    data : array_like
+        The data, any layout.  Float data is cast to ``theano.config.floatX``
+        unless ``dtype`` is given; integer (and bool, complex) data is kept.
+        Without a cast the array is not copied: ``shared`` holds it.
+    batch_size : int or list of (int | (int, int) | None | Ellipsis), default 128
+        PyMC3's grammar: an int samples that many rows; a list gives one entry
+        per leading axis: an int samples that many entries (seed
+        ``random_seed``), ``(size, seed)`` samples with its own seed, None
+        takes the axis whole, one Ellipsis stands for as many whole axes as
+        needed.  Sampled axes combine as an outer product (``np.ix_``).
+    dtype : str or dtype, optional
+        Cast the data to this dtype.
+    broadcastable : tuple of bool, optional
+        Broadcastable pattern of the variable; default ``(False,) * ndim``.
+        True is allowed only for an axis of length 1 in every batch.
+    name : str, default "Minibatch"
+    random_seed : int, default 42
+        Seed of every sampled axis without a seed of its own.
+    update_shared_f : callable, optional
+        Returns a new array for ``update_shared()``.
+    in_memory_size : int or list of (int | None | slice | Ellipsis), optional
+        Keep only this part of the data (a C-contiguous copy); an int k means
+        the first k entries of its axis.
+    replace : bool, default True
+        Sample with replacement (mbcore's extension; PyMC3 always does).
+
+    Attributes
+    ----------
+    shared : TensorSharedVariable
+        The data batches are read from.
+    minibatch : TensorVariable
+        The minibatch expression, ``self`` (in PyMC3 a view of it): replace it
+        with ``shared`` in ``theano.clone`` to evaluate on the whole data.
+    rng_state : TensorSharedVariable
+        int64 scalar, the step of the next batch; its ``default_update`` is
+        the Op's ``state + 1`` output.
+    total_size : int or list
+        What to pass as PyMC3's ``total_size`` for the current data.
+
+    Raises
+    ------
+    TypeError, ValueError
+        The core's errors for a bad ``data``, ``batch_size``, ``dtype``,
+        ``random_seed`` or ``in_memory_size``; ValueError for a
+        ``broadcastable`` that does not fit.
+
+    Notes
+    -----
+    Evaluation ``t`` (counting from 0) yields
+    ``mbcore.Minibatch(data, batch_size, random_seed=random_seed).draw(t)``
+    (after the floatX cast): one kernel call, O(batch bytes), independent of
+    the number of rows.  Variables made with the same seed and spec over
+    arrays with the same number of rows (X and y) pick the same rows in every
+    evaluation of a function that contains both; ``minibatches`` makes such a
+    group with one Op and one state.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from mbcore.adapters.theano import Minibatch
+    >>> import mbcore
+    >>> data = np.arange(20.0).reshape(10, 2)
+    >>> x = Minibatch(data, batch_size=4, random_seed=1, dtype="float64")
+    >>> f = theano.function([], x)
+    >>> core = mbcore.Minibatch(data, batch_size=4, random_seed=1)
+    >>> all((f() == core.draw(t)).all() for t in range(3))
+    True
+    """
+
+    def __init__(self, data, batch_size=128, dtype=None, broadcastable=None,
+                 name="Minibatch", random_seed=42, update_shared_f=None,
+                 in_memory_size=None, replace=True):
+        _make_group([self], [data], batch_size, dtype, [broadcastable], [name],
+                    random_seed, [update_shared_f], in_memory_size, replace)
+
+    # -- data --------------------------------------------------------------
+    def set_value(self, value):
+        """Read batches from ``value`` from now on; the stream goes on.
+
+        ``value`` must have this variable's ndim and a dtype that casts to its
+        dtype under ``same_kind`` rules (it is cast, and cut to
+        ``in_memory_size``, as the constructor does); sampled axes may change
+        length.  ``x.shared.set_value(v)`` is the same without the cast and
+        cut.  On any error the old data stays in place.
+        """
+        arr = np.asarray(value)
+        if arr.dtype.hasobject or not np.can_cast(arr.dtype, self.dtype, "same_kind"):
+            raise TypeError(f"value must have a dtype that casts to {self.dtype}, "
+                            f"got {arr.dtype}")
+        arr = check_data(arr.astype(self.dtype, copy=False), None, "value")
+        if self._in_memory:
+            arr = np.array(arr[self._in_memory], order="C")
+        _build(arr, self._plans, self._replace, "value")
+        self.shared.set_value(arr, borrow=True)
+
+    def update_shared(self):
+        """``set_value(update_shared_f())``."""
+        if self.update_shared_f is None:
+            raise ValueError("update_shared_f is None: pass update_shared_f=callable "
+                             "to Minibatch to use update_shared()")
+        self.set_value(self.update_shared_f())
+
+    @property
+    def total_size(self):
+        return total_size_of(self.batch_size, self._plans,
+                             self.shared.get_value(borrow=True).shape)
+
+    # -- Variable protocol ---------------------------------------------------
+    def clone(self):
+        """Return a new Variable like self (a plain TensorVariable, no owner);
+        tags and name are copied."""
+        cp = tt.TensorVariable(self.type, None, None, self.name)
+        cp.tag = copy(self.tag)
+        return cp
+
+    def __setstate__(self, state):
+        self.__dict__.update(state)
+        _LIVE.add(self)
+
+
+def _make_group(variables, arrays, batch_size, dtype, broadcastables, names,
+                random_seed, update_shared_fs, in_memory_size, replace):
+    """Turn ``variables`` (fresh Minibatch instances) into the outputs of one
+    MinibatchOp over ``arrays`` with one state."""
+    prepared = [_prepare(a, dtype, in_memory_size) for a in arrays]
+    plans = [parse_batch_size(batch_size, arr.ndim, random_seed) for arr, _ in prepared]
+    if len(arrays) > 1:
+        # The core's checks, messages included (lengths along sampled axes).
+        from .._minibatch import Minibatches
+        Minibatches([arr for arr, _ in prepared], batch_size, None, random_seed, replace)
+    samplers = [_build(arr, p, bool(replace)) for (arr, _), p in zip(prepared, plans)]
+    patterns = [_patterns(b, p, arr.shape)
+                for b, p, (arr, _) in zip(broadcastables, plans, prepared)]
+    op = MinibatchOp(sizes=[tuple(ap.size for ap in p) for p in plans],
+                     keys=[tuple(None if ap.size is None else seed_key(ap.seed) for ap in p)
+                           for p in plans],
+                     replace=replace,
+                     broadcastable=[out for out, _ in patterns])
+    state = theano.shared(np.array(0, dtype=np.int64), name=f"{names[0]}.rng_state")
+    shared = [theano.shared(arr, name=f"{name}.shared", borrow=True,
+                            broadcastable=sb)
+              for (arr, _), name, (_, sb) in zip(prepared, names, patterns)]
+    model = op.make_node(state, *shared)    # checks and output types
+    new_state = model.outputs[0].type()
+    for var, ref, name in zip(variables, model.outputs[1:], names):
+        tt.TensorVariable.__init__(var, ref.type, None, None, name)
+    Apply(op, model.inputs, [new_state] + list(variables))
+    state.default_update = new_state
+    new_state.tag.test_value = np.array(1, dtype=np.int64)
+    for var, sh, s, p, (arr, index), f in zip(variables, shared, samplers, plans, prepared,
+                                             update_shared_fs):
+        if f is not None and not callable(f):
+            raise TypeError(f"update_shared_f must be callable, got {f!r}")
+        var.shared = sh
+        var.minibatch = var
+        var.rng_state = state
+        var.update_shared_f = f
+        var.batch_size = batch_size
+        var.random_seed = random_seed
+        var.in_memory_size = in_memory_size
+        var._in_memory = index
+        var._plans = p
+        var._replace = bool(replace)
+        var.tag.test_value = s.draw(0)
+        _LIVE.add(var)
+    return variables
+
+
+def minibatches(*arrays, batch_size=128, dtype=None, broadcastable=None,
+                name="Minibatch", random_seed=42, in_memory_size=None, replace=True):
+    """Aligned Minibatch variables of several arrays, drawn by one Op.
+
+    Every array gets the same ``batch_size`` spec and seed, so row i of each
+    batch comes from the same row of each array; the arrays must agree in
+    length along sampled axes.  The variables share one state: every
+    evaluation of a function containing any of them advances all of them.
+
+    Parameters
+    ----------
+    *arrays : array_like
+    batch_size, dtype, random_seed, in_memory_size, replace
+        As for ``Minibatch``, applied to every array.
+    broadcastable : list of (tuple of bool or None), optional
+        One pattern per array.
+    name : str, default "Minibatch"
+        Variable ``i`` is named ``f"{name}_{i}"``.
+
+    Returns
+    -------
+    tuple of Minibatch
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from mbcore.adapters.theano import minibatches
+    >>> X = np.arange(30.0).reshape(10, 3); y = np.arange(10.0)
+    >>> xb, yb = minibatches(X, y, batch_size=4)
+    >>> bx, by = theano.function([], [xb, yb])()
+    >>> bool((bx[:, 0] == 3 * by).all())
+    True
+    """
+    if not arrays:
+        raise ValueError("minibatches needs at least one array, got none")
+    if broadcastable is None:
+        broadcastable = [None] * len(arrays)
+    elif len(broadcastable) != len(arrays):
+        raise ValueError(f"broadcastable must have one entry per array ({len(arrays)}), "
+                         f"got {broadcastable!r}")
+    variables = [Minibatch.__new__(Minibatch) for _ in arrays]
+    names = [f"{name}_{i}" for i in range(len(arrays))]
+    return tuple(_make_group(variables, list(arrays), batch_size, dtype, list(broadcastable),
+                             names, random_seed, [None] * len(arrays), in_memory_size,
+                             replace))
+
+
+def align_minibatches(batches=None):
+    """Restart the streams of Minibatch variables, so that they select the
+    same rows from now on (each next batch is batch 0 of its stream).
+
+    Parameters
+    ----------
+    batches : iterable of Minibatch, optional
+        Default: every live Minibatch variable of this module.
+
+    Raises
+    ------
+    TypeError
+        For an item that is not a Minibatch.
+    """
+    if batches is None:
+        batches = list(_LIVE)
+    else:
+        batches = list(batches)
+        for b in batches:
+            if not isinstance(b, Minibatch):
+                raise TypeError(f"align_minibatches takes Minibatch variables, got "
+                                f"{type(b).__name__} {b!r}")
+    for state in {id(b.rng_state): b.rng_state for b in batches}.values():
+        state.set_value(np.array(0, dtype=np.int64))
+
+
+# ---------------------------------------------------------------- generator
+
+class GeneratorExhausted(StopIteration):
+    """The generator behind a ``generator`` variable has no more items."""
+
+
+class _Source:
+    """The generator (and default) behind a GeneratorOp; compared by identity,
+    so two generator variables never merge."""
+
+    def __init__(self, gen, dtype, ndim):
+        self.dtype = dtype
+        self.ndim = ndim
+        self.gen = gen
+        self.default = None
+
+
+def _adapt(gen):
+    """A core GeneratorAdapter and the dtype of the variable (floatX for
+    float items, PyMC3's rule)."""
+    adapter = gen if isinstance(gen, GeneratorAdapter) else GeneratorAdapter(gen)
+    dtype = adapter.dtype
+    if dtype.kind == "f":
+        dtype = np.dtype(theano.config.floatX)
+    return adapter, dtype
+
+
+class GeneratorOp(Op):
+    """An Op without inputs whose every evaluation yields the next item of a
+    Python generator (or its default once the generator is exhausted).
+
+    The generator is the Op's one piece of mutable state, by nature; the Op
+    is never constant-folded, and two generator variables never merge (their
+    sources compare by identity).  Items are copied and cast to the
+    variable's dtype, so downstream in-place Ops cannot write into the
+    generator's arrays.
+    """
+
+    __props__ = ("source",)
+
+    def __init__(self, source):
+        self.source = source
+
+    def make_node(self):
+        src = self.source
+        out = GeneratorVariable(self, tt.TensorType(src.dtype, (False,) * src.ndim))
+        return Apply(self, [], [out])
+
+    def perform(self, node, inputs, outputs):
+        src = self.source
+        try:
+            item = next(src.gen)
+        except StopIteration:
+            if src.default is None:
+                raise GeneratorExhausted(
+                    f"the generator of variable {node.outputs[0].name!r} is exhausted; "
+                    f"give it a new one with set_gen(gen) or a value to yield from now "
+                    f"on with set_default(value)") from None
+            item = src.default
+        arr = np.array(item, dtype=src.dtype)
+        if arr.ndim != src.ndim:
+            raise ValueError(f"the generator of variable {node.outputs[0].name!r} yielded "
+                             f"an item with ndim={arr.ndim}, expected {src.ndim}")
+        outputs[0][0] = arr
+
+    def do_constant_folding(self, fgraph, node):
+        return False
+
+
+class GeneratorVariable(tt.TensorVariable):
+    """The output of a ``GeneratorOp``; see :func:`generator`."""
+
+    def __init__(self, op, type, name=None):
+        super().__init__(type, None, None, name)
+        self.gen_op = op
+
+    def set_gen(self, gen):
+        """Pull items from ``gen`` from now on; it must yield the same type."""
+        adapter, dtype = _adapt(gen)
+        src = self.gen_op.source
+        if dtype != src.dtype or adapter.ndim != src.ndim:
+            raise ValueError(f"the new generator yields {dtype} items with ndim="
+                             f"{adapter.ndim}; variable {self.name!r} has type {self.type}")
+        src.gen = adapter
+
+    def set_default(self, value):
+        """Yield ``value`` once the generator is exhausted (None: raise)."""
+        src = self.gen_op.source
+        if value is None:
+            src.default = None
+            return
+        value = np.asarray(value, dtype=src.dtype)
+        if value.ndim != src.ndim:
+            raise ValueError(f"default must have ndim={src.ndim} like variable "
+                             f"{self.name!r}, got ndim={value.ndim}")
+        src.default = value
+
+    def clone(self):
+        cp = type(self)(self.gen_op, self.type, self.name)
+        cp.tag = copy(self.tag)
+        return cp
+
+
+_generator_names = itertools.count()
+
+
+def generator(gen, default=None, name=None):
+    """A variable whose every evaluation pulls the next item of ``gen``.
+
+    Parameters
+    ----------
+    gen : iterator of array_like
+        Items of one dtype and ndim (the first one decides; float items are
+        cast to floatX).  Its first item is pulled now (the test value) and is
+        also the first item yielded.
+    default : array_like, optional
+        Yielded once ``gen`` is exhausted; without it an exhausted generator
+        raises ``GeneratorExhausted`` (a StopIteration) naming the variable.
+    name : str, optional
+
+    Returns
+    -------
+    GeneratorVariable
+        With ``set_gen(gen)`` and ``set_default(value)``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from mbcore.adapters.theano import generator
+    >>> v = generator(np.full(2, i) for i in range(3))
+    >>> f = theano.function([], v * 1)
+    >>> [int(f()[0]) for _ in range(3)]
+    [0, 1, 2]
+    """
+    adapter, dtype = _adapt(gen)
+    src = _Source(adapter, dtype, adapter.ndim)
+    op = GeneratorOp(src)
+    var = op.make_node().outputs[0]
+    var.name = name if name is not None else f"generator_{next(_generator_names)}"
+    var.tag.test_value = np.array(adapter.test_value, dtype=dtype)
+    var.set_default(default)
+    return var
