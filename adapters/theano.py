@@ -50,7 +50,8 @@ theano = import_theano()
 import theano.tensor as tt  # noqa: E402
 from theano.gradient import DisconnectedType, grad_undefined  # noqa: E402
 from theano.graph.basic import Apply  # noqa: E402
-from theano.graph.op import Op  # noqa: E402
+from theano.graph.op import COp, Op  # noqa: E402
+from theano.graph.type import generic  # noqa: E402
 from theano.tensor.subtensor import advanced_inc_subtensor1  # noqa: E402
 
 from .._kernels._gather import Sampler  # noqa: E402
@@ -73,7 +74,7 @@ def _step_of(state):
     return step
 
 
-class MinibatchOp(Op):
+class MinibatchOp(COp):
     """Draw aligned minibatches of one or more arrays from a step counter.
 
     ``MinibatchOp(sizes, keys, replace)(state, data_0, ..., data_{m-1})``
@@ -227,7 +228,7 @@ class MinibatchOp(Op):
                     f"aligned minibatches need equal lengths along sampled axis {k}, got "
                     + ", ".join(f"data {j}: {n}" for j, n in lengths))
 
-    def perform(self, node, inputs, outputs):
+    def perform(self, node, inputs, outputs, params=None):
         step = _step_of(inputs[0])
         for s, out in zip(self.samplers(inputs[1:]), outputs[1:]):
             o = out[0]
@@ -279,6 +280,153 @@ class MinibatchOp(Op):
         thunk.perform = self.perform
         thunk.lazy = False
         return thunk
+
+    # -- C implementation ----------------------------------------------------
+    # The C thunk keeps the Samplers in its struct and calls Sampler.draw
+    # through the C API: no Python frame per call.  Measured (2-core AMD
+    # EPYC VM, min of 9 x 20000 calls, theano.function([], x), n=1e6 float64
+    # rows, batch 128): Python thunk 4.5 us, C thunk 3.5 us, the reference
+    # graph 5.9 us, an empty function 1.6 us, the same function with batch 1
+    # 2.8 us.  The C thunk wins and is the default; the Python thunk runs
+    # where Theano has no compiler (and under linker="py").  Calling the
+    # kernel's draw_gather capsule directly would need the Sampler's plan,
+    # which _gather does not export; the Python-level call costs ~0.1 us of
+    # the 3.5 (caching the bound method instead of looking it up: no change).
+    # Bump c_code_cache_version on every change of the C code: Theano reuses
+    # a cached module whose version matches without looking at the source.  The Op itself is passed as
+    # the node's params (a Python object), so the sizes and keys are not in
+    # the C source: every MinibatchOp with the same input types shares one
+    # compiled module (Theano's cache matches modules by source hash).
+    params_type = generic
+
+    def get_params(self, node):
+        return self
+
+    def _c_samplers(self, *data):
+        """Called by the C code when its data arrays changed: the Samplers'
+        bound ``draw`` methods, then the Samplers."""
+        samplers = self.samplers(data)
+        return tuple(s.draw for s in samplers) + tuple(samplers)
+
+    def c_headers(self, **kwargs):
+        return ["<string.h>"]
+
+    def c_support_code_struct(self, node, name):
+        m = len(self.sizes)
+        return f"""
+        PyObject *mb_samplers_{name};  /* (draw methods..., Samplers...) or NULL */
+        PyObject *mb_data_{name}[{m}];          /* the arrays they read (owned) */
+        npy_intp mb_dims_{name}[{m}][NPY_MAXDIMS];
+        npy_intp mb_strides_{name}[{m}][NPY_MAXDIMS];
+        npy_intp mb_oshape_{name}[{m}][NPY_MAXDIMS];
+        """
+
+    def c_init_code_struct(self, node, name, sub):
+        m = len(self.sizes)
+        return f"""
+        mb_samplers_{name} = NULL;
+        for (int j = 0; j < {m}; j++) mb_data_{name}[j] = NULL;
+        """
+
+    def c_cleanup_code_struct(self, node, name):
+        m = len(self.sizes)
+        return f"""
+        Py_XDECREF(mb_samplers_{name});
+        for (int j = 0; j < {m}; j++) Py_XDECREF(mb_data_{name}[j]);
+        """
+
+    def c_code(self, node, name, inputs, outputs, sub):
+        state, data = inputs[0], inputs[1:]
+        new_state, batches = outputs[0], outputs[1:]
+        fail, params = sub["fail"], sub["params"]
+        nds = [v.ndim for v in node.inputs[1:]]
+        m = len(data)
+        S, D, ST, OS = (f"mb_samplers_{name}", f"mb_data_{name}", f"mb_strides_{name}",
+                        f"mb_oshape_{name}")
+        DIMS = f"mb_dims_{name}"
+        check = "\n".join(
+            f"""if (!mb_stale && ((PyObject *){d} != {D}[{j}]
+                    || memcmp(PyArray_DIMS({d}), {DIMS}[{j}], {nd} * sizeof(npy_intp))
+                    || memcmp(PyArray_STRIDES({d}), {ST}[{j}], {nd} * sizeof(npy_intp))))
+                mb_stale = 1;"""
+            for j, (d, nd) in enumerate(zip(data, nds)))
+        args = ", ".join(f"(PyObject *){d}" for d in data)
+        remember = "\n".join(
+            f"""Py_XDECREF({D}[{j}]);
+            Py_INCREF((PyObject *){d});
+            {D}[{j}] = (PyObject *){d};
+            memcpy({DIMS}[{j}], PyArray_DIMS({d}), {nd} * sizeof(npy_intp));
+            memcpy({ST}[{j}], PyArray_STRIDES({d}), {nd} * sizeof(npy_intp));
+            if (mb_shape_of(PyTuple_GET_ITEM({S}, {m + j}), {OS}[{j}], {nd})) {{ {fail} }}"""
+            for j, (d, nd) in enumerate(zip(data, nds)))
+        draws = "\n".join(
+            f"""{{
+                PyObject *mb_args[2], *mb_res;
+                mb_args[0] = mb_pystep;
+                mb_args[1] = Py_None;
+                if ({b} != NULL && PyArray_NDIM({b}) == {nd}
+                        && !memcmp(PyArray_DIMS({b}), {OS}[{j}], {nd} * sizeof(npy_intp))
+                        && PyArray_IS_C_CONTIGUOUS({b}) && PyArray_ISWRITEABLE({b}))
+                    mb_args[1] = (PyObject *){b};
+                mb_res = PyObject_Vectorcall(PyTuple_GET_ITEM({S}, {j}), mb_args, 2, NULL);
+                if (mb_res == NULL) {{ Py_DECREF(mb_pystep); {fail} }}
+                Py_XDECREF({b});
+                {b} = (PyArrayObject *)mb_res;
+            }}"""
+            for j, (b, nd) in enumerate(zip(batches, nds)))
+        return f"""
+        {{
+            npy_int64 mb_step = *(npy_int64 *)PyArray_DATA({state});
+            int mb_stale = {S} == NULL;
+            PyObject *mb_pystep;
+            if (mb_step < 0) {{
+                PyErr_Format(PyExc_ValueError, "the minibatch state must be >= 0, got %lld",
+                             (long long)mb_step);
+                {fail}
+            }}
+            {check}
+            if (mb_stale) {{
+                PyObject *mb_new = PyObject_CallMethod({params}, "_c_samplers", "({"O" * len(data)})",
+                                                       {args});
+                if (mb_new == NULL) {{ {fail} }}
+                Py_XDECREF({S});
+                {S} = mb_new;
+                {remember}
+            }}
+            mb_pystep = PyLong_FromLongLong(mb_step);
+            if (mb_pystep == NULL) {{ {fail} }}
+            {draws}
+            Py_DECREF(mb_pystep);
+            Py_XDECREF({new_state});
+            {new_state} = (PyArrayObject *)PyArray_SimpleNew(0, NULL, NPY_INT64);
+            if ({new_state} == NULL) {{ {fail} }}
+            *(npy_int64 *)PyArray_DATA({new_state}) = mb_step + 1;
+        }}
+        """
+
+    def c_support_code(self, **kwargs):
+        return """
+        /* Copy a Sampler's .shape (a tuple of nd ints) into shape; 0 or -1. */
+        static int mb_shape_of(PyObject *sampler, npy_intp *shape, int nd) {
+            PyObject *t = PyObject_GetAttrString(sampler, "shape");
+            int k;
+            if (t == NULL) return -1;
+            if (!PyTuple_Check(t) || PyTuple_GET_SIZE(t) != nd) {
+                Py_DECREF(t);
+                PyErr_SetString(PyExc_RuntimeError, "Sampler.shape has the wrong length");
+                return -1;
+            }
+            for (k = 0; k < nd; k++) {
+                shape[k] = PyLong_AsSsize_t(PyTuple_GET_ITEM(t, k));
+                if (shape[k] == -1 && PyErr_Occurred()) { Py_DECREF(t); return -1; }
+            }
+            Py_DECREF(t);
+            return 0;
+        }
+        """
+
+    def c_code_cache_version(self):
+        return (2,)
 
 
 class MinibatchIndices(Op):

@@ -10,6 +10,25 @@ import theano
 import theano.tensor as tt
 
 
+# The Op has a C thunk (the default wherever Theano has a compiler) and a
+# Python thunk (linker "py", or no compiler); both are tested.
+IMPLS = {"c": None, "py": theano.compile.mode.Mode(linker="py", optimizer="fast_run")}
+
+
+@pytest.fixture(params=sorted(IMPLS))
+def compile_fn(request):
+    mode = IMPLS[request.param]
+
+    def compile_fn(outputs, **kwargs):
+        f = theano.function([], outputs, mode=mode, **kwargs)
+        thunks = [t for t, n in zip(f.fn.thunks, f.fn.nodes) if isinstance(n.op, MinibatchOp)] \
+            if hasattr(f.fn, "thunks") else []
+        if request.param == "c":
+            assert thunks and all(hasattr(t, "cthunk") for t in thunks)
+        return f
+    return compile_fn
+
+
 def core_batches(data, batch_size, k, random_seed=42, dtype=None, replace=True):
     core = mbcore.Minibatch(data, batch_size, dtype=dtype, random_seed=random_seed,
                             replace=replace)
@@ -25,10 +44,10 @@ def assert_same(a, b):
                                   [Ellipsis, 2]],
                          ids=["int", "two-axes", "own-seed", "ellipsis", "last-axis"])
 @pytest.mark.parametrize("seed", [0, 42, 2**40 + 3])
-def test_equals_core_step_by_step(spec, seed):
+def test_equals_core_step_by_step(spec, seed, compile_fn):
     data = np.random.default_rng(1).standard_normal((20, 6, 5))
     x = Minibatch(data, batch_size=spec, random_seed=seed, dtype="float64")
-    f = theano.function([], x)
+    f = compile_fn(x)
     for t, expected in enumerate(core_batches(data, spec, 6, seed)):
         assert_same(f(), expected)
     assert int(x.rng_state.get_value()) == 6
@@ -45,10 +64,10 @@ def test_floatx_cast_equals_core_on_cast_data(floatx):
             assert_same(f(), expected)
 
 
-def test_replace_false_equals_core():
+def test_replace_false_equals_core(compile_fn):
     data = np.arange(40.0).reshape(20, 2)
     x = Minibatch(data, batch_size=20, random_seed=3, replace=False, dtype="float64")
-    f = theano.function([], x)
+    f = compile_fn(x)
     for expected in core_batches(data, 20, 3, 3, replace=False):
         got = f()
         assert_same(got, expected)
@@ -79,9 +98,9 @@ def test_every_call_of_every_function_advances(data2d):
     assert not np.array_equal(expected[0], expected[1])
 
 
-def test_no_default_updates_freezes(data2d):
+def test_no_default_updates_freezes(data2d, compile_fn):
     x = Minibatch(data2d, batch_size=5, random_seed=1, dtype="float64")
-    frozen = theano.function([], x, no_default_updates=True)
+    frozen = compile_fn(x, no_default_updates=True)
     first = frozen()
     for _ in range(3):
         assert_same(frozen(), first)
@@ -105,12 +124,12 @@ def test_same_seed_and_spec_align(regression):
         np.testing.assert_array_equal(bx, X[order[rows]].astype(bx.dtype))
 
 
-def test_minibatches_one_op_one_state(regression):
+def test_minibatches_one_op_one_state(regression, compile_fn):
     X, y = regression["X"], regression["y"]
     xb, yb = minibatches(X, y, batch_size=32, random_seed=4)
     assert xb.owner is yb.owner and isinstance(xb.owner.op, MinibatchOp)
     assert xb.rng_state is yb.rng_state
-    f = theano.function([], [xb, yb])
+    f = compile_fn([xb, yb])
     core = mbcore.minibatches(X.astype(xb.dtype), y.astype(yb.dtype), batch_size=32,
                               random_seed=4)
     for t in range(4):
@@ -123,11 +142,11 @@ def test_minibatches_one_op_one_state(regression):
     assert int(yb.rng_state.get_value()) == 5
 
 
-def test_minibatches_length_mismatch_is_the_core_error():
+def test_minibatches_length_mismatch_is_the_core_error(compile_fn):
     with pytest.raises(ValueError, match="sampled axis 0"):
         minibatches(np.zeros((10, 2)), np.zeros(9), batch_size=3)
     xb, yb = minibatches(np.zeros((10, 2)), np.zeros(10), batch_size=3)
-    f = theano.function([], [xb, yb])
+    f = compile_fn([xb, yb])
     yb.shared.set_value(np.zeros(12))
     with pytest.raises(ValueError, match="equal lengths along sampled axis 0"):
         f()
@@ -185,9 +204,9 @@ def test_constant_state_folds_to_that_batch(data2d):
     assert_same(f(), expected)
 
 
-def test_output_storage_is_not_shared_with_the_caller(data2d):
+def test_output_storage_is_not_shared_with_the_caller(data2d, compile_fn):
     x = Minibatch(data2d, batch_size=5, random_seed=8, dtype="float64")
-    f = theano.function([], x)
+    f = compile_fn(x)
     first = f()
     kept = first.copy()
     second = f()
@@ -218,3 +237,46 @@ def test_int64_state_type_is_shared_scalar(data2d):
     x = Minibatch(data2d, batch_size=4)
     assert x.rng_state.type == tt.TensorType("int64", ())
     assert x.rng_state.default_update is x.owner.outputs[0]
+
+
+def test_set_value_resizes_in_every_thunk(compile_fn):
+    """The thunks rebuild their Samplers when the array changes: new rows
+    are reachable, removed ones are not."""
+    x = Minibatch(np.arange(10, dtype=np.int64), batch_size=400, random_seed=3)
+    f = compile_fn(x * 1)
+    assert f().max() <= 9
+    x.set_value(np.arange(1000, dtype=np.int64))
+    got = f()
+    assert_same(got, mbcore.Minibatch(np.arange(1000), 400, random_seed=3).draw(1))
+    x.shared.set_value(np.arange(5, dtype=np.int64))
+    assert set(f().tolist()) == set(range(5))
+    # The same array object, written in place: read as it is now.
+    arr = np.arange(7, dtype=np.int64)
+    x.shared.set_value(arr, borrow=True)
+    assert f().max() <= 6
+    arr += 100
+    assert f().min() >= 100
+    x.shared.set_value(np.zeros(3, dtype=np.int64), borrow=True)
+    assert set(f().tolist()) == {0}
+
+
+def test_negative_state_is_a_clear_error_in_every_thunk(data2d, compile_fn):
+    x = Minibatch(data2d, batch_size=4)
+    f = compile_fn(x)
+    x.rng_state.set_value(np.int64(-1))
+    with pytest.raises(ValueError, match=">= 0"):
+        f()
+
+
+def test_debug_mode_checks_c_against_python(data2d):
+    """DebugMode runs the C thunk and perform() and compares them (and checks
+    the Op does not change its inputs)."""
+    other = np.asfortranarray(data2d * 2)
+    x, z = minibatches(data2d, other, batch_size=[5, 3], random_seed=2, dtype="float64")
+    f = theano.function([], [x, z], mode="DebugMode")
+    core = mbcore.minibatches(data2d, other, batch_size=[5, 3], random_seed=2)
+    for t in range(2):
+        bx, bz = f()
+        cx, cz = core.draw(t)
+        assert_same(bx, cx)
+        assert_same(bz, cz)
