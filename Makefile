@@ -51,16 +51,19 @@ test-np123: $(VENV_NP123)/.installed
 	$(VENV_NP123)/bin/pytest tests --ignore=tests/adapters
 
 test-adapter: $(VENV_PYMC3)/.installed
-	$(VENV_PYMC3)/bin/pytest tests/adapters
+	$(VENV_PYMC3)/bin/pytest tests/adapters benchmarks/test_adapter_gates.py
 
 demo: $(VENV_PYMC3)/.installed
 	$(VENV_PYMC3)/bin/python -m mbcore.demo
 
-bench: $(VENV)/.installed
+bench: $(VENV)/.installed $(VENV_PYMC3)/.installed
 	mkdir -p bench-out
 	$(VENV)/bin/pytest benchmarks/test_core_bench.py --benchmark-only \
 	    --benchmark-json=bench-out/core.json --benchmark-columns=min,median,iqr,rounds \
 	    --benchmark-save=core --benchmark-storage=bench-out/history
+	$(VENV_PYMC3)/bin/pytest benchmarks/test_adapter_bench.py --benchmark-only \
+	    --benchmark-json=bench-out/adapter.json --benchmark-columns=min,median,iqr,rounds \
+	    --benchmark-save=adapter --benchmark-storage=bench-out/history
 	$(VENV)/bin/python benchmarks/report.py bench-out/*.json \
 	    --plot bench-out/bench.png --markdown bench-out/table.md
 

@@ -1,0 +1,138 @@
+"""pytest-benchmark suite of the Theano/PyMC3 adapter (``make bench``).
+
+Run in the PyMC3 venv; writes bench-out/adapter.json, which report.py merges
+with the core's table.  Two kinds of case, each timing ours and the
+reference in the same run:
+
+function    a compiled ``theano.function([], batch)``: ours is
+            ``mbcore.adapters.theano.Minibatch(data, b)``; the reference is
+            the graph the PyMC3 doc spells out (pm.Minibatch itself raises on
+            NumPy 1.23):
+            ``shared[tt_rng().uniform(size=(b,), low=0, high=n - 1e-10).astype('int64')]``.
+advi        one ADVI step (the function pm.fit calls each iteration: ELBO
+            gradient and Adam update) of a linear regression on aligned X/y
+            minibatches with total_size: ours from ``minibatches(X, y)``, the
+            reference with one index vector for X and y, as above.
+
+Data: 1e6 rows.  The function cases take a vector (width 1, the core grid's
+n=1e6 w=1 case); the ADVI cases a regression with 3 features generated from
+the bundled dataset's recorded truth (y = 1.5 + X @ [2, -1, 0.5] + N(0, 0.7)).
+floatX is Theano's default (float64).
+"""
+import functools
+import importlib.util
+import json
+
+import numpy as np
+import pytest
+
+if importlib.util.find_spec("theano") is None or importlib.util.find_spec("pymc3") is None:
+    pytest.skip("the adapter benchmarks need theano-pymc and pymc3 (make bench runs them "
+                "in .venv-pymc3)", allow_module_level=True)
+
+import warnings  # noqa: E402
+
+with warnings.catch_warnings():
+    warnings.simplefilter("ignore", DeprecationWarning)
+    from mbcore.adapters.theano import Minibatch, minibatches  # first: configures theano
+    import pymc3 as pm
+    import theano
+    import theano.tensor as tt
+
+import mbcore  # noqa: E402
+
+N = 10**6
+FUNCTION_CASES = [(N, 1, 128), (N, 1, 10**5)]   # (rows, width, batch)
+ADVI_CASES = [(N, 3, 128), (N, 3, 10**5)]
+
+
+def _num(v):
+    return f"{v:.0e}".replace("e+0", "e") if v >= 10**4 else str(v)
+
+
+def case_id(kind, case):
+    """'function n=1e6 w=1 b=128' etc.: the row label in report.py's table."""
+    n, w, b = case
+    return f"{kind} n={_num(n)} w={w} b={_num(b)}"
+
+
+def reference_index(n, b):
+    """The PyMC3 doc's index vector: a float uniform truncated to int64."""
+    return pm.tt_rng().uniform(size=(b,), low=0, high=n - 1e-10).astype("int64")
+
+
+@functools.lru_cache(maxsize=None)
+def vector_data(n):
+    return np.random.default_rng(0).random(n)
+
+
+def function_impls(case):
+    """{'ours': f, 'reference': g}: compiled functions returning a batch."""
+    n, w, b = case
+    data = vector_data(n) if w == 1 else np.random.default_rng(0).random((n, w))
+    ours = theano.function([], Minibatch(data, batch_size=b, random_seed=0))
+    shared = theano.shared(data)
+    reference = theano.function([], shared[reference_index(n, b)])
+    return {"ours": ours, "reference": reference}
+
+
+@functools.lru_cache(maxsize=None)
+def regression_data(n):
+    truth = json.load(mbcore.get_data("regression.json"))
+    rng = np.random.default_rng(truth["seed"])
+    X = rng.standard_normal((n, len(truth["coef"])))
+    y = truth["intercept"] + X @ np.asarray(truth["coef"]) + truth["sigma"] * rng.standard_normal(n)
+    return X, y
+
+
+def advi_step(Xb, yb, n):
+    """The step function pm.fit runs each iteration, for the regression model."""
+    with pm.Model():
+        intercept = pm.Normal("intercept", 0, 10)
+        coef = pm.Normal("coef", 0, 10, shape=3)
+        sigma = pm.HalfNormal("sigma", 5)
+        pm.Normal("obs", intercept + tt.dot(Xb, coef), sigma, observed=yb, total_size=n)
+        advi = pm.ADVI(random_seed=1)
+    return advi.objective.step_function(obj_optimizer=pm.adam(learning_rate=0.05), score=True)
+
+
+def advi_impls(case):
+    n, w, b = case
+    X, y = regression_data(n)
+    assert X.shape[1] == w
+    xb, yb = minibatches(X, y, batch_size=b, random_seed=0)
+    ours = advi_step(xb, yb, n)
+    ridx = reference_index(n, b)
+    reference = advi_step(theano.shared(X)[ridx], theano.shared(y)[ridx], n)
+    return {"ours": ours, "reference": reference}
+
+
+@functools.lru_cache(maxsize=None)
+def cached_impls(kind, case):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        return (function_impls if kind == "function" else advi_impls)(case)
+
+
+@pytest.mark.parametrize("impl", ["ours", "reference"])
+@pytest.mark.parametrize("case", FUNCTION_CASES, ids=lambda c: case_id("function", c))
+def test_function(benchmark, case, impl):
+    n, w, b = case
+    fn = cached_impls("function", case)[impl]
+    benchmark.group = case_id("function", case)
+    benchmark.extra_info.update(case=case_id("function", case), impl=impl, n=n, batch=b,
+                                width=w, kind="theano-function")
+    out = benchmark(fn)
+    assert out.shape == (b,)
+
+
+@pytest.mark.parametrize("impl", ["ours", "reference"])
+@pytest.mark.parametrize("case", ADVI_CASES, ids=lambda c: case_id("advi", c))
+def test_advi_step(benchmark, case, impl):
+    n, w, b = case
+    fn = cached_impls("advi", case)[impl]
+    benchmark.group = case_id("advi", case)
+    benchmark.extra_info.update(case=case_id("advi", case), impl=impl, n=n, batch=b,
+                                width=w, kind="pymc3-advi-step")
+    loss = benchmark(fn)
+    assert np.isfinite(loss)
