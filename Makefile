@@ -53,8 +53,10 @@ test-np123: $(VENV_NP123)/.installed
 test-adapter: $(VENV_PYMC3)/.installed
 	$(VENV_PYMC3)/bin/pytest tests/adapters benchmarks/test_adapter_gates.py
 
+# -P: do not put the repo root on sys.path, so that the installed mbcore
+# (with its compiled kernels) is imported, not the source tree.
 demo: $(VENV_PYMC3)/.installed
-	$(VENV_PYMC3)/bin/python -m mbcore.demo
+	$(VENV_PYMC3)/bin/python -P -m mbcore.demo --out demo-out
 
 bench: $(VENV)/.installed $(VENV_PYMC3)/.installed
 	mkdir -p bench-out

@@ -57,8 +57,10 @@ def case_id(kind, case):
 
 
 def reference_index(n, b):
-    """The PyMC3 doc's index vector: a float uniform truncated to int64."""
-    return pm.tt_rng().uniform(size=(b,), low=0, high=n - 1e-10).astype("int64")
+    """The PyMC3 doc's index vector: a float uniform truncated to int64 (with
+    test values, as pm.Minibatch builds it: PyMC3 models need them)."""
+    with theano.config.change_flags(compute_test_value="raise"):
+        return pm.tt_rng().uniform(size=(b,), low=0, high=n - 1e-10).astype("int64")
 
 
 @functools.lru_cache(maxsize=None)
@@ -103,7 +105,9 @@ def advi_impls(case):
     xb, yb = minibatches(X, y, batch_size=b, random_seed=0)
     ours = advi_step(xb, yb, n)
     ridx = reference_index(n, b)
-    reference = advi_step(theano.shared(X)[ridx], theano.shared(y)[ridx], n)
+    with theano.config.change_flags(compute_test_value="raise"):
+        xr, yr = theano.shared(X)[ridx], theano.shared(y)[ridx]
+    reference = advi_step(xr, yr, n)
     return {"ours": ours, "reference": reference}
 
 
