@@ -618,7 +618,7 @@ class Minibatch(tt.TensorVariable):
                  name="Minibatch", random_seed=42, update_shared_f=None,
                  in_memory_size=None, replace=True):
         _make_group([self], [data], batch_size, dtype, [broadcastable], [name],
-                    random_seed, [update_shared_f], in_memory_size, replace)
+                    random_seed, [update_shared_f], in_memory_size, replace, name)
 
     # -- data --------------------------------------------------------------
     def set_value(self, value):
@@ -666,7 +666,7 @@ class Minibatch(tt.TensorVariable):
 
 
 def _make_group(variables, arrays, batch_size, dtype, broadcastables, names,
-                random_seed, update_shared_fs, in_memory_size, replace):
+                random_seed, update_shared_fs, in_memory_size, replace, state_name):
     """Turn ``variables`` (fresh Minibatch instances) into the outputs of one
     MinibatchOp over ``arrays`` with one state."""
     prepared = [_prepare(a, dtype, in_memory_size) for a in arrays]
@@ -683,7 +683,7 @@ def _make_group(variables, arrays, batch_size, dtype, broadcastables, names,
                            for p in plans],
                      replace=replace,
                      broadcastable=[out for out, _ in patterns])
-    state = theano.shared(np.array(0, dtype=np.int64), name=f"{names[0]}.rng_state")
+    state = theano.shared(np.array(0, dtype=np.int64), name=f"{state_name}.rng_state")
     shared = [theano.shared(arr, name=f"{name}.shared", borrow=True,
                             broadcastable=sb)
               for (arr, _), name, (_, sb) in zip(prepared, names, patterns)]
@@ -757,7 +757,7 @@ def minibatches(*arrays, batch_size=128, dtype=None, broadcastable=None,
     names = [f"{name}_{i}" for i in range(len(arrays))]
     return tuple(_make_group(variables, list(arrays), batch_size, dtype, list(broadcastable),
                              names, random_seed, [None] * len(arrays), in_memory_size,
-                             replace))
+                             replace, name))
 
 
 def align_minibatches(batches=None):

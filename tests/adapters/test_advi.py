@@ -99,3 +99,32 @@ def test_loss_is_scaled_by_total_size(fits, regression):
     mini = np.mean(fits["minibatches"]["hist"][-500:]) * regression["n"] / BATCH
     full = np.mean(fits["full"]["hist"][-500:])
     assert abs(mini - full) / full < 0.02
+
+
+def test_fit_on_a_generator_variable(regression):
+    """generator(): every ADVI step pulls the next item of a Python
+    generator (here batches of [X | y] rows drawn by the core)."""
+    from mbcore import Minibatch as CoreMinibatch
+    from mbcore.adapters.theano import generator
+    table = np.c_[regression["X"], regression["y"]]
+    core = CoreMinibatch(table, batch_size=BATCH, random_seed=3)
+    pulled = []
+
+    def batches():
+        for b in core:
+            pulled.append(core.step)
+            yield b
+    v = generator(batches(), name="rows")
+    with pm.Model():
+        intercept = pm.Normal("intercept", 0, 10)
+        coef = pm.Normal("coef", 0, 10, shape=3)
+        sigma = pm.HalfNormal("sigma", 5)
+        pm.Normal("obs", intercept + tt.dot(v[:, :3], coef), sigma, observed=v[:, 3],
+                  total_size=regression["n"])
+        assert len(pulled) == 1   # the first item (the test value), held
+        approx = pm.fit(n=1500, obj_optimizer=pm.adam(learning_rate=0.05), random_seed=1,
+                        progressbar=False)
+    # One item per step; the first step got the held first item.
+    assert len(pulled) == 1500
+    means = approx.bij.rmap(approx.mean.eval())
+    np.testing.assert_allclose(means["coef"], regression["truth"]["coef"], atol=0.1)

@@ -368,3 +368,11 @@ def test_generator_variables_never_merge_or_fold():
     f = theano.function([], [a + 0, b + 0])
     assert [x[0] for x in f()] == [0, 0]
     assert [x[0] for x in f()] == [1, 1]
+
+
+def test_docstring_examples_run():
+    import doctest
+
+    import mbcore.adapters.theano as module
+    result = doctest.testmod(module)
+    assert result.attempted >= 10 and result.failed == 0
