@@ -55,7 +55,7 @@ from theano.graph.type import generic  # noqa: E402
 from theano.tensor.subtensor import advanced_inc_subtensor1  # noqa: E402
 
 from .._kernels._gather import Sampler  # noqa: E402
-from .._minibatch import _build  # noqa: E402
+from .._minibatch import Minibatches, _build  # noqa: E402
 from .._generator import GeneratorAdapter  # noqa: E402
 from .._spec import (check_data, parse_batch_size, parse_in_memory_size, seed_key,  # noqa: E402
                      total_size_of)
@@ -509,11 +509,10 @@ _LIVE = weakref.WeakSet()
 def _prepare(data, dtype, in_memory_size):
     """The array a Minibatch reads: cast to floatX when float and no dtype is
     given (PyMC3's rule), cut to ``in_memory_size``; not copied otherwise."""
-    if dtype is None:
-        arr = np.asarray(data)
-        if arr.dtype.kind == "f":
-            dtype = theano.config.floatX
-    arr = check_data(data, dtype)
+    arr = np.asarray(data)
+    if dtype is None and arr.dtype.kind == "f":
+        dtype = theano.config.floatX
+    arr = check_data(arr, dtype)
     index = parse_in_memory_size(in_memory_size, arr.ndim)
     if index:
         arr = np.array(arr[index], order="C")
@@ -669,13 +668,15 @@ def _make_group(variables, arrays, batch_size, dtype, broadcastables, names,
                 random_seed, update_shared_fs, in_memory_size, replace, state_name):
     """Turn ``variables`` (fresh Minibatch instances) into the outputs of one
     MinibatchOp over ``arrays`` with one state."""
+    if not isinstance(replace, (bool, np.bool_)):
+        raise TypeError(f"replace must be a bool, got {type(replace).__name__} {replace!r}")
+    replace = bool(replace)
     prepared = [_prepare(a, dtype, in_memory_size) for a in arrays]
     plans = [parse_batch_size(batch_size, arr.ndim, random_seed) for arr, _ in prepared]
     if len(arrays) > 1:
         # The core's checks, messages included (lengths along sampled axes).
-        from .._minibatch import Minibatches
         Minibatches([arr for arr, _ in prepared], batch_size, None, random_seed, replace)
-    samplers = [_build(arr, p, bool(replace)) for (arr, _), p in zip(prepared, plans)]
+    samplers = [_build(arr, p, replace) for (arr, _), p in zip(prepared, plans)]
     patterns = [_patterns(b, p, arr.shape)
                 for b, p, (arr, _) in zip(broadcastables, plans, prepared)]
     op = MinibatchOp(sizes=[tuple(ap.size for ap in p) for p in plans],

@@ -261,6 +261,7 @@ def test_in_memory_size():
     (dict(dtype="not-a-dtype"), TypeError, "dtype"),
     (dict(in_memory_size=[1.5]), TypeError, "in_memory_size"),
     (dict(batch_size=20, replace=False), ValueError, "replace=False"),
+    (dict(replace="no"), TypeError, "replace must be a bool"),
 ])
 def test_bad_input_raises_the_core_errors(kwargs, exc, match):
     data = np.zeros((10, 3))
