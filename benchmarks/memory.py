@@ -1,6 +1,7 @@
 """Resident-memory growth of drawing batches from a large array.
 
-    python benchmarks/memory.py core [--gib 2] [--batches 200] [--batch 100000]
+    python benchmarks/memory.py {core,numpy,adapter,reference} [--gib 2] \
+        [--batches 200] [--batch 100000]
 
 Prints one JSON line: the RSS right after the data exists, the peak RSS while
 a Minibatch is built and draws batches, and the growth between the two (MB).
@@ -8,6 +9,8 @@ Run in a fresh process so that the peak belongs to this work alone.
 """
 import argparse
 import json
+
+import numpy as np
 
 
 def _status(field):
@@ -24,9 +27,38 @@ def _reset_peak():
         f.write("5")
 
 
-def run(which, gib, batches, batch):
-    import numpy as np
+def _import(which):
+    """Import what ``which`` needs before the baseline: the memory a library
+    takes at import (Theano and PyMC3: ~200 MB) is not the work measured.
+    Theano's first compiled function also costs ~120 MB, whatever the data
+    (measured: 120 MB for a 2 GiB array with 0 batches drawn, 1 MB for the
+    same array once a function over 1000 rows was compiled first), so a small
+    function of the same kind is compiled here too."""
+    if which == "core":
+        import mbcore  # noqa: F401
+    elif which in ("adapter", "reference"):
+        import mbcore.adapters.theano  # noqa: F401  (first: supplies the Theano flags)
+        import theano
+        theano.config.floatX = "float64"   # float data is read as it is, not cast
+        _graph(which, np.ones(1000), 10)()
+    elif which != "numpy":
+        raise ValueError(f"which must be core, numpy, adapter or reference, got {which!r}")
 
+
+def _graph(which, data, batch):
+    """The compiled function of the adapter or the PyMC3 reference graph."""
+    import theano
+    if which == "adapter":
+        from mbcore.adapters.theano import Minibatch
+        return theano.function([], Minibatch(data, batch_size=batch))
+    import pymc3 as pm
+    shared = theano.shared(data)           # what pm.Minibatch does: a copy
+    ridx = pm.tt_rng().uniform(size=(batch,), low=0, high=len(data) - 1e-10).astype("int64")
+    return theano.function([], shared[ridx])
+
+
+def run(which, gib, batches, batch):
+    _import(which)
     n = int(gib * 2**30) // 8
     data = np.ones(n)                      # every page touched: resident
     _reset_peak()
@@ -40,24 +72,10 @@ def run(which, gib, batches, batch):
         rng = np.random.default_rng(0)
         for _ in range(batches):
             np.take(data, rng.integers(0, n, batch))
-    elif which == "adapter":
-        from mbcore.adapters.theano import Minibatch
-        import theano
-        x = Minibatch(data, batch_size=batch)
-        f = theano.function([], x)
-        for _ in range(batches):
-            f()
-    elif which == "reference":
-        from mbcore.adapters import theano as _adapter  # noqa: F401  (Theano flags)
-        import pymc3 as pm
-        import theano
-        shared = theano.shared(data)       # what pm.Minibatch does: a copy
-        ridx = pm.tt_rng().uniform(size=(batch,), low=0, high=n - 1e-10).astype("int64")
-        f = theano.function([], shared[ridx])
-        for _ in range(batches):
-            f()
     else:
-        raise ValueError(f"which must be core, numpy, adapter or reference, got {which!r}")
+        f = _graph(which, data, batch)
+        for _ in range(batches):
+            f()
     peak = _status("VmHWM")
     return {"which": which, "gib": gib, "batches": batches, "batch": batch,
             "rss_base_mb": round(base, 1), "peak_mb": round(peak, 1),

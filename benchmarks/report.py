@@ -3,17 +3,17 @@
     python benchmarks/report.py bench-out/core.json [bench-out/adapter.json ...] \
         [--plot bench-out/bench.png] [--markdown bench-out/table.md]
 
-Rows are grouped by ``extra_info['case']``; every implementation of a case
-was timed in the same run, so the ratios (computed from each one's minimum
-time) hold on a noisy machine even when absolute times do not.
+Rows are grouped by ``extra_info['case']``.  Each ratio compares two
+implementations timed in the same process (from each one's minimum time), so
+it holds on a noisy machine even when absolute times do not: ``vs numpy`` and
+``ours/floor`` compare the core (``ours``, NumPy 2 venv) with NumPy and the
+floor; ``vs reference`` compares the Theano adapter with the PyMC3 reference
+graph (PyMC3 venv).
 """
 import argparse
 import json
 import platform
 from collections import defaultdict
-
-COLUMNS = ["ours", "numpy", "floor", "reference"]
-
 
 def load(paths):
     rows = defaultdict(dict)
@@ -36,6 +36,9 @@ def load(paths):
     return rows, meta, machine
 
 
+IMPLS = ["ours", "numpy", "floor", "adapter", "reference"]
+
+
 def fmt_time(t):
     if t is None:
         return "-"
@@ -46,20 +49,21 @@ def fmt_time(t):
 
 def table(rows, meta):
     head = ["kind", "case", "ours", "numpy", "vs numpy", "floor", "ours/floor",
-            "reference", "vs reference", "RSS growth (ours)"]
+            "adapter", "reference", "vs reference", "RSS growth"]
     lines = [head]
     for (kind, case) in sorted(rows, key=lambda k: (k[0], _order(meta[k]), k[1])):
         r = rows[(kind, case)]
-        ours = r.get("ours")
-        peak = meta[(kind, case)].get("peak_ours")
+        ours, adapter = r.get("ours"), r.get("adapter")
+        peaks = [f"{impl} {meta[(kind, case)][f'peak_{impl}']:.0f} MB" for impl in IMPLS
+                 if f"peak_{impl}" in meta[(kind, case)]]
         lines.append([
             kind, case, fmt_time(ours), fmt_time(r.get("numpy")),
             f"{r['numpy'] / ours:.2f}x" if ours and "numpy" in r else "-",
             fmt_time(r.get("floor")),
             f"{ours / r['floor']:.2f}" if ours and "floor" in r else "-",
-            fmt_time(r.get("reference")),
-            f"{r['reference'] / ours:.2f}x" if ours and "reference" in r else "-",
-            f"{peak:.0f} MB" if peak is not None else "-",
+            fmt_time(adapter), fmt_time(r.get("reference")),
+            f"{r['reference'] / adapter:.2f}x" if adapter and "reference" in r else "-",
+            ", ".join(peaks) or "-",
         ])
     return lines
 
@@ -97,7 +101,8 @@ def plot(rows, meta, path):
     grid = {k: v for k, v in rows.items() if k[0] == "grid"}
     fig, axes = plt.subplots(1, 2, figsize=(12, 4.8))
     styles = {"ours": ("tab:blue", "o"), "numpy": ("tab:orange", "s"),
-              "floor": ("tab:gray", "_"), "reference": ("tab:red", "^")}
+              "floor": ("tab:gray", "_"), "adapter": ("tab:cyan", "x"),
+              "reference": ("tab:red", "^")}
     for impl, (color, marker) in styles.items():
         pts = [(meta[k]["batch"], meta[k]["width"], v[impl]) for k, v in grid.items()
                if impl in v and "batch" in meta[k]]
@@ -119,7 +124,9 @@ def plot(rows, meta, path):
     for ax in axes:
         ax.grid(True, which="both", alpha=0.3)
         ax.legend()
-    fig.suptitle("mbcore: next(mb) vs np.take(data, rng.integers(...)) vs contiguous-copy floor")
+    fig.suptitle("ours: mbcore next(mb); numpy: np.take(data, rng.integers(...)); floor: contiguous "
+                 "copy;\nadapter: theano.function of our Minibatch; reference: PyMC3 doc's graph",
+                 fontsize=10)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
 

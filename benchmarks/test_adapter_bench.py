@@ -1,7 +1,7 @@
 """pytest-benchmark suite of the Theano/PyMC3 adapter (``make bench``).
 
 Run in the PyMC3 venv; writes bench-out/adapter.json, which report.py merges
-with the core's table.  Two kinds of case, each timing ours and the
+with the core's table.  Four kinds of case, each timing ours and the
 reference in the same run:
 
 function    a compiled ``theano.function([], batch)``: ours is
@@ -9,15 +9,22 @@ function    a compiled ``theano.function([], batch)``: ours is
             the graph the PyMC3 doc spells out (pm.Minibatch itself raises on
             NumPy 1.23):
             ``shared[tt_rng().uniform(size=(b,), low=0, high=n - 1e-10).astype('int64')]``.
+grid        the core's grid (cases.GRID) as compiled functions: our adapter
+            and the reference graph, so the table has a reference column
+            for every case the core is measured on.
+memory      the core's 2 GiB float64 case: time per batch, with the
+            resident-memory growth of 100 batches (benchmarks/memory.py,
+            fresh process) beside it.
 advi        one ADVI step (the function pm.fit calls each iteration: ELBO
             gradient and Adam update) of a linear regression on aligned X/y
             minibatches with total_size: ours from ``minibatches(X, y)``, the
             reference with one index vector for X and y, as above.
 
-Data: 1e6 rows.  The function cases take a vector (width 1, the core grid's
-n=1e6 w=1 case); the ADVI cases a regression with 3 features generated from
-the bundled dataset's recorded truth (y = 1.5 + X @ [2, -1, 0.5] + N(0, 0.7)).
-floatX is Theano's default (float64).
+Data of the function and ADVI cases: 1e6 rows.  The function cases take a
+vector (width 1, like the core grid's n=1e6 w=1 cases); the ADVI cases a
+regression with 3 features generated from the bundled dataset's recorded
+truth (y = 1.5 + X @ [2, -1, 0.5] + N(0, 0.7)).  floatX is Theano's default
+(float64).
 """
 import functools
 import importlib.util
@@ -40,6 +47,8 @@ with warnings.catch_warnings():
     import theano.tensor as tt
 
 import mbcore  # noqa: E402
+from cases import GRID, make_data  # noqa: E402
+from cases import case_id as grid_case_id  # noqa: E402
 
 N = 10**6
 FUNCTION_CASES = [(N, 1, 128), (N, 1, 10**5)]   # (rows, width, batch)
@@ -76,6 +85,15 @@ def function_impls(case):
     shared = theano.shared(data)
     reference = theano.function([], shared[reference_index(n, b)])
     return {"ours": ours, "reference": reference}
+
+
+def grid_impls(case):
+    """{'adapter': f, 'reference': g} for a case of the core's grid."""
+    n, w, b = case
+    data = make_data(n, w)
+    adapter = theano.function([], Minibatch(data, batch_size=b, random_seed=0))
+    reference = theano.function([], theano.shared(data)[reference_index(n, b)])
+    return {"adapter": adapter, "reference": reference}
 
 
 @functools.lru_cache(maxsize=None)
@@ -115,7 +133,43 @@ def advi_impls(case):
 def cached_impls(kind, case):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)
-        return (function_impls if kind == "function" else advi_impls)(case)
+        return {"function": function_impls, "advi": advi_impls, "grid": grid_impls}[kind](case)
+
+
+# Row labels in report.py's table: "ours" there is the core's next(mb).
+LABEL = {"ours": "adapter", "reference": "reference"}
+
+
+@pytest.mark.parametrize("impl", ["adapter", "reference"])
+@pytest.mark.parametrize("case", GRID, ids=grid_case_id)
+def test_grid(benchmark, case, impl):
+    n, w, b = case
+    fn = cached_impls("grid", case)[impl]
+    benchmark.group = grid_case_id(case)
+    benchmark.extra_info.update(case=grid_case_id(case), impl=impl, n=n, width=w, batch=b,
+                                kind="grid")
+    assert benchmark(fn).shape[0] == b
+
+
+@pytest.mark.parametrize("impl", ["adapter", "reference"])
+def test_memory(benchmark, impl):
+    """The core's memory case through Theano (floatX float64): the reference
+    graph's theano.shared holds a copy of the 2 GiB array, ours reads it."""
+    from test_memory_gate import measure
+
+    n, b = 2**28, 100_000
+    growth = measure(impl, gib=2, batches=100)["growth_mb"]
+    data = np.ones(n)
+    if impl == "adapter":
+        fn = theano.function([], Minibatch(data, batch_size=b, dtype="float64"))
+    else:
+        fn = theano.function([], theano.shared(data)[reference_index(n, b)])
+    case = "2 GiB float64, b=1e5"
+    benchmark.group = case
+    benchmark.extra_info.update(case=case, impl=impl, kind="memory", n=n, width=1, batch=b,
+                                peak_rss_mb=growth)
+    assert benchmark(fn).shape == (b,)
+    del fn, data
 
 
 @pytest.mark.parametrize("impl", ["ours", "reference"])
@@ -124,8 +178,8 @@ def test_function(benchmark, case, impl):
     n, w, b = case
     fn = cached_impls("function", case)[impl]
     benchmark.group = case_id("function", case)
-    benchmark.extra_info.update(case=case_id("function", case), impl=impl, n=n, batch=b,
-                                width=w, kind="theano-function")
+    benchmark.extra_info.update(case=case_id("function", case), impl=LABEL[impl], n=n,
+                                batch=b, width=w, kind="theano-function")
     out = benchmark(fn)
     assert out.shape == (b,)
 
@@ -136,7 +190,7 @@ def test_advi_step(benchmark, case, impl):
     n, w, b = case
     fn = cached_impls("advi", case)[impl]
     benchmark.group = case_id("advi", case)
-    benchmark.extra_info.update(case=case_id("advi", case), impl=impl, n=n, batch=b,
-                                width=w, kind="pymc3-advi-step")
+    benchmark.extra_info.update(case=case_id("advi", case), impl=LABEL[impl], n=n,
+                                batch=b, width=w, kind="pymc3-advi-step")
     loss = benchmark(fn)
     assert np.isfinite(loss)
