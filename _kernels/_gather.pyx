@@ -336,6 +336,106 @@ cdef api int draw_gather(const mb_plan *p, const char *src, char *dst,
     return 0
 
 
+# ---------------------------------------------------------------- groups
+
+cdef enum:
+    MB_MAX_GROUP = 32    # arrays one draw_group call gathers with one draw
+
+
+cdef bint same_streams(const mb_plan *a, const mb_plan *b) noexcept nogil:
+    """True when the two plans draw the same indices at every step: the same
+    sampled axes (position, key, length, batch size, replace), in order."""
+    cdef int i = 0, j = 0
+    cdef const mb_axis *x
+    cdef const mb_axis *y
+    while True:
+        while i < a.ndim and not a.ax[i].sampled:
+            i += 1
+        while j < b.ndim and not b.ax[j].sampled:
+            j += 1
+        if i == a.ndim or j == b.ndim:
+            return i == a.ndim and j == b.ndim
+        x = &a.ax[i]
+        y = &b.ax[j]
+        if (x.sid != y.sid or x.key0 != y.key0 or x.key1 != y.key1 or x.n != y.n
+                or x.m != y.m or x.replace != y.replace):
+            return False
+        i += 1
+        j += 1
+
+
+cdef struct group_job:
+    int k                  # number of arrays
+    const mb_plan **p      # their plans (same streams: same_streams)
+    const char **src
+    char **dst             # each array's whole output
+    const int64_t *idx     # the indices drawn once for all (NULL: fused)
+    uint64_t step
+    int64_t start          # first axis-0 position of this job
+    int64_t count          # axis-0 positions in this job
+
+
+cdef void run_group_job(void *arg) noexcept nogil:
+    """run_job for k arrays whose plans share their streams: each chunk of
+    indices is drawn once and gathered from every array."""
+    cdef group_job *g = <group_job *>arg
+    cdef gather_job j
+    cdef const mb_axis *a = &g.p[0].ax[0]
+    cdef int64_t chunk[MB_CHUNK]
+    cdef philox_pos st
+    cdef int64_t done = 0, cnt
+    cdef int i
+    if g.idx != NULL:
+        for i in range(g.k):
+            j.p = g.p[i]
+            j.src = g.src[i]
+            j.dst = g.dst[i] + g.start * g.p[i].row_out if a.sampled else g.dst[i]
+            j.step = g.step
+            j.start = g.start
+            j.count = g.count
+            j.idx = g.idx
+            run_job(&j)
+        return
+    pos_init(&st, a.key0, a.key1, g.step, a.sid)
+    while done < g.count:
+        cnt = g.count - done
+        if cnt > MB_CHUNK:
+            cnt = MB_CHUNK
+        fill_bounded(&st, <uint64_t>(g.start + done), <uint64_t>a.n, chunk, cnt)
+        for i in range(g.k):
+            gather_nd(g.p[i], g.src[i], g.dst[i] + (g.start + done) * g.p[i].row_out,
+                      chunk, cnt, NULL)
+        done += cnt
+
+
+cdef void draw_gather_group(int k, const mb_plan **p, const char **src, char **dst,
+                            uint64_t step, int64_t *scratch, int nthreads) noexcept nogil:
+    """draw_gather for k arrays whose plans share their streams
+    (same_streams with p[0]): the indices are drawn once.  ``scratch`` holds
+    ``plan_scratch_size(p[0])`` int64."""
+    cdef group_job jobs[2]
+    cdef const mb_axis *a = &p[0].ax[0]
+    jobs[0].k = k
+    jobs[0].p = p
+    jobs[0].src = src
+    jobs[0].dst = dst
+    jobs[0].idx = NULL
+    jobs[0].step = step
+    jobs[0].start = 0
+    jobs[0].count = a.m
+    if not p[0].fused:
+        draw_plan_indices(p[0], step, scratch, scratch + p[0].nidx)
+        jobs[0].idx = scratch
+    if nthreads <= 1 or not a.sampled or a.m < 2 * MB_CHUNK:
+        run_group_job(&jobs[0])
+        return
+    jobs[1] = jobs[0]
+    jobs[0].count = a.m // 2
+    jobs[1].start = a.m // 2
+    jobs[1].count = a.m - a.m // 2
+    mb_run_pair(run_group_job, &jobs[0], &jobs[1])
+
+
 # ---------------------------------------------------------------- wrapper
 
 def _tune(prefetch_min_span=None, parallel_min_bytes=None, mode=None):
@@ -570,6 +670,62 @@ cdef class Sampler:
             else:
                 res.append(None)
         return tuple(res)
+
+
+def draw_group(samplers, uint64_t step, outs=None):
+    """draw_group(samplers, step, outs=None)
+
+    ``tuple(s.draw(step, out) for s, out in zip(samplers, outs))``, in one
+    ``nogil`` call that draws the indices once for all the arrays when their
+    sampled axes share streams (same positions, keys, lengths, batch sizes
+    and ``replace``: what ``mbcore.minibatches`` builds), and gathers each
+    chunk of indices from every array while it is in cache.  Samplers whose
+    streams differ are drawn one by one; the values are the same either way.
+    ``outs`` is None or one entry (an array or None) per sampler.
+    """
+    cdef Py_ssize_t k = len(samplers), i
+    cdef Sampler first, s
+    cdef const mb_plan *plans[MB_MAX_GROUP]
+    cdef const char *srcs[MB_MAX_GROUP]
+    cdef char *dsts[MB_MAX_GROUP]
+    cdef int64_t small[512]
+    cdef int64_t *scratch = small
+    cdef int64_t nscratch, nbytes = 0
+    cdef int nthreads
+    cdef bint shared = 0 < k <= MB_MAX_GROUP
+    if outs is None:
+        outs = (None,) * k
+    elif len(outs) != k:
+        raise ValueError(f"outs must have {k} entries (one per sampler), got {len(outs)}")
+    if k == 0:
+        return ()
+    first = <Sampler?>samplers[0]
+    for i in range(k):
+        s = <Sampler?>samplers[i]
+        shared = shared and same_streams(&first.plan, &s.plan)
+    # Every out is checked before anything is written.
+    res = [(<Sampler>samplers[i])._alloc(outs[i]) for i in range(k)]
+    if not shared:
+        for i in range(k):
+            (<Sampler>samplers[i])._draw(step, res[i])
+        return tuple(res)
+    for i in range(k):
+        s = <Sampler>samplers[i]
+        plans[i] = &s.plan
+        srcs[i] = <const char *>cnp.PyArray_DATA(s.data)
+        dsts[i] = <char *>cnp.PyArray_DATA(<cnp.ndarray>res[i])
+        nbytes += s.out_bytes
+    nthreads = max_threads if nbytes >= PARALLEL_MIN_BYTES else 1
+    nscratch = plan_scratch_size(&first.plan)
+    if nscratch > 512:
+        scratch = <int64_t *>PyMem_RawMalloc(nscratch * sizeof(int64_t))
+        if scratch == NULL:
+            raise MemoryError(f"cannot allocate {nscratch * 8} bytes of index scratch")
+    with nogil:
+        draw_gather_group(<int>k, plans, srcs, dsts, step, scratch, nthreads)
+    if scratch != small:
+        PyMem_RawFree(scratch)
+    return tuple(res)
 
 
 def copy_floor(cnp.ndarray src not None, cnp.ndarray dst not None, Py_ssize_t offset):

@@ -54,7 +54,7 @@ from theano.graph.op import COp, Op  # noqa: E402
 from theano.graph.type import generic  # noqa: E402
 from theano.tensor.subtensor import advanced_inc_subtensor1  # noqa: E402
 
-from .._kernels._gather import Sampler  # noqa: E402
+from .._kernels._gather import Sampler, draw_group  # noqa: E402
 from .._minibatch import Minibatches, _build  # noqa: E402
 from .._generator import GeneratorAdapter  # noqa: E402
 from .._spec import (check_data, parse_batch_size, parse_in_memory_size, seed_key,  # noqa: E402
@@ -98,10 +98,12 @@ class MinibatchOp(COp):
 
     Notes
     -----
-    ``batch_j = Sampler(data_j, sizes[j], keys[j], replace).draw(state)``:
-    one kernel call per data input, O(batch bytes).  The data inputs must
-    agree in length along every axis that is sampled in more than one of
-    them, so that equal keys pick the same rows.  The number of rows is read
+    ``batch_j = Sampler(data_j, sizes[j], keys[j], replace).draw(state)``,
+    O(batch bytes).  The data inputs must agree in length along every axis
+    that is sampled in more than one of them, so that equal keys pick the
+    same rows.  All batches come from one kernel call (``draw_group``), which
+    draws the indices once when the inputs' sampled axes share streams (as
+    ``minibatches`` builds them).  The number of rows is read
     at evaluation time, so after ``shared.set_value`` with more or fewer
     rows the indices cover the new range.
 
@@ -230,11 +232,11 @@ class MinibatchOp(COp):
 
     def perform(self, node, inputs, outputs, params=None):
         step = _step_of(inputs[0])
-        for s, out in zip(self.samplers(inputs[1:]), outputs[1:]):
-            o = out[0]
-            if o is not None and o.shape != s.shape:
-                o = None
-            out[0] = s.draw(step, o)
+        samplers = self.samplers(inputs[1:])
+        outs = [None if out[0] is None or out[0].shape != s.shape else out[0]
+                for s, out in zip(samplers, outputs[1:])]
+        for out, batch in zip(outputs[1:], draw_group(samplers, step, outs)):
+            out[0] = batch
         outputs[0][0] = np.array(step + 1, dtype=np.int64)
 
     def make_py_thunk(self, node, storage_map, compute_map, no_recycling, debug=False):
@@ -251,6 +253,7 @@ class MinibatchOp(COp):
         # Per data input: [array, shape, strides, sampler, batch shape].
         cache = [[None, None, None, None, None] for _ in data_in]
         op = self
+        single = len(data_in) == 1
         int64 = np.int64
         array = np.array
 
@@ -266,11 +269,15 @@ class MinibatchOp(COp):
                 if d is not c[0] or d.shape != c[1] or d.strides != c[2]:
                     rebuild([x[0] for x in data_in])
                     break
-            for c, out in zip(cache, batch_out):
+            if single:
+                c, out = cache[0], batch_out[0]
                 o = out[0]
-                if o is not None and o.shape != c[4]:
-                    o = None
-                out[0] = c[3].draw(step, o)
+                out[0] = c[3].draw(step, None if o is None or o.shape != c[4] else o)
+            else:
+                outs = [None if out[0] is None or out[0].shape != c[4] else out[0]
+                        for c, out in zip(cache, batch_out)]
+                for out, batch in zip(batch_out, draw_group([c[3] for c in cache], step, outs)):
+                    out[0] = batch
             state_out[0] = array(step + 1, dtype=int64)
             for flag in computed:
                 flag[0] = True
@@ -283,7 +290,8 @@ class MinibatchOp(COp):
 
     # -- C implementation ----------------------------------------------------
     # The C thunk keeps the Samplers in its struct and calls Sampler.draw
-    # through the C API: no Python frame per call.  Measured (2-core AMD
+    # (draw_group for several data inputs) through the C API: no Python
+    # frame per call.  Measured (2-core AMD
     # EPYC VM, min of 9 x 20000 calls, theano.function([], x), n=1e6 float64
     # rows, batch 128): Python thunk 4.5 us, C thunk 3.5 us, the reference
     # graph 5.9 us, an empty function 1.6 us, the same function with batch 1
@@ -293,8 +301,9 @@ class MinibatchOp(COp):
     # which _gather does not export; the Python-level call costs ~0.1 us of
     # the 3.5 (caching the bound method instead of looking it up: no change).
     # Bump c_code_cache_version on every change of the C code: Theano reuses
-    # a cached module whose version matches without looking at the source.  The Op itself is passed as
-    # the node's params (a Python object), so the sizes and keys are not in
+    # a cached module whose version matches without looking at the source.
+    # The Op itself is passed as the node's params (a Python object), so the
+    # sizes and keys are not in
     # the C source: every MinibatchOp with the same input types shares one
     # compiled module (Theano's cache matches modules by source hash).
     params_type = generic
@@ -304,9 +313,10 @@ class MinibatchOp(COp):
 
     def _c_samplers(self, *data):
         """Called by the C code when its data arrays changed: the Samplers'
-        bound ``draw`` methods, then the Samplers."""
+        bound ``draw`` methods, the Samplers, a tuple of the Samplers and
+        ``draw_group`` (which the C code calls when there are several)."""
         samplers = self.samplers(data)
-        return tuple(s.draw for s in samplers) + tuple(samplers)
+        return tuple(s.draw for s in samplers) + tuple(samplers) + (tuple(samplers), draw_group)
 
     def c_headers(self, **kwargs):
         return ["<string.h>"]
@@ -359,21 +369,49 @@ class MinibatchOp(COp):
             memcpy({ST}[{j}], PyArray_STRIDES({d}), {nd} * sizeof(npy_intp));
             if (mb_shape_of(PyTuple_GET_ITEM({S}, {m + j}), {OS}[{j}], {nd})) {{ {fail} }}"""
             for j, (d, nd) in enumerate(zip(data, nds)))
-        draws = "\n".join(
-            f"""{{
+        reusable = [
+            f"""({b} != NULL && PyArray_NDIM({b}) == {nd}
+                 && !memcmp(PyArray_DIMS({b}), {OS}[{j}], {nd} * sizeof(npy_intp))
+                 && PyArray_IS_C_CONTIGUOUS({b}) && PyArray_ISWRITEABLE({b}))"""
+            for j, (b, nd) in enumerate(zip(batches, nds))]
+        if m == 1:
+            # One input: Sampler.draw(step, out or None).
+            b = batches[0]
+            draws = f"""{{
                 PyObject *mb_args[2], *mb_res;
                 mb_args[0] = mb_pystep;
-                mb_args[1] = Py_None;
-                if ({b} != NULL && PyArray_NDIM({b}) == {nd}
-                        && !memcmp(PyArray_DIMS({b}), {OS}[{j}], {nd} * sizeof(npy_intp))
-                        && PyArray_IS_C_CONTIGUOUS({b}) && PyArray_ISWRITEABLE({b}))
-                    mb_args[1] = (PyObject *){b};
-                mb_res = PyObject_Vectorcall(PyTuple_GET_ITEM({S}, {j}), mb_args, 2, NULL);
+                mb_args[1] = {reusable[0]} ? (PyObject *){b} : Py_None;
+                mb_res = PyObject_Vectorcall(PyTuple_GET_ITEM({S}, 0), mb_args, 2, NULL);
                 if (mb_res == NULL) {{ Py_DECREF(mb_pystep); {fail} }}
                 Py_XDECREF({b});
                 {b} = (PyArrayObject *)mb_res;
             }}"""
-            for j, (b, nd) in enumerate(zip(batches, nds)))
+        else:
+            # Several: draw_group(samplers, step, outs), the indices drawn once.
+            fill = "\n".join(
+                f"""mb_o = {ok} ? (PyObject *){b} : Py_None;
+                Py_INCREF(mb_o);
+                PyTuple_SET_ITEM(mb_outs, {j}, mb_o);"""
+                for j, (b, ok) in enumerate(zip(batches, reusable)))
+            take = "\n".join(
+                f"""Py_XDECREF({b});
+                {b} = (PyArrayObject *)PyTuple_GET_ITEM(mb_res, {j});
+                Py_INCREF({b});"""
+                for j, b in enumerate(batches))
+            draws = f"""{{
+                PyObject *mb_args[3], *mb_res, *mb_o;
+                PyObject *mb_outs = PyTuple_New({m});
+                if (mb_outs == NULL) {{ Py_DECREF(mb_pystep); {fail} }}
+                {fill}
+                mb_args[0] = PyTuple_GET_ITEM({S}, {2 * m});
+                mb_args[1] = mb_pystep;
+                mb_args[2] = mb_outs;
+                mb_res = PyObject_Vectorcall(PyTuple_GET_ITEM({S}, {2 * m + 1}), mb_args, 3, NULL);
+                Py_DECREF(mb_outs);
+                if (mb_res == NULL) {{ Py_DECREF(mb_pystep); {fail} }}
+                {take}
+                Py_DECREF(mb_res);
+            }}"""
         return f"""
         {{
             npy_int64 mb_step = *(npy_int64 *)PyArray_DATA({state});
@@ -426,7 +464,7 @@ class MinibatchOp(COp):
         """
 
     def c_code_cache_version(self):
-        return (2,)
+        return (3,)
 
 
 class MinibatchIndices(Op):

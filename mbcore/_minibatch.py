@@ -3,7 +3,7 @@ import threading
 
 import numpy as np
 
-from ._kernels._gather import Sampler
+from ._kernels._gather import Sampler, draw_group
 from ._spec import (check_data, parse_batch_size, parse_in_memory_size, seed_key,
                     total_size_of)
 
@@ -258,12 +258,13 @@ class Minibatches:
         with self._lock:
             t = self._step
             self._step = t + 1
-        return tuple(mb._sampler.draw(t) for mb in self._members)
+        return draw_group([mb._sampler for mb in self._members], t)
 
     next = __next__
 
     def draw(self, step):
-        return tuple(mb.draw(step) for mb in self._members)
+        """The batches of ``step``, without moving ``self.step``."""
+        return draw_group([mb._sampler for mb in self._members], Minibatch._check_step(step))
 
     @property
     def step(self):
@@ -293,7 +294,9 @@ def minibatches(*arrays, batch_size=128, dtype=None, random_seed=42, replace=Tru
 
     Every array gets the same ``batch_size`` spec and seed, so each sampled
     axis position is drawn from one stream: row i of X and row i of y always
-    belong together.  Lengths along sampled axes must agree.
+    belong together.  Lengths along sampled axes must agree.  Each batch is
+    one kernel call that draws the indices once and gathers them from every
+    array.
 
     Examples
     --------

@@ -481,3 +481,69 @@ def test_gather_property(case, seed):
                     twins.twin_draw_indices(keys[k], k, step, shape[k], p[0], replace)
                     for k, p in enumerate(spec))
     twins.assert_same_array(s.draw(step), twins.twin_batch(data, indices))
+
+
+# ------------------------------------------------------------------ draw_group
+# draw_group draws the indices once for arrays whose sampled axes share their
+# streams (mbcore.minibatches) and must give exactly the per-array batches.
+
+GROUP_CASES = {
+    # name: (shapes of the arrays, spec, seeds per axis, replace)
+    "axis0-fused": ([(5000, 7), (5000,), (5000, 3, 4)], [128], [5, 6, 7], True),
+    "axis0-two-threads": ([(50000, 6), (50000,)], [9000], [1, 2], True),
+    "axis0-noreplace": ([(3000, 7), (3000,)], [2500], [3, 4], False),
+    "two-axes": ([(300, 40), (300, 40, 2)], [64, 16], [8, 9, 10], True),
+    "whole-axis-0": ([(30, 300), (30, 300, 2)], [None, 50], [1, 2, 3], True),
+}
+
+
+@pytest.mark.parametrize("name", list(GROUP_CASES))
+@pytest.mark.parametrize("layout", ["C", "F", "reversed"])
+def test_draw_group_equals_per_array_draws(name, layout, threads):
+    shapes, spec, seeds, replace = GROUP_CASES[name]
+    rng = np.random.default_rng(len(name))
+    arrays = [make_data(np.dtype(dt), shape, layout, rng)
+              for dt, shape in zip(["float64", "int16", "float32"], shapes)]
+    samplers = [sampler_for(a, spec, seeds, replace)[0] for a in arrays]
+    for nthreads in (2, 1):
+        threads(nthreads)
+        for step in (0, 7, 2 ** 63 + 1):
+            got = _gather.draw_group(samplers, step)
+            assert isinstance(got, tuple) and len(got) == len(arrays)
+            for s, g, a in zip(samplers, got, arrays):
+                expected = twins.twin_batch(a, s.indices(step))
+                twins.assert_same_array(g, expected)
+
+
+def test_draw_group_streams_that_differ_are_drawn_one_by_one():
+    # Different seeds, or an Ellipsis putting the sampled axis elsewhere:
+    # nothing is shared, and every array still gets its own batch.
+    X = np.arange(2000.0).reshape(1000, 2)
+    y = np.arange(1000.0)
+    Z = np.arange(6000.0).reshape(1000, 3, 2)
+    a = sampler_for(X, [50], [1], True)[0]
+    b = sampler_for(y, [50], [2], True)[0]
+    c = sampler_for(Z, [50, Ellipsis, 1], [1, 3, 4], True)[0]
+    got = _gather.draw_group([a, b, c], 3)
+    for s, g in zip((a, b, c), got):
+        twins.assert_same_array(g, s.draw(3))
+    assert not np.array_equal(got[0][:, 0] / 2, got[1])
+
+
+def test_draw_group_out_and_errors():
+    X = np.arange(200.0).reshape(100, 2)
+    y = np.arange(100, dtype=np.int64)
+    s = [sampler_for(a, [10], [5], True)[0] for a in (X, y)]
+    outs = (np.empty((10, 2)), np.empty(10, np.int64))
+    got = _gather.draw_group(s, 2, outs)
+    assert got[0] is outs[0] and got[1] is outs[1]
+    twins.assert_same_array(outs[1], y[s[1].indices(2)[0]])
+    before = outs[1].copy()
+    with pytest.raises(ValueError, match="out must be a writeable C-contiguous array"):
+        _gather.draw_group(s, 3, (outs[0], np.empty(11, np.int64)))
+    np.testing.assert_array_equal(outs[1], before)     # nothing half-written
+    with pytest.raises(ValueError, match="outs must have 2 entries"):
+        _gather.draw_group(s, 3, (outs[0],))
+    with pytest.raises(TypeError):
+        _gather.draw_group([s[0], "not a sampler"], 0)
+    assert _gather.draw_group([], 0) == ()

@@ -124,19 +124,23 @@ def test_same_seed_and_spec_align(regression):
         np.testing.assert_array_equal(bx, X[order[rows]].astype(bx.dtype))
 
 
-def test_minibatches_one_op_one_state(regression, compile_fn):
+# 12000 rows of X (288 KB in float64) take the kernel's two-thread path.
+@pytest.mark.parametrize("batch", [32, 12000])
+def test_minibatches_one_op_one_state(regression, compile_fn, batch):
     X, y = regression["X"], regression["y"]
-    xb, yb = minibatches(X, y, batch_size=32, random_seed=4)
+    xb, yb = minibatches(X, y, batch_size=batch, random_seed=4)
     assert xb.owner is yb.owner and isinstance(xb.owner.op, MinibatchOp)
     assert xb.rng_state is yb.rng_state
     f = compile_fn([xb, yb])
-    core = mbcore.minibatches(X.astype(xb.dtype), y.astype(yb.dtype), batch_size=32,
-                              random_seed=4)
+    Xc, yc = X.astype(xb.dtype), y.astype(yb.dtype)
+    core = mbcore.minibatches(Xc, yc, batch_size=batch, random_seed=4)
     for t in range(4):
         bx, by = f()
         cx, cy = core.draw(t)
         assert_same(bx, cx)
         assert_same(by, cy)
+        # and each is the batch a lone Minibatch of that array draws
+        assert_same(by, mbcore.Minibatch(yc, batch, random_seed=4).draw(t))
     # A function of one of them advances both (one state).
     theano.function([], xb)()
     assert int(yb.rng_state.get_value()) == 5
