@@ -31,13 +31,12 @@ if importlib.util.find_spec("theano") is None or importlib.util.find_spec("pymc3
 
 import pathlib  # noqa: E402
 
-from cases import interleaved_min  # noqa: E402
+from cases import best_ratio  # noqa: E402
 from test_memory_gate import LIMIT_MB, measure  # noqa: E402
 from test_adapter_bench import (ADVI_CASES, FUNCTION_CASES, cached_impls,  # noqa: E402
                                 case_id)
 
 MARGIN = 1.15
-ATTEMPTS = 3   # a burst of load can spoil one measurement: re-measure, keep the best
 
 GOALS = {  # (kind, batch): (requirement, later goal)
     ("function", 128): (1.5, 1.8),
@@ -47,23 +46,9 @@ GOALS = {  # (kind, batch): (requirement, later goal)
 }
 
 
-def best_speedup(impls, needed):
-    """Reference time over ours, best of up to ATTEMPTS interleaved
-    measurements (stopping once ``needed`` is reached), with the times."""
-    best = None
-    for _ in range(ATTEMPTS):
-        t = interleaved_min(impls)
-        r = t["reference"] / t["ours"]
-        if best is None or r > best[0]:
-            best = (r, t)
-        if r >= needed:
-            break
-    return best
-
-
 def gate(kind, case):
     requirement, later = GOALS[(kind, case[2])]
-    speedup, t = best_speedup(cached_impls(kind, case), later)
+    speedup, t = best_ratio(cached_impls(kind, case), "reference", later)
     print(f"\n{case_id(kind, case)}: ours {t['ours'] * 1e6:.1f} us, reference "
           f"{t['reference'] * 1e6:.1f} us, speedup {speedup:.2f}x (requirement "
           f"{requirement}x: {'met' if speedup >= requirement else 'NOT met'}; later goal "
