@@ -1,4 +1,5 @@
-"""Build the Cython kernels in ``_kernels/`` as ``mbcore._kernels.*``.
+"""Build the Cython kernels in ``_kernels/`` as ``mbcore._kernels.*``, and
+ship ``adapters/mbcore_minibatch_theano.pth`` at the top of site-packages.
 
 Compiler directives are set once here.  ``MBCORE_DEBUG=1`` turns bounds
 checking, wraparound and initialisation checks back on for debugging.
@@ -8,6 +9,23 @@ import os
 import numpy as np
 from Cython.Build import cythonize
 from setuptools import Extension, setup
+from setuptools.command.build_py import build_py
+
+PTH = os.path.join("adapters", "mbcore_minibatch_theano.pth")
+
+
+class build_py_with_pth(build_py):
+    """Put the .pth file at the root of the build, which the wheel installs
+    into site-packages: Python runs its import line at start-up (the Theano
+    flag hook, see mbcore.adapters._theano_compat)."""
+
+    def run(self):
+        super().run()
+        self.copy_file(PTH, os.path.join(self.build_lib, os.path.basename(PTH)))
+
+    def get_outputs(self, include_bytecode=True):
+        return super().get_outputs(include_bytecode) + [
+            os.path.join(self.build_lib, os.path.basename(PTH))]
 
 DEBUG = os.environ.get("MBCORE_DEBUG", "0") == "1"
 
@@ -39,4 +57,5 @@ extensions = [
 # _kernels is on the .pxd search path: the kernels cimport their shared inline
 # helpers (_philox.pxd, _samplers.pxd) by plain name.
 setup(ext_modules=cythonize(extensions, compiler_directives=directives,
-                            include_path=["_kernels"]))
+                            include_path=["_kernels"]),
+      cmdclass={"build_py": build_py_with_pth})

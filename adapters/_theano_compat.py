@@ -15,9 +15,15 @@ BLAS through NumPy's C API) when, and only when, the user has not set it:
 The flag is added to ``os.environ["THEANO_FLAGS"]``, which Theano reads at
 import, so subprocesses that Theano starts see the same configuration.
 
-Order matters: in a fresh process, ``import mbcore.adapters.theano`` must come
-before ``import theano`` or ``import pymc3``.  If theano was imported first and
-failed, ``import_theano`` raises an ImportError that says so.
+Import order does not matter in an installed mbcore-minibatch: its
+``mbcore_minibatch_theano.pth`` file (``adapters/``) puts a finder on
+``sys.meta_path`` at interpreter start-up that does nothing until ``theano``
+is first imported (by ``import pymc3``, say), then calls
+``on_theano_import()``, removes itself, and lets the import go on.  It
+imports nothing at start-up.  Without the hook (a source checkout on
+``sys.path``), ``import mbcore.adapters.theano`` must come before ``import
+theano`` or ``import pymc3``; if theano was imported first and failed,
+``import_theano`` raises an ImportError that says so.
 """
 import configparser
 import logging
@@ -25,9 +31,10 @@ import os
 import shlex
 import sys
 
-__all__ = ["import_theano", "flag_supplied"]
+__all__ = ["import_theano", "on_theano_import", "supply_blas_flag", "flag_supplied"]
 
 BLAS_FLAG = "blas__ldflags"
+HOOK_NAME = "mbcore_theano_flags"   # the .pth file's finder (a class of this name)
 _BLAS_NOTICE = "Using NumPy C-API based implementation for BLAS functions"
 
 # Whether this module added the flag (for tests and for the curious).
@@ -84,18 +91,34 @@ def _theano_partly_imported():
     return any(name.startswith("theano.") for name in sys.modules)
 
 
+def supply_blas_flag():
+    """Add ``blas__ldflags=`` to ``THEANO_FLAGS`` unless the user set the flag
+    (or this already did).  Call it before theano is imported."""
+    global flag_supplied
+    if flag_supplied or user_sets_blas_flag():
+        return
+    flags = os.environ.get("THEANO_FLAGS", "")
+    os.environ["THEANO_FLAGS"] = (flags + "," if flags.strip() else "") + BLAS_FLAG + "="
+    flag_supplied = True
+    logging.getLogger("theano.tensor.blas").addFilter(_DropBlasNotice())
+
+
+def on_theano_import():
+    """Called by the .pth file's finder when ``theano`` is about to be
+    imported for the first time: remove the finder, supply the flag."""
+    sys.meta_path[:] = [f for f in sys.meta_path if getattr(f, "__name__", None) != HOOK_NAME]
+    if "theano" not in sys.modules and not _theano_partly_imported():
+        supply_blas_flag()
+
+
 def import_theano():
     """Import and return the ``theano`` module, supplying the BLAS flag first
     when the user has not set it (see the module docstring)."""
-    global flag_supplied
     if "theano" in sys.modules:
         return sys.modules["theano"]
     failed_before = _theano_partly_imported()
-    if not failed_before and not user_sets_blas_flag():
-        flags = os.environ.get("THEANO_FLAGS", "")
-        os.environ["THEANO_FLAGS"] = (flags + "," if flags.strip() else "") + BLAS_FLAG + "="
-        flag_supplied = True
-        logging.getLogger("theano.tensor.blas").addFilter(_DropBlasNotice())
+    if not failed_before:
+        supply_blas_flag()
     try:
         import theano
     except Exception as e:

@@ -1,14 +1,12 @@
 """A drop-in ``Minibatch`` for PyMC3 3 / Theano models, drawn by mbcore's kernels.
 
-Import this module before ``theano`` or ``pymc3`` in a fresh process::
-
-    from mbcore.adapters.theano import Minibatch   # first
     import pymc3 as pm
+    from mbcore.adapters.theano import Minibatch
 
 theano-pymc 1.1.2 cannot be imported on NumPy >= 1.23 unless its
-``blas__ldflags`` setting has a value; this module supplies the empty value
-before it imports theano, unless you set it yourself (see
-``mbcore.adapters._theano_compat``).
+``blas__ldflags`` setting has a value; mbcore supplies the empty value before
+theano is first imported, whoever imports it, unless you set it yourself
+(see ``mbcore.adapters._theano_compat``).
 
 What is here
 ------------

@@ -98,8 +98,50 @@ def test_theano_imported_first_by_the_user_is_left_alone(tmp_path):
     assert values(proc.stdout)["FLAGS"] == "blas__ldflags="
 
 
-def test_clear_error_when_theano_failed_first(tmp_path):
+def test_pymc3_imported_first_needs_no_flags(tmp_path):
+    # The installed .pth file's finder supplies the flag when pymc3 imports
+    # theano, then leaves sys.meta_path.
     code = textwrap.dedent("""
+        import sys
+        print("HOOKED=" + str(any(getattr(f, "__name__", None) == "mbcore_theano_flags"
+                                  for f in sys.meta_path)))
+        import pymc3
+        print("LEFT=" + str(any(getattr(f, "__name__", None) == "mbcore_theano_flags"
+                                for f in sys.meta_path)))
+        from mbcore.adapters import _theano_compat as c
+        print("SUPPLIED=" + str(c.flag_supplied))
+    """) + REPORT
+    proc = run(code, tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    v = values(proc.stdout)
+    assert v["HOOKED"] == "True" and v["LEFT"] == "False"
+    assert v["FLAGS"] == "blas__ldflags=" and v["LDFLAGS"] == "''"
+    assert v["SUPPLIED"] == "True"
+    assert "C-API based implementation" not in proc.stderr
+
+
+@pytest.mark.parametrize("order", ["theano", "pymc3"])
+def test_hook_leaves_the_users_flag_and_theanorc(tmp_path, order):
+    proc = run(f"import {order}\n" + REPORT, tmp_path,
+               flags="blas__ldflags=-lblas_that_is_not_there")
+    assert proc.returncode == 0, proc.stderr
+    v = values(proc.stdout)
+    assert v["FLAGS"] == "blas__ldflags=-lblas_that_is_not_there"
+    assert v["LDFLAGS"] == "'-lblas_that_is_not_there'"
+    proc = run(f"import {order}\n" + REPORT, tmp_path,
+               theanorc="[blas]\nldflags = -lfrom_theanorc\n")
+    assert proc.returncode == 0, proc.stderr
+    v = values(proc.stdout)
+    assert v["FLAGS"] == "<unset>" and v["LDFLAGS"] == "'-lfrom_theanorc'"
+
+
+def test_clear_error_when_theano_failed_first(tmp_path):
+    # Without the .pth file's finder (a source checkout on sys.path), theano
+    # imported first fails, and the adapter's error says what to do.
+    code = textwrap.dedent("""
+        import sys
+        sys.meta_path[:] = [f for f in sys.meta_path
+                            if getattr(f, "__name__", None) != "mbcore_theano_flags"]
         try:
             import pymc3
         except AttributeError as e:
