@@ -252,92 +252,6 @@ cdef void draw_plan_indices(const mb_plan *p, uint64_t step, int64_t *idx,
         idx += a.m
 
 
-cdef struct gather_job:
-    const mb_plan *p
-    const char *src
-    char *dst
-    uint64_t step
-    int64_t start          # first axis-0 position of this job
-    int64_t count          # axis-0 positions in this job
-    const int64_t *idx     # all drawn indices (NULL: fused, draw as you go)
-
-
-cdef void run_job(void *arg) noexcept nogil:
-    """Gather axis-0 positions [start, start + count) of a batch into dst.
-
-    Fused (idx NULL): draw MB_CHUNK indices into a stack buffer, then copy
-    those rows in a tight loop whose loads are independent, so that many
-    cache misses are in flight at once; no scratch.  Otherwise read the
-    indices already drawn into idx (axis 0's first, then the other sampled
-    axes').
-    """
-    cdef gather_job *j = <gather_job *>arg
-    cdef const mb_plan *p = j.p
-    cdef const mb_axis *a = &p.ax[0]
-    cdef int64_t chunk[MB_CHUNK]
-    cdef philox_pos st
-    cdef int64_t done = 0, cnt, c
-    cdef char *dst = j.dst
-    if j.idx != NULL:
-        if a.sampled:
-            gather_nd(p, j.src, dst, j.idx + j.start, j.count, j.idx + a.m)
-        else:
-            gather_nd(p, j.src, dst, NULL, 0, j.idx)
-        return
-    pos_init(&st, a.key0, a.key1, j.step, a.sid)
-    while done < j.count:
-        cnt = j.count - done
-        if cnt > MB_CHUNK:
-            cnt = MB_CHUNK
-        fill_bounded(&st, <uint64_t>(j.start + done), <uint64_t>a.n, chunk, cnt)
-        if p.prefetch and prefetch_mode == 2:
-            for c in range(cnt):
-                prefetch_block(j.src + chunk[c] * a.stride, p.block)
-        gather_nd(p, j.src, dst, chunk, cnt, NULL)
-        dst += cnt * p.row_out
-        done += cnt
-
-
-cdef api int draw_gather(const mb_plan *p, const char *src, char *dst,
-                         uint64_t step, int64_t *scratch, int nthreads) noexcept nogil:
-    """Draw batch ``step`` of the plan's streams and gather it into dst.
-
-    ``scratch`` holds ``plan_scratch_size(p)`` int64 (may be NULL when that
-    is 0).  Fused plans (only axis 0 sampled, with replacement) draw as they
-    copy; others draw every index into scratch first.  With ``nthreads`` > 1
-    and axis 0 sampled, the batch is split in two along axis 0 and the halves
-    run on two threads (each draw is addressable, so a fused half draws its
-    own indices).  Returns 0.
-    """
-    cdef gather_job jobs[2]
-    cdef const mb_axis *a = &p.ax[0]
-    cdef int64_t half
-    cdef const int64_t *idx = NULL
-    if not p.fused:
-        draw_plan_indices(p, step, scratch, scratch + p.nidx)
-        idx = scratch
-    jobs[0].p = p
-    jobs[0].src = src
-    jobs[0].dst = dst
-    jobs[0].step = step
-    jobs[0].start = 0
-    jobs[0].count = a.m
-    jobs[0].idx = idx
-    if nthreads <= 1 or not a.sampled or a.m < 2 * MB_CHUNK:
-        run_job(&jobs[0])
-        return 0
-    half = a.m // 2
-    jobs[1] = jobs[0]
-    jobs[0].count = half
-    jobs[1].start = half
-    jobs[1].count = a.m - half
-    jobs[1].dst = dst + half * p.row_out
-    mb_run_pair(run_job, &jobs[0], &jobs[1])
-    return 0
-
-
-# ---------------------------------------------------------------- groups
-
 cdef enum:
     MB_MAX_GROUP = 32    # arrays one draw_group call gathers with one draw
 
@@ -364,37 +278,42 @@ cdef bint same_streams(const mb_plan *a, const mb_plan *b) noexcept nogil:
         j += 1
 
 
-cdef struct group_job:
-    int k                  # number of arrays
-    const mb_plan **p      # their plans (same streams: same_streams)
+cdef struct gather_job:
+    int k                  # arrays gathered with the same indices (1 for a Sampler)
+    const mb_plan **p      # their plans, whose streams are the same (same_streams)
     const char **src
     char **dst             # each array's whole output
-    const int64_t *idx     # the indices drawn once for all (NULL: fused)
+    const int64_t *idx     # all drawn indices (NULL: fused, draw as you go)
     uint64_t step
     int64_t start          # first axis-0 position of this job
     int64_t count          # axis-0 positions in this job
 
 
-cdef void run_group_job(void *arg) noexcept nogil:
-    """run_job for k arrays whose plans share their streams: each chunk of
-    indices is drawn once and gathered from every array."""
-    cdef group_job *g = <group_job *>arg
-    cdef gather_job j
+cdef void run_job(void *arg) noexcept nogil:
+    """Gather axis-0 positions [start, start + count) of a batch of each of
+    the k arrays into its output.
+
+    Fused (idx NULL): draw MB_CHUNK indices into a stack buffer, then copy
+    those rows of every array in a tight loop whose loads are independent,
+    so that many cache misses are in flight at once; no scratch, and the
+    indices are drawn once for all the arrays.  Otherwise read the indices
+    already drawn into idx (axis 0's first, then the other sampled axes').
+    """
+    cdef gather_job *g = <gather_job *>arg
+    cdef const mb_plan *p
     cdef const mb_axis *a = &g.p[0].ax[0]
     cdef int64_t chunk[MB_CHUNK]
     cdef philox_pos st
-    cdef int64_t done = 0, cnt
+    cdef int64_t done = 0, cnt, c
     cdef int i
     if g.idx != NULL:
         for i in range(g.k):
-            j.p = g.p[i]
-            j.src = g.src[i]
-            j.dst = g.dst[i] + g.start * g.p[i].row_out if a.sampled else g.dst[i]
-            j.step = g.step
-            j.start = g.start
-            j.count = g.count
-            j.idx = g.idx
-            run_job(&j)
+            p = g.p[i]
+            if a.sampled:
+                gather_nd(p, g.src[i], g.dst[i] + g.start * p.row_out, g.idx + g.start,
+                          g.count, g.idx + a.m)
+            else:
+                gather_nd(p, g.src[i], g.dst[i], NULL, 0, g.idx)
         return
     pos_init(&st, a.key0, a.key1, g.step, a.sid)
     while done < g.count:
@@ -403,17 +322,28 @@ cdef void run_group_job(void *arg) noexcept nogil:
             cnt = MB_CHUNK
         fill_bounded(&st, <uint64_t>(g.start + done), <uint64_t>a.n, chunk, cnt)
         for i in range(g.k):
-            gather_nd(g.p[i], g.src[i], g.dst[i] + (g.start + done) * g.p[i].row_out,
-                      chunk, cnt, NULL)
+            p = g.p[i]
+            if p.prefetch and prefetch_mode == 2:
+                for c in range(cnt):
+                    prefetch_block(g.src[i] + chunk[c] * p.ax[0].stride, p.block)
+            gather_nd(p, g.src[i], g.dst[i] + (g.start + done) * p.row_out, chunk, cnt, NULL)
         done += cnt
 
 
-cdef void draw_gather_group(int k, const mb_plan **p, const char **src, char **dst,
-                            uint64_t step, int64_t *scratch, int nthreads) noexcept nogil:
-    """draw_gather for k arrays whose plans share their streams
-    (same_streams with p[0]): the indices are drawn once.  ``scratch`` holds
-    ``plan_scratch_size(p[0])`` int64."""
-    cdef group_job jobs[2]
+cdef void draw_gather_k(int k, const mb_plan **p, const char **src, char **dst,
+                        uint64_t step, int64_t *scratch, int nthreads) noexcept nogil:
+    """Draw batch ``step`` of k arrays whose plans share their streams
+    (same_streams with p[0]) and gather each into its dst.
+
+    ``scratch`` holds ``plan_scratch_size(p[0])`` int64 (may be NULL when
+    that is 0).  Fused plans (only axis 0 sampled, with replacement) draw as
+    they copy; others draw every index into scratch first; either way the
+    indices are drawn once for all k arrays.  With ``nthreads`` > 1 and axis
+    0 sampled, the batch is split in two along axis 0 and the halves run on
+    two threads (each draw is addressable, so a fused half draws its own
+    indices).
+    """
+    cdef gather_job jobs[2]
     cdef const mb_axis *a = &p[0].ax[0]
     jobs[0].k = k
     jobs[0].p = p
@@ -427,13 +357,21 @@ cdef void draw_gather_group(int k, const mb_plan **p, const char **src, char **d
         draw_plan_indices(p[0], step, scratch, scratch + p[0].nidx)
         jobs[0].idx = scratch
     if nthreads <= 1 or not a.sampled or a.m < 2 * MB_CHUNK:
-        run_group_job(&jobs[0])
+        run_job(&jobs[0])
         return
     jobs[1] = jobs[0]
     jobs[0].count = a.m // 2
     jobs[1].start = a.m // 2
     jobs[1].count = a.m - a.m // 2
-    mb_run_pair(run_group_job, &jobs[0], &jobs[1])
+    mb_run_pair(run_job, &jobs[0], &jobs[1])
+
+
+cdef api int draw_gather(const mb_plan *p, const char *src, char *dst,
+                         uint64_t step, int64_t *scratch, int nthreads) noexcept nogil:
+    """Draw batch ``step`` of the plan's streams and gather it into dst:
+    ``draw_gather_k`` for one array.  Returns 0."""
+    draw_gather_k(1, &p, &src, &dst, step, scratch, nthreads)
+    return 0
 
 
 # ---------------------------------------------------------------- wrapper
@@ -722,7 +660,7 @@ def draw_group(samplers, uint64_t step, outs=None):
         if scratch == NULL:
             raise MemoryError(f"cannot allocate {nscratch * 8} bytes of index scratch")
     with nogil:
-        draw_gather_group(<int>k, plans, srcs, dsts, step, scratch, nthreads)
+        draw_gather_k(<int>k, plans, srcs, dsts, step, scratch, nthreads)
     if scratch != small:
         PyMem_RawFree(scratch)
     return tuple(res)

@@ -29,10 +29,8 @@ if importlib.util.find_spec("theano") is None or importlib.util.find_spec("pymc3
     pytest.skip("the adapter gates need theano-pymc and pymc3 (make test-adapter runs "
                 "them in .venv-pymc3)", allow_module_level=True)
 
-import pathlib  # noqa: E402
-
 from cases import best_ratio  # noqa: E402
-from test_memory_gate import LIMIT_MB, measure  # noqa: E402
+from test_memory_gate import assert_growth_under_limit, needs_proc  # noqa: E402
 from test_adapter_bench import (ADVI_CASES, FUNCTION_CASES, cached_impls,  # noqa: E402
                                 case_id)
 
@@ -67,12 +65,6 @@ def test_advi_step_gate(case):
     gate("advi", case)
 
 
-@pytest.mark.skipif(not pathlib.Path("/proc/self/clear_refs").exists(),
-                    reason="needs Linux /proc to read peak RSS")
+@needs_proc
 def test_adapter_memory_growth_under_64mb():
-    ours = measure("adapter", gib=2, batches=100)
-    reference = measure("reference", gib=2, batches=100)
-    print(f"\n2 GiB float64, 100 batches of 1e5 through theano.function: adapter "
-          f"+{ours['growth_mb']} MB, reference graph +{reference['growth_mb']} MB")
-    assert ours["rss_base_mb"] > 2000, ours       # the data really is resident
-    assert ours["growth_mb"] < LIMIT_MB, ours
+    assert_growth_under_limit("adapter", "reference", "theano.function, floatX float64")

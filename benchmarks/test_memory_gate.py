@@ -23,12 +23,21 @@ def measure(which, **kw):
     return json.loads(out.strip().splitlines()[-1])
 
 
-@pytest.mark.skipif(not pathlib.Path("/proc/self/clear_refs").exists(),
-                    reason="needs Linux /proc to read peak RSS")
+needs_proc = pytest.mark.skipif(not pathlib.Path("/proc/self/clear_refs").exists(),
+                                reason="needs Linux /proc to read peak RSS")
+
+
+def assert_growth_under_limit(which, beside, what):
+    """Measure ``which`` and ``beside`` (for comparison) over 2 GiB and 100
+    batches of 1e5, print both, and assert ``which`` grows < LIMIT_MB."""
+    ours = measure(which, gib=2, batches=100)
+    other = measure(beside, gib=2, batches=100)
+    print(f"\n2 GiB float64, 100 batches of 1e5 ({what}): {which} +{ours['growth_mb']} MB, "
+          f"{beside} +{other['growth_mb']} MB")
+    assert ours["rss_base_mb"] > 2000, ours       # the data really is resident
+    assert ours["growth_mb"] < LIMIT_MB, ours
+
+
+@needs_proc
 def test_core_memory_growth_under_64mb():
-    core = measure("core", gib=2, batches=100)
-    numpy = measure("numpy", gib=2, batches=100)
-    print(f"2 GiB float64, 100 batches of 1e5: core +{core['growth_mb']} MB, "
-          f"numpy take +{numpy['growth_mb']} MB")
-    assert core["rss_base_mb"] > 2000, core       # the data really is resident
-    assert core["growth_mb"] < LIMIT_MB, core
+    assert_growth_under_limit("core", "numpy", "next(mb) vs np.take")
