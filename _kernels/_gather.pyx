@@ -22,6 +22,7 @@ cnp.import_array()
 cdef extern from *:
     """
     #include <pthread.h>
+    #include <string.h>
     /* Run fn(a0) here and fn(a1) on a new thread; join.  A thread per call,
        not a pool: no spinning workers to fight the caller for the two cores
        (OpenMP's default active wait made each call up to 50x slower on a
@@ -37,7 +38,27 @@ cdef extern from *:
         fn(a0);
         pthread_join(th, NULL);
     }
+    /* Copy n bytes.  Rows of up to 256 bytes are copied inline, 16 bytes at
+       a time and the last 16 overlapping, rather than by a call to libc's
+       memcpy, whose call and size dispatch cost more than such a row:
+       1e6 x 10 float64, b=1024: ours / floor 4.72x -> 4.08x; 1e5 x 10, b=128:
+       3.86x -> 3.49x (two interleaved runs each). */
+    static inline void mb_copy(char *d, const char *s, size_t n) {
+        size_t o;
+        if (n > 256) { memcpy(d, s, n); return; }
+        if (n >= 16) {
+            for (o = 0; o + 16 < n; o += 16) memcpy(d + o, s + o, 16);
+            memcpy(d + n - 16, s + n - 16, 16);
+        } else if (n >= 8) {
+            memcpy(d, s, 8); memcpy(d + n - 8, s + n - 8, 8);
+        } else if (n >= 4) {
+            memcpy(d, s, 4); memcpy(d + n - 4, s + n - 4, 4);
+        } else {
+            for (o = 0; o < n; o++) d[o] = s[o];
+        }
+    }
     """
+    void mb_copy(char *d, const char *s, size_t n) noexcept nogil
     ctypedef void (*mb_task_fn)(void *) noexcept nogil
     void mb_run_pair(mb_task_fn fn, void *a0, void *a1) noexcept nogil
 
@@ -52,6 +73,7 @@ cdef enum:
     MB_PREFETCH_AHEAD = 8   # rows between a prefetch and the copy that uses it
     MB_PREFETCH_LINES = 16  # at most this many 64-byte lines prefetched per row
     MB_MAX_THREADS = 2
+    MB_SMALL_SCRATCH = 512   # int64 of index scratch on the stack; more: _scratch
 
 
 # Thresholds (bytes), chosen with benchmarks/cases.interleaved_min on the
@@ -60,14 +82,24 @@ cdef enum:
 #   234 KB out (1e6 x 1, b=3e4):  1.16x / 1.25x
 #   781 KB out (1e7 x 1, b=1e5):  0.93x / 1.69x
 #   3.2 MB out (1e5 x 100, b=4096): 1.45x / 1.79x
-# Prefetching pays for rows of 32 bytes or more from a source beyond the L2
-# (1e5 x 10, b=128: 3.8x -> 4.6x NumPy; 2e6 x 64, b=2048: 1.04x -> 1.57x) and
-# cost 5-15% on 8-byte rows, whose independent loads the core overlaps alone.
-cdef int64_t PREFETCH_MIN_SPAN = 1 << 20
+# Prefetching the row MB_PREFETCH_AHEAD positions ahead of each copy pays for
+# rows of 32 bytes or more from a source beyond the L2.  Ratios to NumPy with
+# prefetching off / on, three runs of one process each, both modes measured
+# interleaved in random order on the same data (rows copied by mb_copy):
+#   1e5 x 10, b=128 (8 MB source):     4.2, 6.6, 7.6x / 6.5, 7.0, 6.3x
+#   1e5 x 100, b=4096 (80 MB):         1.27, 1.65, 1.17x / 1.64, 2.11, 1.63x
+#   2e6 x 64, b=2048 (1 GB):           1.40, 0.95, 1.41x / 1.72, 1.23, 1.89x
+#   1e4 x 1000, b=256 (80 MB):         1.09, 1.15, 1.09x / 1.13, 1.20, 1.12x
+#   1e6 x 10, b=1024 (80 MB):          1.47, 1.39, 1.49x / 1.40, 1.77, 1.40x
+#   8-byte rows (1e6 and 1e7 x 1, b=1e5): 1.5-2.3x / 1.2-2.1x, 10-20% worse:
+#   their independent loads the core overlaps alone.
+# Prefetching a whole chunk of 256 rows before copying them was no better
+# than either (1.26-1.37x at 1e6 x 10, b=1024) and was dropped.
+cdef int64_t PREFETCH_MIN_SPAN = 1 << 20        # the L2
+cdef int64_t PREFETCH_MIN_BLOCK = 32
+cdef int forced_prefetch = -1                   # _tune: 0 / 1 for every new plan
 cdef int64_t PARALLEL_MIN_BYTES = 1 << 18
 cdef int max_threads = MB_MAX_THREADS
-cdef int prefetch_mode = 1   # 1: prefetch MB_PREFETCH_AHEAD rows ahead; 2: a whole chunk first
-cdef int64_t PREFETCH_MIN_BLOCK = 32
 
 
 cdef struct mb_axis:
@@ -89,7 +121,7 @@ cdef struct mb_plan:
     int64_t nidx         # int64 entries of sampled indices (all axes)
     int64_t nwork        # int64 entries of work space for replace=False
     int fused            # axis 0 is the only sampled axis, with replacement
-    int prefetch         # prefetch source rows ahead of the copy
+    int prefetch         # prefetch sampled rows of axis 0 ahead of the copy
     mb_axis ax[MB_MAXDIMS]
 
 
@@ -123,7 +155,7 @@ cdef inline void copy_run(char *dst, const char *base, const int64_t *idx,
                 dst[i] = base[idx[i] * stride]
         else:
             for i in range(m):
-                memcpy(dst + block * i, base + idx[i] * stride, <size_t>block)
+                mb_copy(dst + block * i, base + idx[i] * stride, <size_t>block)
     else:
         if block == 8:
             for i in range(m):
@@ -133,7 +165,7 @@ cdef inline void copy_run(char *dst, const char *base, const int64_t *idx,
                 memcpy(dst + 4 * i, base + i * stride, 4)
         else:
             for i in range(m):
-                memcpy(dst + block * i, base + i * stride, <size_t>block)
+                mb_copy(dst + block * i, base + i * stride, <size_t>block)
 
 
 cdef inline void prefetch_block(const char *p, int64_t block) noexcept nogil:
@@ -160,7 +192,7 @@ cdef void copy_run_prefetch(char *dst, const char *base, const int64_t *idx,
         elif block == 4:
             memcpy(dst + 4 * i, base + idx[i] * stride, 4)
         else:
-            memcpy(dst + block * i, base + idx[i] * stride, <size_t>block)
+            mb_copy(dst + block * i, base + idx[i] * stride, <size_t>block)
 
 
 cdef void gather_nd(const mb_plan *p, const char *src, char *dst,
@@ -199,7 +231,7 @@ cdef void gather_nd(const mb_plan *p, const char *src, char *dst,
         if m[k] == 0:
             return
     if last == 0:
-        if p.prefetch and ix[0] != NULL and (prefetch_mode == 1 or idx0 == NULL):
+        if p.prefetch and ix[0] != NULL:
             copy_run_prefetch(dst, src, ix[0], p.ax[0].stride, m[0], p.block)
         else:
             copy_run(dst, src, ix[0], p.ax[0].stride, m[0], p.block)
@@ -304,7 +336,7 @@ cdef void run_job(void *arg) noexcept nogil:
     cdef const mb_axis *a = &g.p[0].ax[0]
     cdef int64_t chunk[MB_CHUNK]
     cdef philox_pos st
-    cdef int64_t done = 0, cnt, c
+    cdef int64_t done = 0, cnt
     cdef int i
     if g.idx != NULL:
         for i in range(g.k):
@@ -323,9 +355,6 @@ cdef void run_job(void *arg) noexcept nogil:
         fill_bounded(&st, <uint64_t>(g.start + done), <uint64_t>a.n, chunk, cnt)
         for i in range(g.k):
             p = g.p[i]
-            if p.prefetch and prefetch_mode == 2:
-                for c in range(cnt):
-                    prefetch_block(g.src[i] + chunk[c] * p.ax[0].stride, p.block)
             gather_nd(p, g.src[i], g.dst[i] + (g.start + done) * p.row_out, chunk, cnt, NULL)
         done += cnt
 
@@ -376,20 +405,24 @@ cdef api int draw_gather(const mb_plan *p, const char *src, char *dst,
 
 # ---------------------------------------------------------------- wrapper
 
-def _tune(prefetch_min_span=None, parallel_min_bytes=None, mode=None):
-    """Set the dispatch thresholds (bytes); for benchmarks.  Returns the old ones.
+def _tune(parallel_min_bytes=None, prefetch=None):
+    """_tune(parallel_min_bytes=None, prefetch=None)
 
-    A Sampler reads ``prefetch_min_span`` when it is built and
-    ``parallel_min_bytes`` on every batch.
+    For tests and benchmarks: set the output size (bytes) from which a batch
+    runs on two threads, read on every batch, and whether the Samplers built
+    from now on prefetch rows ("on", "off"; "auto": by source span and row
+    size).  None leaves a setting alone.  Returns the old settings, in an
+    order that ``_tune(*old)`` restores.
     """
-    global PREFETCH_MIN_SPAN, PARALLEL_MIN_BYTES, prefetch_mode
-    old = (PREFETCH_MIN_SPAN, PARALLEL_MIN_BYTES, prefetch_mode)
-    if mode is not None:
-        prefetch_mode = mode
-    if prefetch_min_span is not None:
-        PREFETCH_MIN_SPAN = prefetch_min_span
+    global PARALLEL_MIN_BYTES, forced_prefetch
+    cdef dict modes = {"auto": -1, "off": 0, "on": 1}
+    old = (PARALLEL_MIN_BYTES, [k for k, v in modes.items() if v == forced_prefetch][0])
+    if prefetch is not None and prefetch not in modes:
+        raise ValueError(f"prefetch must be one of {sorted(modes)}, got {prefetch!r}")
     if parallel_min_bytes is not None:
         PARALLEL_MIN_BYTES = parallel_min_bytes
+    if prefetch is not None:
+        forced_prefetch = modes[prefetch]
     return old
 
 
@@ -437,9 +470,9 @@ cdef class Sampler:
     cdef cnp.npy_intp out_shape[MB_MAXDIMS]
     cdef public uint64_t step
     cdef int64_t out_bytes
-    cdef int64_t *scratch_buf     # reused between batches; a concurrent batch
-    cdef int64_t scratch_cap      # allocates its own (page faults of a fresh
-    cdef bint scratch_busy        # 800 KB buffer cost ~0.5 ms a batch here)
+    cdef int64_t *scratch_buf     # index scratch reused between batches (_scratch)
+    cdef int64_t scratch_cap
+    cdef bint scratch_busy
 
     def __dealloc__(self):
         PyMem_RawFree(self.scratch_buf)
@@ -501,11 +534,15 @@ cdef class Sampler:
             self.plan.row_out *= self.out_shape[k]
         self.plan.fused = self.plan.ax[0].sampled and replace and \
             self.plan.nidx == self.plan.ax[0].m
-        # Bytes spanned by the source: beyond the caches, rows are prefetched.
+        # Bytes spanned by the source: beyond the caches, rows are prefetched
+        # (the measurements are next to the thresholds).
         span = isz
         for k in range(nd):
             span += abs(self.plan.ax[k].stride) * (self.plan.ax[k].n - 1)
-        self.plan.prefetch = span > PREFETCH_MIN_SPAN and self.plan.block >= PREFETCH_MIN_BLOCK
+        if forced_prefetch >= 0:
+            self.plan.prefetch = forced_prefetch
+        else:
+            self.plan.prefetch = span > PREFETCH_MIN_SPAN and self.plan.block >= PREFETCH_MIN_BLOCK
         self.out_bytes = isz
         for k in range(nd):
             self.out_bytes *= self.out_shape[k]
@@ -519,13 +556,32 @@ cdef class Sampler:
     def dtype(self):
         return self.descr
 
-    cdef object _alloc(self, out):
+    cdef bint _fits(self, out):
+        """out is an ndarray this batch can be written into (C-level checks:
+        the attribute lookups of ``out.shape`` etc. made an ``out=`` call
+        2.5x slower than a fresh batch at b=128)."""
+        cdef cnp.ndarray a
+        cdef cnp.dtype d
+        cdef int k
+        if not cnp.PyArray_Check(out):
+            return False
+        a = <cnp.ndarray>out
+        if cnp.PyArray_NDIM(a) != self.out_nd:
+            return False
+        for k in range(self.out_nd):
+            if cnp.PyArray_DIM(a, k) != self.out_shape[k]:
+                return False
+        if not (cnp.PyArray_IS_C_CONTIGUOUS(a) and cnp.PyArray_ISWRITEABLE(a)):
+            return False
+        d = <cnp.dtype>cnp.PyArray_DESCR(a)
+        return d is self.descr or cnp.PyArray_EquivTypes(d, self.descr)
+
+    cdef cnp.ndarray _alloc(self, out):
+        """A new batch array, or out once it is checked to fit."""
         if out is None:
             Py_INCREF(self.descr)   # PyArray_Empty steals a reference
             return PyArray_Empty(self.out_nd, self.out_shape, self.descr, 0)
-        if (not isinstance(out, np.ndarray) or out.shape != self.shape
-                or out.dtype != self.descr or not out.flags.c_contiguous
-                or not out.flags.writeable):
+        if not self._fits(out):
             raise ValueError(
                 f"out must be a writeable C-contiguous array of shape {self.shape} "
                 f"and dtype {self.descr}, got "
@@ -533,37 +589,50 @@ cdef class Sampler:
                    else repr(type(out))))
         return out
 
-    cdef object _draw(self, uint64_t step, out):
-        cdef cnp.ndarray res = self._alloc(out)
+    cdef object _draw(self, uint64_t step, cnp.ndarray res):
+        """Draw batch ``step`` into res, an array from _alloc."""
         cdef const char *src = <const char *>cnp.PyArray_DATA(self.data)
         cdef char *dst = <char *>cnp.PyArray_DATA(res)
         cdef int nthreads = max_threads if self.out_bytes >= PARALLEL_MIN_BYTES else 1
-        cdef int64_t nscratch = plan_scratch_size(&self.plan)
-        cdef int64_t small[512]
-        cdef int64_t *scratch = small
-        cdef bint own = False, cached = False
-        if nscratch > 512:
-            # The GIL is held: testing and setting scratch_busy is atomic.
-            if not self.scratch_busy:
-                if self.scratch_cap < nscratch:
-                    PyMem_RawFree(self.scratch_buf)
-                    self.scratch_buf = <int64_t *>PyMem_RawMalloc(nscratch * sizeof(int64_t))
-                    self.scratch_cap = nscratch if self.scratch_buf != NULL else 0
-                if self.scratch_buf != NULL:
-                    scratch = self.scratch_buf
-                    self.scratch_busy = cached = True
-            if not cached:
-                scratch = <int64_t *>PyMem_RawMalloc(nscratch * sizeof(int64_t))
-                own = True
-                if scratch == NULL:
-                    raise MemoryError(f"cannot allocate {nscratch * 8} bytes of index scratch")
+        cdef int64_t small[MB_SMALL_SCRATCH]
+        cdef int how
+        cdef int64_t *scratch = self._scratch(plan_scratch_size(&self.plan), small, &how)
         with nogil:
             draw_gather(&self.plan, src, dst, step, scratch, nthreads)
-        if own:
-            PyMem_RawFree(scratch)
-        if cached:
-            self.scratch_busy = False
+        self._scratch_release(scratch, how)
         return res
+
+    cdef int64_t *_scratch(self, int64_t n, int64_t *small, int *how) except NULL:
+        """Index scratch of n int64 for one batch: ``small`` (the caller's
+        MB_SMALL_SCRATCH entries on the stack) when n fits (how = 0), else
+        this Sampler's buffer, reused between batches, unless another batch
+        holds it (how = 1), else a new one (how = 2).  Page faults of a fresh
+        800 KB buffer cost ~0.5 ms a batch here."""
+        cdef int64_t *p
+        if n <= MB_SMALL_SCRATCH:
+            how[0] = 0
+            return small
+        # The GIL is held: testing and setting scratch_busy is atomic.
+        if not self.scratch_busy:
+            if self.scratch_cap < n:
+                PyMem_RawFree(self.scratch_buf)
+                self.scratch_buf = <int64_t *>PyMem_RawMalloc(n * sizeof(int64_t))
+                self.scratch_cap = n if self.scratch_buf != NULL else 0
+            if self.scratch_buf != NULL:
+                self.scratch_busy = True
+                how[0] = 1
+                return self.scratch_buf
+        p = <int64_t *>PyMem_RawMalloc(n * sizeof(int64_t))
+        if p == NULL:
+            raise MemoryError(f"cannot allocate {n * 8} bytes of index scratch")
+        how[0] = 2
+        return p
+
+    cdef void _scratch_release(self, int64_t *p, int how):
+        if how == 1:
+            self.scratch_busy = False
+        elif how == 2:
+            PyMem_RawFree(p)
 
     def next(self, out=None):
         """next(out=None)
@@ -572,19 +641,17 @@ cdef class Sampler:
         advanced while the GIL is held, so threads sharing a Sampler draw
         distinct steps.
         """
-        cdef uint64_t t
-        if out is not None:
-            self._alloc(out)       # a rejected out= must not skip a batch
-        t = self.step
+        cdef cnp.ndarray res = self._alloc(out)   # a rejected out= skips no batch
+        cdef uint64_t t = self.step
         self.step = t + 1
-        return self._draw(t, out)
+        return self._draw(t, res)
 
     def draw(self, uint64_t step, out=None):
         """draw(step, out=None)
 
         Batch ``step`` of the stream, whatever ``self.step`` is; pure.
         """
-        return self._draw(step, out)
+        return self._draw(step, self._alloc(out))
 
     def indices(self, uint64_t step):
         """indices(step)
@@ -626,10 +693,10 @@ def draw_group(samplers, uint64_t step, outs=None):
     cdef const mb_plan *plans[MB_MAX_GROUP]
     cdef const char *srcs[MB_MAX_GROUP]
     cdef char *dsts[MB_MAX_GROUP]
-    cdef int64_t small[512]
-    cdef int64_t *scratch = small
-    cdef int64_t nscratch, nbytes = 0
-    cdef int nthreads
+    cdef int64_t small[MB_SMALL_SCRATCH]
+    cdef int64_t *scratch
+    cdef int64_t nbytes = 0
+    cdef int nthreads, how
     cdef bint shared = 0 < k <= MB_MAX_GROUP
     if outs is None:
         outs = (None,) * k
@@ -654,15 +721,10 @@ def draw_group(samplers, uint64_t step, outs=None):
         dsts[i] = <char *>cnp.PyArray_DATA(<cnp.ndarray>res[i])
         nbytes += s.out_bytes
     nthreads = max_threads if nbytes >= PARALLEL_MIN_BYTES else 1
-    nscratch = plan_scratch_size(&first.plan)
-    if nscratch > 512:
-        scratch = <int64_t *>PyMem_RawMalloc(nscratch * sizeof(int64_t))
-        if scratch == NULL:
-            raise MemoryError(f"cannot allocate {nscratch * 8} bytes of index scratch")
+    scratch = first._scratch(plan_scratch_size(&first.plan), small, &how)
     with nogil:
         draw_gather_k(<int>k, plans, srcs, dsts, step, scratch, nthreads)
-    if scratch != small:
-        PyMem_RawFree(scratch)
+    first._scratch_release(scratch, how)
     return tuple(res)
 
 

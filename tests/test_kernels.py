@@ -368,11 +368,11 @@ def test_sampler_next_advances_step():
 
 
 # ------------------------------------------------------------------ dispatch paths
-# The Sampler picks, per plan and batch, between a plain copy and a prefetching
-# copy (source span above PREFETCH_MIN_SPAN = 1 MiB) and between one thread and
-# two (output >= PARALLEL_MIN_BYTES = 256 KiB and >= 512 rows on axis 0; each
-# half of a fused batch draws its own indices from its start position).  Every
-# path must give the same batch.
+# The Sampler picks, per plan, between a plain copy and one that prefetches
+# the row 8 ahead (source span above 1 MiB, rows of 32 bytes or more), and per
+# batch between one thread and two (output >= PARALLEL_MIN_BYTES =
+# 256 KiB and >= 512 rows on axis 0; each half of a fused batch draws its own
+# indices from its start position).  Every path must give the same batch.
 
 @pytest.fixture
 def threads():
@@ -382,12 +382,19 @@ def threads():
     _gather.set_num_threads(old)
 
 
-@pytest.fixture
-def force_all_paths():
-    """Prefetch and two threads for everything (benchmark hook ``_tune``)."""
-    old = _gather._tune(prefetch_min_span=0, parallel_min_bytes=0)
+@pytest.fixture(params=["on", "off"])
+def force_all_paths(request):
+    """A prefetch mode and two threads for everything (benchmark hook ``_tune``)."""
+    old = _gather._tune(parallel_min_bytes=0, prefetch=request.param)
     yield
     _gather._tune(*old)
+
+
+def test_tune_rejects_unknown_prefetch_mode():
+    old = _gather._tune()
+    with pytest.raises(ValueError, match="prefetch must be one of .*got 'later'"):
+        _gather._tune(prefetch="later")
+    assert _gather._tune() == old
 
 
 @pytest.mark.parametrize("layout", ["C", "F", "sliced", "reversed"])

@@ -84,6 +84,16 @@ def test_out_rejected(data2d, bad):
         mb.next(out=bad)
 
 
+@pytest.mark.parametrize("dtype", [np.dtype("=f8"), np.dtype(np.float64, metadata={"unit": "m"})],
+                         ids=["native", "with-metadata"])
+def test_out_accepts_an_equal_dtype(data2d, dtype):
+    # The out= check compares dtypes by value, not by object identity.
+    mb = Minibatch(data2d, batch_size=5, random_seed=4)
+    out = np.full((5, 7), -1.0).astype(dtype)
+    assert mb.next(out=out) is out
+    assert_batches_equal(out, Minibatch(data2d, 5, random_seed=4).draw(0))
+
+
 def test_out_read_only_rejected(data2d):
     mb = Minibatch(data2d, batch_size=5)
     out = np.empty((5, 7))
