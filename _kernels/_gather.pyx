@@ -82,6 +82,13 @@ cdef enum:
 #   234 KB out (1e6 x 1, b=3e4):  1.16x / 1.25x
 #   781 KB out (1e7 x 1, b=1e5):  0.93x / 1.69x
 #   3.2 MB out (1e5 x 100, b=4096): 1.45x / 1.79x
+# A walk over several outer axes (multi-axis specs) copies 8-byte elements
+# from rows in the cache: less work per byte, so two threads pay only from
+# PARALLEL_ND_FACTOR times the output.  Times with 1 / 2 threads, 2000 x 500
+# float64 (this session's machine: a thread now cost 40-75 us, the wake-up of
+# the idle second vCPU; a sleeping worker thread measured the same):
+#   [512, 64], 256 KB:   43 / 98 us      [2048, 64], 1 MB:  169 / 185 us
+#   [1024, 64], 512 KB:  86 / 121 us     [4096, 64], 2 MB:  337 / 260 us
 # Prefetching the row MB_PREFETCH_AHEAD positions ahead of each copy pays for
 # rows of 32 bytes or more from a source beyond the L2.  Ratios to NumPy with
 # prefetching off / on, three runs of one process each, both modes measured
@@ -99,6 +106,12 @@ cdef int64_t PREFETCH_MIN_SPAN = 1 << 20        # the L2
 cdef int64_t PREFETCH_MIN_BLOCK = 32
 cdef int forced_prefetch = -1                   # _tune: 0 / 1 for every new plan
 cdef int64_t PARALLEL_MIN_BYTES = 1 << 18
+cdef int64_t PARALLEL_ND_FACTOR = 8
+
+
+cdef inline int64_t parallel_min_bytes(const mb_plan *p) noexcept nogil:
+    """Output bytes from which a batch of plan p runs on two threads."""
+    return PARALLEL_MIN_BYTES if p.nouter == 1 else PARALLEL_MIN_BYTES * PARALLEL_ND_FACTOR
 cdef int max_threads = MB_MAX_THREADS
 
 
@@ -195,6 +208,31 @@ cdef void copy_run_prefetch(char *dst, const char *base, const int64_t *idx,
             mb_copy(dst + block * i, base + idx[i] * stride, <size_t>block)
 
 
+cdef struct mb_odo:
+    int64_t pos[MB_MAXDIMS]         # position on each outer axis but the last
+    int64_t base[MB_MAXDIMS + 1]    # base[k + 1]: source offset of axes 0..k
+
+
+cdef inline bint odo_next(mb_odo *o, const mb_plan *p, const int64_t **ix,
+                          const int64_t *m, int last) noexcept nogil:
+    """Step the odometer of gather_nd to its next run; False past the end."""
+    cdef int k = last - 1
+    cdef int64_t i
+    while k >= 0:
+        o.pos[k] += 1
+        if o.pos[k] < m[k]:
+            break
+        o.pos[k] = 0
+        k -= 1
+    if k < 0:
+        return False
+    while k < last:
+        i = ix[k][o.pos[k]] if ix[k] != NULL else o.pos[k]
+        o.base[k + 1] = o.base[k] + i * p.ax[k].stride
+        k += 1
+    return True
+
+
 cdef void gather_nd(const mb_plan *p, const char *src, char *dst,
                     const int64_t *idx0, int64_t m0,
                     const int64_t *idx) noexcept nogil:
@@ -206,14 +244,17 @@ cdef void gather_nd(const mb_plan *p, const char *src, char *dst,
     Axis 0 takes its indices from ``idx0`` (m0 of them) when idx0 is not NULL;
     the other sampled axes take theirs, in axis order, from ``idx``.
     O(output bytes).
+
+    With ``p.prefetch``, the source lines of the run MB_PREFETCH_AHEAD runs
+    ahead are prefetched (a second odometer walks ahead of the first).
     """
     cdef const int64_t *ix[MB_MAXDIMS]
     cdef int64_t m[MB_MAXDIMS]
-    cdef int64_t pos[MB_MAXDIMS]
-    cdef int64_t base[MB_MAXDIMS + 1]
+    cdef mb_odo o, ahead
     cdef int last = p.nouter - 1
     cdef int k
-    cdef int64_t i
+    cdef int64_t i, off, lo = 0, hi = 0
+    cdef bint more = False
     cdef const int64_t *cursor = idx
     if p.block == 0:
         return
@@ -236,27 +277,35 @@ cdef void gather_nd(const mb_plan *p, const char *src, char *dst,
         else:
             copy_run(dst, src, ix[0], p.ax[0].stride, m[0], p.block)
         return
-    base[0] = 0
+    o.base[0] = 0
     for k in range(last):
-        pos[k] = 0
-        base[k + 1] = base[k] + (ix[k][0] if ix[k] != NULL else 0) * p.ax[k].stride
+        o.pos[k] = 0
+        o.base[k + 1] = o.base[k] + (ix[k][0] if ix[k] != NULL else 0) * p.ax[k].stride
+    if p.prefetch:
+        # Bytes a run reads, from its row's base: [lo, hi + block).
+        for i in range(m[last]):
+            off = (ix[last][i] if ix[last] != NULL else i) * p.ax[last].stride
+            if i == 0 or off < lo:
+                lo = off
+            if i == 0 or off > hi:
+                hi = off
+        # Only when the lines prefetched (at most MB_PREFETCH_LINES) cover the
+        # run: 1000 x 1000 [128, 128] (runs over 8 KB rows) lost 4% with it.
+        more = hi - lo + p.block <= 64 * MB_PREFETCH_LINES
+        ahead = o
+        i = 0
+        while more and i < MB_PREFETCH_AHEAD:
+            more = odo_next(&ahead, p, ix, m, last)
+            i += 1
     while True:
-        copy_run(dst, src + base[last], ix[last], p.ax[last].stride, m[last],
+        if more:
+            prefetch_block(src + ahead.base[last] + lo, hi - lo + p.block)
+            more = odo_next(&ahead, p, ix, m, last)
+        copy_run(dst, src + o.base[last], ix[last], p.ax[last].stride, m[last],
                  p.block)
         dst += m[last] * p.block
-        k = last - 1
-        while k >= 0:
-            pos[k] += 1
-            if pos[k] < m[k]:
-                break
-            pos[k] = 0
-            k -= 1
-        if k < 0:
+        if not odo_next(&o, p, ix, m, last):
             return
-        while k < last:
-            i = ix[k][pos[k]] if ix[k] != NULL else pos[k]
-            base[k + 1] = base[k] + i * p.ax[k].stride
-            k += 1
 
 
 # ---------------------------------------------------------------- drawing
@@ -409,7 +458,8 @@ def _tune(parallel_min_bytes=None, prefetch=None):
     """_tune(parallel_min_bytes=None, prefetch=None)
 
     For tests and benchmarks: set the output size (bytes) from which a batch
-    runs on two threads, read on every batch, and whether the Samplers built
+    runs on two threads (times PARALLEL_ND_FACTOR for multi-axis walks), read
+    on every batch, and whether the Samplers built
     from now on prefetch rows ("on", "off"; "auto": by source span and row
     size).  None leaves a setting alone.  Returns the old settings, in an
     order that ``_tune(*old)`` restores.
@@ -480,7 +530,7 @@ cdef class Sampler:
     def __cinit__(self, cnp.ndarray data not None, sizes, keys, bint replace):
         cdef int nd = cnp.PyArray_NDIM(data)
         cdef int k
-        cdef int64_t expected, isz = cnp.PyArray_ITEMSIZE(data)
+        cdef int64_t expected, run, isz = cnp.PyArray_ITEMSIZE(data)
         cdef mb_axis *a
         if nd < 1 or nd > MB_MAXDIMS:
             raise ValueError(f"data must have 1 to {MB_MAXDIMS} dimensions, got {nd}")
@@ -539,10 +589,12 @@ cdef class Sampler:
         span = isz
         for k in range(nd):
             span += abs(self.plan.ax[k].stride) * (self.plan.ax[k].n - 1)
+        # A run of several outer axes copies m blocks of its last axis.
+        run = self.plan.block * (self.plan.ax[self.plan.nouter - 1].m if self.plan.nouter > 1 else 1)
         if forced_prefetch >= 0:
             self.plan.prefetch = forced_prefetch
         else:
-            self.plan.prefetch = span > PREFETCH_MIN_SPAN and self.plan.block >= PREFETCH_MIN_BLOCK
+            self.plan.prefetch = span > PREFETCH_MIN_SPAN and run >= PREFETCH_MIN_BLOCK
         self.out_bytes = isz
         for k in range(nd):
             self.out_bytes *= self.out_shape[k]
@@ -593,7 +645,7 @@ cdef class Sampler:
         """Draw batch ``step`` into res, an array from _alloc."""
         cdef const char *src = <const char *>cnp.PyArray_DATA(self.data)
         cdef char *dst = <char *>cnp.PyArray_DATA(res)
-        cdef int nthreads = max_threads if self.out_bytes >= PARALLEL_MIN_BYTES else 1
+        cdef int nthreads = max_threads if self.out_bytes >= parallel_min_bytes(&self.plan) else 1
         cdef int64_t small[MB_SMALL_SCRATCH]
         cdef int how
         cdef int64_t *scratch = self._scratch(plan_scratch_size(&self.plan), small, &how)
@@ -720,7 +772,7 @@ def draw_group(samplers, uint64_t step, outs=None):
         srcs[i] = <const char *>cnp.PyArray_DATA(s.data)
         dsts[i] = <char *>cnp.PyArray_DATA(<cnp.ndarray>res[i])
         nbytes += s.out_bytes
-    nthreads = max_threads if nbytes >= PARALLEL_MIN_BYTES else 1
+    nthreads = max_threads if nbytes >= parallel_min_bytes(&first.plan) else 1
     scratch = first._scratch(plan_scratch_size(&first.plan), small, &how)
     with nogil:
         draw_gather_k(<int>k, plans, srcs, dsts, step, scratch, nthreads)
