@@ -7,7 +7,8 @@ Rows are grouped by ``extra_info['case']``.  Each ratio compares two
 implementations timed in the same process (from each one's minimum time), so
 it holds on a noisy machine even when absolute times do not: ``vs numpy`` and
 ``ours/floor`` compare the core (``ours``, NumPy 2 venv) with NumPy and the
-floor; ``vs reference`` compares the Theano adapter with the PyMC3 reference
+floor, ``gather/floor`` shows how far the copies of the same random rows,
+indices given, are from the floor; ``vs reference`` compares the Theano adapter with the PyMC3 reference
 graph (PyMC3 venv).
 """
 import argparse
@@ -36,7 +37,7 @@ def load(paths):
     return rows, meta, machine
 
 
-IMPLS = ["ours", "numpy", "floor", "adapter", "reference"]
+IMPLS = ["ours", "numpy", "floor", "gather", "adapter", "reference"]
 
 
 def fmt_time(t):
@@ -49,7 +50,7 @@ def fmt_time(t):
 
 def table(rows, meta):
     head = ["kind", "case", "ours", "numpy", "vs numpy", "floor", "ours/floor",
-            "adapter", "reference", "vs reference", "RSS growth"]
+            "gather/floor", "adapter", "reference", "vs reference", "RSS growth"]
     lines = [head]
     for (kind, case) in sorted(rows, key=lambda k: (k[0], _order(meta[k]), k[1])):
         r = rows[(kind, case)]
@@ -61,6 +62,7 @@ def table(rows, meta):
             f"{r['numpy'] / ours:.2f}x" if ours and "numpy" in r else "-",
             fmt_time(r.get("floor")),
             f"{ours / r['floor']:.2f}" if ours and "floor" in r else "-",
+            f"{r['gather'] / r['floor']:.2f}" if "gather" in r and "floor" in r else "-",
             fmt_time(adapter), fmt_time(r.get("reference")),
             f"{r['reference'] / adapter:.2f}x" if adapter and "reference" in r else "-",
             ", ".join(peaks) or "-",
@@ -101,7 +103,8 @@ def plot(rows, meta, path):
     grid = {k: v for k, v in rows.items() if k[0] == "grid"}
     fig, axes = plt.subplots(1, 2, figsize=(12, 4.8))
     styles = {"ours": ("tab:blue", "o"), "numpy": ("tab:orange", "s"),
-              "floor": ("tab:gray", "_"), "adapter": ("tab:cyan", "x"),
+              "floor": ("tab:gray", "_"), "gather": ("tab:green", "+"),
+              "adapter": ("tab:cyan", "x"),
               "reference": ("tab:red", "^")}
     for impl, (color, marker) in styles.items():
         pts = [(meta[k]["batch"], meta[k]["width"], v[impl]) for k, v in grid.items()
@@ -125,7 +128,8 @@ def plot(rows, meta, path):
         ax.grid(True, which="both", alpha=0.3)
         ax.legend()
     fig.suptitle("ours: mbcore next(mb); numpy: np.take(data, rng.integers(...)); floor: contiguous "
-                 "copy;\nadapter: theano.function of our Minibatch; reference: PyMC3 doc's graph",
+                 "copy;\ngather: np.take of given indices; adapter: theano.function of our "
+                 "Minibatch; reference: PyMC3 doc's graph",
                  fontsize=10)
     fig.tight_layout()
     fig.savefig(path, dpi=110)

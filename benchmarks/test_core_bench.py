@@ -1,6 +1,7 @@
 """pytest-benchmark suite of the core (``make bench``).
 
-Every case times ours, NumPy and the floor in the same run; report.py turns
+Every case times ours, NumPy, the floor and the gather of given indices
+(see cases.py) in the same run; report.py turns
 the JSON into the table and the plot.
 """
 import pytest
@@ -10,7 +11,7 @@ from mbcore import Minibatch
 from cases import GRID, MULTI, case_id, grid_impls, multi_id, multi_impls
 
 
-@pytest.mark.parametrize("impl", ["ours", "numpy", "floor"])
+@pytest.mark.parametrize("impl", ["ours", "numpy", "floor", "gather"])
 @pytest.mark.parametrize("case", GRID, ids=case_id)
 def test_grid(benchmark, case, impl):
     n, w, b = case

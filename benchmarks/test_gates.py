@@ -3,18 +3,19 @@
 Each gate measures ours and its baseline interleaved in the same test and
 asserts a ratio, never an absolute time (the best of up to
 ``cases.ATTEMPTS`` measurements).  The asserted floors are the
-requirements of issue #2 divided by ``MARGIN``, so that a shared 2-core
+requirements below divided by ``MARGIN``, so that a shared 2-core
 machine does not fail them by chance:
 
 - batch 128: ours at least 5x faster than ``np.take(data, rng.integers(...))``;
 - every grid case: no slower than NumPy;
-- multi-axis gathers: at least 2x faster than ``data[np.ix_(...)]``.
+- multi-axis gathers: at least 3x faster than ``data[np.ix_(...)]`` (issue
+  #4's goal).
 
-The stricter goals of issue #4 (8x at batch 128; 1.5x NumPy or within 1.25x
-of the floor everywhere; 3x on multi-axis gathers) are not all met yet: each
-test prints its ratios and whether the goal is met (``pytest -s``), and
-``make bench`` reports them; the README's benchmark section lists where we
-stand.
+The other goals of issue #4 (8x at batch 128; 1.5x NumPy or within 1.25x of
+the floor everywhere) are not all met: each test prints its ratios, the copies
+of the same rows with the indices given (``gather``, the bound for rows that
+come from memory), and whether the goal is met (``pytest -s``); ``make bench``
+reports them; the README's benchmark section lists where we stand.
 """
 import pytest
 
@@ -29,7 +30,8 @@ def test_grid_gate(case):
     speedup, t = best_ratio(grid_impls(case), "numpy", need)
     to_floor = t["ours"] / t["floor"]
     goal = (speedup >= 8.0) if case[2] == 128 else (speedup >= 1.5 or to_floor <= 1.25)
-    print(f"{case_id(case)}: {speedup:.2f}x NumPy, {to_floor:.2f}x the floor; "
+    print(f"{case_id(case)}: {speedup:.2f}x NumPy, {to_floor:.2f}x the floor "
+          f"(the copies alone, indices given: {t['gather'] / t['floor']:.2f}x); "
           f"issue #4 goal {'met' if goal else 'NOT met'}")
     assert speedup >= 1.0 / MARGIN, f"slower than NumPy: {speedup:.2f}x ({t})"
     if case[2] == 128:
@@ -38,7 +40,7 @@ def test_grid_gate(case):
 
 @pytest.mark.parametrize("shape,spec", MULTI, ids=[multi_id(*m) for m in MULTI])
 def test_multi_axis_gate(shape, spec):
-    speedup, t = best_ratio(multi_impls(shape, spec), "numpy", 2.0 / MARGIN)
+    speedup, t = best_ratio(multi_impls(shape, spec), "numpy", 3.0 / MARGIN)
     print(f"{multi_id(shape, spec)}: {speedup:.2f}x data[np.ix_(...)]; "
           f"issue #4 goal (3x) {'met' if speedup >= 3 else 'NOT met'}")
-    assert speedup >= 2.0 / MARGIN, f"multi-axis speedup {speedup:.2f}x < 2x ({t})"
+    assert speedup >= 3.0 / MARGIN, f"multi-axis speedup {speedup:.2f}x < 3x ({t})"
