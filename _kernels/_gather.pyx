@@ -106,6 +106,11 @@ cdef int64_t PREFETCH_MIN_SPAN = 1 << 20        # the L2
 cdef int64_t PREFETCH_MIN_BLOCK = 32
 cdef int forced_prefetch = -1                   # _tune: 0 / 1 for every new plan
 cdef int64_t PARALLEL_MIN_BYTES = 1 << 18
+# Batches this small (a microsecond or two) are drawn with the GIL held, as
+# NumPy does below 500 elements: releasing and taking it back cost more than
+# another thread could win.
+cdef int64_t KEEP_GIL_MAX_INDICES = 512
+cdef int64_t KEEP_GIL_MAX_BYTES = 1 << 14
 cdef int64_t PARALLEL_ND_FACTOR = 8
 
 
@@ -523,6 +528,7 @@ cdef class Sampler:
     cdef int64_t *scratch_buf     # index scratch reused between batches (_scratch)
     cdef int64_t scratch_cap
     cdef bint scratch_busy
+    cdef bint keep_gil            # a batch too small to release the GIL for
 
     def __dealloc__(self):
         PyMem_RawFree(self.scratch_buf)
@@ -598,6 +604,7 @@ cdef class Sampler:
         self.out_bytes = isz
         for k in range(nd):
             self.out_bytes *= self.out_shape[k]
+        self.keep_gil = self.plan.nidx <= KEEP_GIL_MAX_INDICES and self.out_bytes <= KEEP_GIL_MAX_BYTES
 
     @property
     def shape(self):
@@ -649,8 +656,11 @@ cdef class Sampler:
         cdef int64_t small[MB_SMALL_SCRATCH]
         cdef int how
         cdef int64_t *scratch = self._scratch(plan_scratch_size(&self.plan), small, &how)
-        with nogil:
+        if self.keep_gil:
             draw_gather(&self.plan, src, dst, step, scratch, nthreads)
+        else:
+            with nogil:
+                draw_gather(&self.plan, src, dst, step, scratch, nthreads)
         self._scratch_release(scratch, how)
         return res
 
