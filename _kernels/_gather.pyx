@@ -701,10 +701,15 @@ cdef class Sampler:
 
         The batch at ``step``, then ``step += 1``.  The step is taken and
         advanced while the GIL is held, so threads sharing a Sampler draw
-        distinct steps.
+        distinct steps.  At step 2**64 - 1, which cannot advance, raises
+        OverflowError and draws nothing.
         """
         cdef cnp.ndarray res = self._alloc(out)   # a rejected out= skips no batch
         cdef uint64_t t = self.step
+        if t == 0xFFFFFFFFFFFFFFFFULL:
+            raise OverflowError(
+                f"step is {t} (2**64 - 1), the last of the stream: next() cannot move "
+                "past it; draw(step) draws that batch")
         self.step = t + 1
         return self._draw(t, res)
 

@@ -69,7 +69,15 @@ def _step_of(state):
     step = int(state)
     if step < 0:
         raise ValueError(f"the minibatch state must be >= 0, got {step}")
+    if step == _LAST_STATE:
+        raise OverflowError(_LAST_STATE_MSG)
     return step
+
+
+# The state after a batch is step + 1, an int64: the last step it can draw.
+_LAST_STATE = 2 ** 63 - 1
+_LAST_STATE_MSG = ("the minibatch state is 2**63 - 1, its largest value: no batch can be "
+                   "drawn from it (set rng_state to an earlier step)")
 
 
 class MinibatchOp(COp):
@@ -420,6 +428,10 @@ class MinibatchOp(COp):
                              (long long)mb_step);
                 {fail}
             }}
+            if (mb_step == NPY_MAX_INT64) {{
+                PyErr_SetString(PyExc_OverflowError, "{_LAST_STATE_MSG}");
+                {fail}
+            }}
             {check}
             if (mb_stale) {{
                 PyObject *mb_new = PyObject_CallMethod({params}, "_c_samplers", "({"O" * len(data)})",
@@ -462,7 +474,7 @@ class MinibatchOp(COp):
         """
 
     def c_code_cache_version(self):
-        return (3,)
+        return (4,)
 
 
 class MinibatchIndices(Op):

@@ -156,6 +156,16 @@ def test_seek_far_is_o1_and_matches_draw(data2d):
     assert_batches_equal(next(mb), expected)
 
 
+def test_next_stops_at_the_last_step(data2d):
+    mb = Minibatch(data2d, 6, random_seed=2)
+    last = 2 ** 64 - 1
+    mb.seek(last)
+    with pytest.raises(OverflowError, match=r"step is 18446744073709551615 \(2\*\*64 - 1\)"):
+        next(mb)
+    assert mb.step == last
+    assert_batches_equal(mb.draw(last), twins.twin_minibatch(data2d, 6, last, random_seed=2))
+
+
 def test_draw_is_pure(data2d):
     mb = Minibatch(data2d, 6, random_seed=8)
     next(mb)

@@ -272,6 +272,18 @@ def test_negative_state_is_a_clear_error_in_every_thunk(data2d, compile_fn):
         f()
 
 
+def test_last_state_is_a_clear_error_in_every_thunk(data2d, compile_fn):
+    # The state after a batch is step + 1 (int64): 2**63 - 1 cannot draw one.
+    x = Minibatch(data2d, batch_size=4, random_seed=3)
+    f = compile_fn(x)
+    x.rng_state.set_value(np.int64(2 ** 63 - 2))
+    f()
+    assert int(x.rng_state.get_value()) == 2 ** 63 - 1
+    with pytest.raises(OverflowError, match=r"2\*\*63 - 1, its largest value"):
+        f()
+    assert int(x.rng_state.get_value()) == 2 ** 63 - 1
+
+
 def test_debug_mode_checks_c_against_python(data2d):
     """DebugMode runs the C thunk and perform() and compares them (and checks
     the Op does not change its inputs)."""
