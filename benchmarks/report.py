@@ -5,7 +5,9 @@
 
 Rows are grouped by ``extra_info['case']``.  Each ratio compares two
 implementations timed in the same process (from each one's minimum time), so
-it holds on a noisy machine even when absolute times do not: ``vs numpy`` and
+it holds on a noisy machine even when absolute times do not; the core's
+ratios come from the interleaved measurement its ``ours`` test records
+(``extra_info['interleaved']``) when there is one: ``vs numpy`` and
 ``ours/floor`` compare the core (``ours``, NumPy 2 venv) with NumPy and the
 floor, ``gather/floor`` shows how far the copies of the same random rows,
 indices given, are from the floor; ``vs reference`` compares the Theano adapter with the PyMC3 reference
@@ -34,6 +36,8 @@ def load(paths):
             meta[key].update({k: v for k, v in info.items() if k not in ("impl",)})
             if "peak_rss_mb" in info:
                 meta[key][f"peak_{impl}"] = info["peak_rss_mb"]
+            if "interleaved" in info:
+                meta[key]["interleaved"] = info["interleaved"]
     return rows, meta, machine
 
 
@@ -54,15 +58,17 @@ def table(rows, meta):
     lines = [head]
     for (kind, case) in sorted(rows, key=lambda k: (k[0], _order(meta[k]), k[1])):
         r = rows[(kind, case)]
-        ours, adapter = r.get("ours"), r.get("adapter")
+        adapter = r.get("adapter")
+        q = meta[(kind, case)].get("interleaved") or r   # times the core's ratios use
+        ours = q.get("ours")
         peaks = [f"{impl} {meta[(kind, case)][f'peak_{impl}']:.0f} MB" for impl in IMPLS
                  if f"peak_{impl}" in meta[(kind, case)]]
         lines.append([
-            kind, case, fmt_time(ours), fmt_time(r.get("numpy")),
-            f"{r['numpy'] / ours:.2f}x" if ours and "numpy" in r else "-",
+            kind, case, fmt_time(r.get("ours")), fmt_time(r.get("numpy")),
+            f"{q['numpy'] / ours:.2f}x" if ours and "numpy" in q else "-",
             fmt_time(r.get("floor")),
-            f"{ours / r['floor']:.2f}" if ours and "floor" in r else "-",
-            f"{r['gather'] / r['floor']:.2f}" if "gather" in r and "floor" in r else "-",
+            f"{ours / q['floor']:.2f}" if ours and "floor" in q else "-",
+            f"{q['gather'] / q['floor']:.2f}" if "gather" in q and "floor" in q else "-",
             fmt_time(adapter), fmt_time(r.get("reference")),
             f"{r['reference'] / adapter:.2f}x" if adapter and "reference" in r else "-",
             ", ".join(peaks) or "-",
