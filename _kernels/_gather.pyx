@@ -22,7 +22,6 @@ cnp.import_array()
 cdef extern from *:
     """
     #include <pthread.h>
-    #include <string.h>
     /* Run fn(a0) here and fn(a1) on a new thread; join.  A thread per call,
        not a pool: no spinning workers to fight the caller for the two cores
        (OpenMP's default active wait made each call up to 50x slower on a
@@ -38,27 +37,7 @@ cdef extern from *:
         fn(a0);
         pthread_join(th, NULL);
     }
-    /* Copy n bytes.  Rows of up to 256 bytes are copied inline, 16 bytes at
-       a time and the last 16 overlapping, rather than by a call to libc's
-       memcpy, whose call and size dispatch cost more than such a row:
-       1e6 x 10 float64, b=1024: ours / floor 4.72x -> 4.08x; 1e5 x 10, b=128:
-       3.86x -> 3.49x (two interleaved runs each). */
-    static inline void mb_copy(char *d, const char *s, size_t n) {
-        size_t o;
-        if (n > 256) { memcpy(d, s, n); return; }
-        if (n >= 16) {
-            for (o = 0; o + 16 < n; o += 16) memcpy(d + o, s + o, 16);
-            memcpy(d + n - 16, s + n - 16, 16);
-        } else if (n >= 8) {
-            memcpy(d, s, 8); memcpy(d + n - 8, s + n - 8, 8);
-        } else if (n >= 4) {
-            memcpy(d, s, 4); memcpy(d + n - 4, s + n - 4, 4);
-        } else {
-            for (o = 0; o < n; o++) d[o] = s[o];
-        }
-    }
     """
-    void mb_copy(char *d, const char *s, size_t n) noexcept nogil
     ctypedef void (*mb_task_fn)(void *) noexcept nogil
     void mb_run_pair(mb_task_fn fn, void *a0, void *a1) noexcept nogil
 
@@ -92,7 +71,11 @@ cdef enum:
 # Prefetching the row MB_PREFETCH_AHEAD positions ahead of each copy pays for
 # rows of 32 bytes or more from a source beyond the L2.  Ratios to NumPy with
 # prefetching off / on, three runs of one process each, both modes measured
-# interleaved in random order on the same data (rows copied by mb_copy):
+# interleaved in random order on the same data (measured while rows of up to
+# 256 bytes were copied by an inline loop of 16-byte moves; that loop measured
+# no better than libc's memcpy, ours / floor 3.5-3.8 against 3.2-3.6 at
+# 1e5 x 10, b=128 and 4.1-5.0 against 4.6-4.9 at 1e6 x 10, b=1024, three
+# alternating runs of the two builds, and was dropped):
 #   1e5 x 10, b=128 (8 MB source):     4.2, 6.6, 7.6x / 6.5, 7.0, 6.3x
 #   1e5 x 100, b=4096 (80 MB):         1.27, 1.65, 1.17x / 1.64, 2.11, 1.63x
 #   2e6 x 64, b=2048 (1 GB):           1.40, 0.95, 1.41x / 1.72, 1.23, 1.89x
@@ -173,7 +156,7 @@ cdef inline void copy_run(char *dst, const char *base, const int64_t *idx,
                 dst[i] = base[idx[i] * stride]
         else:
             for i in range(m):
-                mb_copy(dst + block * i, base + idx[i] * stride, <size_t>block)
+                memcpy(dst + block * i, base + idx[i] * stride, <size_t>block)
     else:
         if block == 8:
             for i in range(m):
@@ -183,7 +166,7 @@ cdef inline void copy_run(char *dst, const char *base, const int64_t *idx,
                 memcpy(dst + 4 * i, base + i * stride, 4)
         else:
             for i in range(m):
-                mb_copy(dst + block * i, base + i * stride, <size_t>block)
+                memcpy(dst + block * i, base + i * stride, <size_t>block)
 
 
 cdef inline void prefetch_block(const char *p, int64_t block) noexcept nogil:
@@ -210,7 +193,7 @@ cdef void copy_run_prefetch(char *dst, const char *base, const int64_t *idx,
         elif block == 4:
             memcpy(dst + 4 * i, base + idx[i] * stride, 4)
         else:
-            mb_copy(dst + block * i, base + idx[i] * stride, <size_t>block)
+            memcpy(dst + block * i, base + idx[i] * stride, <size_t>block)
 
 
 cdef struct mb_odo:
