@@ -84,7 +84,13 @@ cdef enum:
 #   8-byte rows (1e6 and 1e7 x 1, b=1e5): 1.5-2.3x / 1.2-2.1x, 10-20% worse:
 #   their independent loads the core overlaps alone.
 # Prefetching a whole chunk of 256 rows before copying them was no better
-# than either (1.26-1.37x at 1e6 x 10, b=1024) and was dropped.
+# than either (1.26-1.37x at 1e6 x 10, b=1024) and was dropped.  So was
+# prefetching each row as soon as its index is drawn (draw a piece of 16-64
+# indices, prefetch its rows, copy the piece before, so that the misses
+# overlap the drawing; any of the four prefetch hints), against copy-time
+# prefetching in the same runs: 1e5 x 10, b=128 5.5-6.5x / 6.4-6.5x,
+# 1e6 x 10, b=1024 1.06-1.11x / 1.48-1.49x, 2e6 x 64, b=2048 1.33-1.55x /
+# 1.78-1.94x.
 cdef int64_t PREFETCH_MIN_SPAN = 1 << 20        # the L2
 cdef int64_t PREFETCH_MIN_BLOCK = 32
 cdef int forced_prefetch = -1                   # _tune: 0 / 1 for every new plan
@@ -799,3 +805,69 @@ def copy_floor(cnp.ndarray src not None, cnp.ndarray dst not None, Py_ssize_t of
     cdef char *d = <char *>cnp.PyArray_DATA(dst)
     with nogil:
         memcpy(d, s, nbytes)
+
+
+def copy_rows(cnp.ndarray src not None, cnp.ndarray idx not None, cnp.ndarray dst not None):
+    """copy_rows(src, idx, dst)
+
+    ``dst[:] = src[idx]`` for C-contiguous ``src`` and ``dst`` and a
+    C-contiguous int64 vector ``idx`` of indices into ``src``'s first axis,
+    with the copy loop of the fused kernel (prefetching by the same rule), on
+    one thread: the copies of a batch alone, indices given, with no drawing
+    and no allocation.  The benchmarks measure it beside ``next(mb)``.  The
+    checks are C-level, as in ``Sampler``, so that at small batches the time
+    is the copy's.
+    """
+    cdef Py_ssize_t m, k, row
+    cdef const int64_t *ip
+    cdef int64_t lo = 0, hi = 0, v, n
+    cdef int ax
+    cdef bint fits
+    if not (cnp.PyArray_IS_C_CONTIGUOUS(src) and cnp.PyArray_IS_C_CONTIGUOUS(dst)
+            and cnp.PyArray_IS_C_CONTIGUOUS(idx)):
+        raise ValueError("src, idx and dst must be C-contiguous")
+    if cnp.PyArray_NDIM(src) < 1 or cnp.PyArray_NDIM(idx) != 1 or cnp.PyArray_TYPE(idx) != cnp.NPY_INT64:
+        raise ValueError(f"src must have an axis and idx must be a 1-d int64 array, got "
+                         f"src.ndim {src.ndim}, idx {idx.dtype} of ndim {idx.ndim}")
+    n = cnp.PyArray_DIM(src, 0)
+    m = cnp.PyArray_DIM(idx, 0)
+    fits = (cnp.PyArray_NDIM(dst) == cnp.PyArray_NDIM(src) and cnp.PyArray_DIM(dst, 0) == m
+            and cnp.PyArray_ISWRITEABLE(dst)
+            and cnp.PyArray_EquivTypes(<cnp.dtype>cnp.PyArray_DESCR(dst),
+                                         <cnp.dtype>cnp.PyArray_DESCR(src)))
+    ax = 1
+    while fits and ax < cnp.PyArray_NDIM(src):
+        fits = cnp.PyArray_DIM(dst, ax) == cnp.PyArray_DIM(src, ax)
+        ax += 1
+    if not fits:
+        raise ValueError(f"dst must be a writeable array of shape "
+                         f"{(m,) + (<object>src).shape[1:]} and dtype {src.dtype}, got "
+                         f"{(<object>dst).shape} and {dst.dtype}")
+    ip = <const int64_t *>cnp.PyArray_DATA(idx)
+    if m:
+        lo = hi = ip[0]
+    for k in range(m):
+        v = ip[k]
+        lo = v if v < lo else lo
+        hi = v if v > hi else hi
+    if m and (lo < 0 or hi >= n):
+        raise ValueError(f"idx must be in [0, {n}), got values from {lo} to {hi}")
+    row = cnp.PyArray_NBYTES(src) // n if n else 0
+    cdef const char *s = <const char *>cnp.PyArray_DATA(src)
+    cdef char *d = <char *>cnp.PyArray_DATA(dst)
+    cdef bint prefetch = cnp.PyArray_NBYTES(src) > PREFETCH_MIN_SPAN and row >= PREFETCH_MIN_BLOCK
+    if row == 0 or m == 0:
+        return
+    if m <= KEEP_GIL_MAX_INDICES and m * row <= KEEP_GIL_MAX_BYTES:   # as Sampler
+        copy_rows_raw(d, s, ip, row, m, prefetch)
+    else:
+        with nogil:
+            copy_rows_raw(d, s, ip, row, m, prefetch)
+
+
+cdef inline void copy_rows_raw(char *d, const char *s, const int64_t *ip, int64_t row,
+                               int64_t m, bint prefetch) noexcept nogil:
+    if prefetch:
+        copy_run_prefetch(d, s, ip, row, m, row)
+    else:
+        copy_run(d, s, ip, row, m, row)

@@ -554,3 +554,43 @@ def test_draw_group_out_and_errors():
     with pytest.raises(TypeError):
         _gather.draw_group([s[0], "not a sampler"], 0)
     assert _gather.draw_group([], 0) == ()
+
+
+# ------------------------------------------------------------------ benchmark helpers
+
+@pytest.mark.parametrize("shape,m", [
+    ((10,), 4),                  # 8-byte rows, GIL kept
+    ((1000, 7), 600),            # 56-byte rows, more than the GIL-held limit of indices
+    ((3000, 1000), 300),         # 8 KB rows from a 24 MB source: the prefetching copy
+    ((5, 2, 3), 0),              # no rows
+])
+def test_copy_rows_equals_fancy_indexing(shape, m):
+    src = np.arange(np.prod(shape), dtype=np.float64).reshape(shape)
+    idx = np.random.default_rng(m).integers(0, shape[0], m)
+    dst = np.full((m,) + shape[1:], -1.0)
+    _gather.copy_rows(src, idx, dst)
+    np.testing.assert_array_equal(dst, src[idx])
+
+
+@pytest.mark.parametrize("idx,dst_shape,match", [
+    (np.array([0, 10]), (2, 3), r"idx must be in \[0, 10\), got values from 0 to 10"),
+    (np.array([-1, 2]), (2, 3), r"idx must be in \[0, 10\), got values from -1 to 2"),
+    (np.array([1.0]), (1, 3), "idx must be a 1-d int64 array, got .*idx float64"),
+    (np.array([[1]]), (1, 3), "idx must be a 1-d int64 array, got .*ndim 2"),
+    (np.array([1, 2]), (2, 4), r"dst must be a writeable array of shape \(2, 3\) and dtype float64, got \(2, 4\)"),
+])
+def test_copy_rows_rejects_bad_arguments_and_leaves_dst(idx, dst_shape, match):
+    src = np.arange(30.0).reshape(10, 3)
+    dst = np.full(dst_shape, -1.0)
+    with pytest.raises(ValueError, match=match):
+        _gather.copy_rows(src, idx, dst)
+    assert (dst == -1.0).all()
+
+
+def test_copy_floor_copies_and_checks_the_offset():
+    src = np.arange(100.0)
+    dst = np.empty(10)
+    _gather.copy_floor(src, dst, 8 * 90)
+    np.testing.assert_array_equal(dst, src[90:])
+    with pytest.raises(ValueError, match=r"offset must be in \[0, 720\], got 728"):
+        _gather.copy_floor(src, dst, 8 * 91)
