@@ -72,10 +72,8 @@ cdef enum:
 # rows of 32 bytes or more from a source beyond the L2.  Ratios to NumPy with
 # prefetching off / on, three runs of one process each, both modes measured
 # interleaved in random order on the same data (measured while rows of up to
-# 256 bytes were copied by an inline loop of 16-byte moves; that loop measured
-# no better than libc's memcpy, ours / floor 3.5-3.8 against 3.2-3.6 at
-# 1e5 x 10, b=128 and 4.1-5.0 against 4.6-4.9 at 1e6 x 10, b=1024, three
-# alternating runs of the two builds, and was dropped):
+# 256 bytes were copied by a loop of 16-byte moves, as mb_copy_short copies
+# them now; see copy_run):
 #   1e5 x 10, b=128 (8 MB source):     4.2, 6.6, 7.6x / 6.5, 7.0, 6.3x
 #   1e5 x 100, b=4096 (80 MB):         1.27, 1.65, 1.17x / 1.64, 2.11, 1.63x
 #   2e6 x 64, b=2048 (1 GB):           1.40, 0.95, 1.41x / 1.72, 1.23, 1.89x
@@ -85,11 +83,11 @@ cdef enum:
 #   their independent loads the core overlaps alone.
 # Prefetching a whole chunk of 256 rows before copying them was no better
 # than either (1.26-1.37x at 1e6 x 10, b=1024) and was dropped.  So was
-# prefetching each row as soon as its index is drawn (draw a piece of 16-64
+# prefetching each row as soon as its index is drawn (draw a piece of 2-64
 # indices, prefetch its rows, copy the piece before, so that the misses
 # overlap the drawing; any of the four prefetch hints), against copy-time
-# prefetching in the same runs: 1e5 x 10, b=128 5.5-6.5x / 6.4-6.5x,
-# 1e6 x 10, b=1024 1.06-1.11x / 1.48-1.49x, 2e6 x 64, b=2048 1.33-1.55x /
+# prefetching in the same runs: 1e5 x 10, b=128 3.9-6.5x / 6.4-7.0x,
+# 1e6 x 10, b=1024 0.8-1.6x / 1.5-1.8x, 2e6 x 64, b=2048 1.33-1.55x /
 # 1.78-1.94x.
 cdef int64_t PREFETCH_MIN_SPAN = 1 << 20        # the L2
 cdef int64_t PREFETCH_MIN_BLOCK = 32
@@ -135,6 +133,25 @@ cdef struct mb_plan:
 
 # ---------------------------------------------------------------- copying
 
+cdef extern from *:
+    """
+    /* Copy nb bytes, 16 <= nb <= MB_SHORT_MAX, as 16-byte moves, the last one
+       overlapping: no call, no size dispatch (libc's memcpy for 80 bytes is a
+       call and a few branches, as much time as the copy from the cache). */
+    static inline void mb_copy_short(char *d, const char *s, long long nb) {
+        long long o = 0;
+        for (; o + 16 < nb; o += 16) memcpy(d + o, s + o, 16);
+        memcpy(d + nb - 16, s + nb - 16, 16);
+    }
+    """
+    void mb_copy_short(char *d, const char *s, long long nb) noexcept nogil
+
+
+cdef enum:
+    MB_SHORT_MIN = 16
+    MB_SHORT_MAX = 256
+
+
 cdef inline void copy_run(char *dst, const char *base, const int64_t *idx,
                           int64_t stride, int64_t m,
                           int64_t block) noexcept nogil:
@@ -143,6 +160,16 @@ cdef inline void copy_run(char *dst, const char *base, const int64_t *idx,
 
     memcpy with a constant size compiles to one load and one store, so the
     common itemsizes get their own loops; unaligned sources stay legal.
+    Sampled rows of 16 to 256 bytes go through mb_copy_short rather than
+    libc's memcpy.  Ratios to NumPy, libc / mb_copy_short, two measurements
+    of both interleaved in one process (a runtime switch): 1e5 x 10, b=128
+    5.33, 5.55x / 6.24, 6.20x; 1000 x 10, b=128 (rows in the L2) 6.15,
+    6.14x / 7.07, 7.04x; 1e5 x 32, b=512 2.35, 2.44x / 2.67, 2.81x;
+    1e5 x 16, b=1024 1.82, 1.78x / 1.97, 1.95x; 1e6 x 10, b=1024 1.38,
+    1.39x / 1.46, 1.44x.  Wider rows lose with it (libc's copy uses wider
+    registers): 512-byte rows 1.25, 1.23x / 1.09, 1.00x; 800-byte rows
+    1.81, 1.84x / 1.52, 1.52x.  (An earlier session compared the two in
+    separate builds run one after the other and saw no gain in the noise.)
     """
     cdef int64_t i
     if idx != NULL:
@@ -161,6 +188,9 @@ cdef inline void copy_run(char *dst, const char *base, const int64_t *idx,
         elif block == 1:
             for i in range(m):
                 dst[i] = base[idx[i] * stride]
+        elif MB_SHORT_MIN <= block <= MB_SHORT_MAX:
+            for i in range(m):
+                mb_copy_short(dst + block * i, base + idx[i] * stride, block)
         else:
             for i in range(m):
                 memcpy(dst + block * i, base + idx[i] * stride, <size_t>block)
@@ -199,6 +229,8 @@ cdef void copy_run_prefetch(char *dst, const char *base, const int64_t *idx,
             memcpy(dst + 8 * i, base + idx[i] * stride, 8)
         elif block == 4:
             memcpy(dst + 4 * i, base + idx[i] * stride, 4)
+        elif MB_SHORT_MIN <= block <= MB_SHORT_MAX:
+            mb_copy_short(dst + block * i, base + idx[i] * stride, block)
         else:
             memcpy(dst + block * i, base + idx[i] * stride, <size_t>block)
 
