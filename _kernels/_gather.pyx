@@ -69,7 +69,22 @@ cdef enum:
 #   [512, 64], 256 KB:   43 / 98 us      [2048, 64], 1 MB:  169 / 185 us
 #   [1024, 64], 512 KB:  86 / 121 us     [4096, 64], 2 MB:  337 / 260 us
 # Prefetching the row MB_PREFETCH_AHEAD positions ahead of each copy pays for
-# rows of 32 bytes or more from a source beyond the L2.  Ratios to NumPy with
+# rows longer than a 64-byte line from a source beyond the L2 (and for
+# multi-axis runs of 32 bytes or more, see gather_nd).  Time with prefetching
+# off / on, Sampler.next(out=) on the same data, both measured in shuffled
+# order in one process, two measurements each, b=128 and 1024 (rows of up to
+# 80 bytes copied by mb_copy_short):
+#   rows      8 MB source   64 MB       512 MB
+#   32 B      0.76-0.93     0.81-0.83   0.84-0.97
+#   48 B      0.74-1.01     0.79-0.82   0.83-0.86
+#   64 B      0.82-1.06     0.88-1.04   0.89-0.93
+#   80 B      0.82-1.03     1.29-1.35   1.22-2.24   (16-48 MB: 0.93-1.48)
+#   96 B      0.97-1.04     1.28-1.34   1.20-1.28
+#   128 B     0.95-0.98     1.42-1.49   1.12-3.36
+#   256 B     1.05-1.11     0.88-1.34   1.29-1.61
+# (An order-fixed measurement, on first, off second, had put the line at 128
+# bytes: the first of two callables timed in turn came out up to 30% slower.)
+# Older measurements, ratios to NumPy with
 # prefetching off / on, three runs of one process each, both modes measured
 # interleaved in random order on the same data (measured while rows of up to
 # 256 bytes were copied by a loop of 16-byte moves, as mb_copy_short copies
@@ -86,11 +101,12 @@ cdef enum:
 # prefetching each row as soon as its index is drawn (draw a piece of 2-64
 # indices, prefetch its rows, copy the piece before, so that the misses
 # overlap the drawing; any of the four prefetch hints), against copy-time
-# prefetching in the same runs: 1e5 x 10, b=128 3.9-6.5x / 6.4-7.0x,
-# 1e6 x 10, b=1024 0.8-1.6x / 1.5-1.8x, 2e6 x 64, b=2048 1.33-1.55x /
-# 1.78-1.94x.
+# prefetching in the same runs (in a fixed order, copy-time first), ratios to
+# NumPy: 1e5 x 10, b=128 3.9-6.5x / 6.4-7.0x, 1e6 x 10, b=1024 0.8-1.6x /
+# 1.5-1.8x, 2e6 x 64, b=2048 1.33-1.55x / 1.78-1.94x.
 cdef int64_t PREFETCH_MIN_SPAN = 1 << 20        # the L2
-cdef int64_t PREFETCH_MIN_BLOCK = 32
+cdef int64_t PREFETCH_MIN_ROW = 65               # rows of a single-axis plan: > a line
+cdef int64_t PREFETCH_MIN_BLOCK = 32             # runs of a multi-axis walk
 cdef int forced_prefetch = -1                   # _tune: 0 / 1 for every new plan
 cdef int64_t PARALLEL_MIN_BYTES = 1 << 18
 # Batches this small (a microsecond or two) are drawn with the GIL held, as
@@ -149,7 +165,7 @@ cdef extern from *:
 
 cdef enum:
     MB_SHORT_MIN = 16
-    MB_SHORT_MAX = 256
+    MB_SHORT_MAX = 80
 
 
 cdef inline void copy_run(char *dst, const char *base, const int64_t *idx,
@@ -160,16 +176,19 @@ cdef inline void copy_run(char *dst, const char *base, const int64_t *idx,
 
     memcpy with a constant size compiles to one load and one store, so the
     common itemsizes get their own loops; unaligned sources stay legal.
-    Sampled rows of 16 to 256 bytes go through mb_copy_short rather than
-    libc's memcpy.  Ratios to NumPy, libc / mb_copy_short, two measurements
-    of both interleaved in one process (a runtime switch): 1e5 x 10, b=128
-    5.33, 5.55x / 6.24, 6.20x; 1000 x 10, b=128 (rows in the L2) 6.15,
-    6.14x / 7.07, 7.04x; 1e5 x 32, b=512 2.35, 2.44x / 2.67, 2.81x;
-    1e5 x 16, b=1024 1.82, 1.78x / 1.97, 1.95x; 1e6 x 10, b=1024 1.38,
-    1.39x / 1.46, 1.44x.  Wider rows lose with it (libc's copy uses wider
-    registers): 512-byte rows 1.25, 1.23x / 1.09, 1.00x; 800-byte rows
-    1.81, 1.84x / 1.52, 1.52x.  (An earlier session compared the two in
-    separate builds run one after the other and saw no gain in the noise.)
+    Sampled rows of 16 to 80 bytes go through mb_copy_short rather than
+    libc's memcpy, whose call and size dispatch cost as much as such a copy.
+    Time with libc / mb_copy_short, ``next(mb)`` (a runtime switch in a
+    test build), both in shuffled order in one process, two or three
+    measurements each: 8 MB source, b=128 / 64 MB source, b=1024:
+      32 B 1.19-1.46 / 1.69-1.75    64 B 1.09-1.12 / 1.19-1.22
+      80 B 1.02-1.13 / 1.05-1.06    96 B 0.91-0.92 / 0.94
+      128 B 0.91-0.94 / 1.01-1.02   256 B 0.85-0.86 / 0.96
+    (wider rows: libc's copy uses wider registers than this build may);
+    the grid's 80-byte cases: 1e5 x 10, b=128 1.07-1.27, 1e6 x 10, b=1024
+    1.12-1.14, 1000 x 10, b=128 (rows in the L2) 1.08.  An earlier session
+    compared the two in separate builds run one after the other and saw no
+    gain in the noise.
     """
     cdef int64_t i
     if idx != NULL:
@@ -625,7 +644,8 @@ cdef class Sampler:
         if forced_prefetch >= 0:
             self.plan.prefetch = forced_prefetch
         else:
-            self.plan.prefetch = span > PREFETCH_MIN_SPAN and run >= PREFETCH_MIN_BLOCK
+            self.plan.prefetch = span > PREFETCH_MIN_SPAN and (
+                run >= PREFETCH_MIN_BLOCK if self.plan.nouter > 1 else run >= PREFETCH_MIN_ROW)
         self.out_bytes = isz
         for k in range(nd):
             self.out_bytes *= self.out_shape[k]
@@ -887,7 +907,7 @@ def copy_rows(cnp.ndarray src not None, cnp.ndarray idx not None, cnp.ndarray ds
     row = cnp.PyArray_NBYTES(src) // n if n else 0
     cdef const char *s = <const char *>cnp.PyArray_DATA(src)
     cdef char *d = <char *>cnp.PyArray_DATA(dst)
-    cdef bint prefetch = cnp.PyArray_NBYTES(src) > PREFETCH_MIN_SPAN and row >= PREFETCH_MIN_BLOCK
+    cdef bint prefetch = cnp.PyArray_NBYTES(src) > PREFETCH_MIN_SPAN and row >= PREFETCH_MIN_ROW
     if row == 0 or m == 0:
         return
     if m <= KEEP_GIL_MAX_INDICES and m * row <= KEEP_GIL_MAX_BYTES:   # as Sampler

@@ -369,7 +369,8 @@ def test_sampler_next_advances_step():
 
 # ------------------------------------------------------------------ dispatch paths
 # The Sampler picks, per plan, between a plain copy and one that prefetches
-# the row 8 ahead (source span above 1 MiB, rows of 32 bytes or more), and per
+# the row 8 ahead (source span above 1 MiB, rows longer than 64 bytes, runs of
+# 32 bytes or more in a multi-axis walk), and per
 # batch between one thread and two (output >= PARALLEL_MIN_BYTES =
 # 256 KiB and >= 512 rows on axis 0; each half of a fused batch draws its own
 # indices from its start position).  Every path must give the same batch.
@@ -399,9 +400,10 @@ def test_tune_rejects_unknown_prefetch_mode():
 
 @pytest.mark.parametrize("layout", ["C", "F", "sliced", "reversed"])
 def test_gather_prefetch_and_two_threads_at_real_sizes(layout, threads):
-    # 200000 x 6 float64 (9.6 MB source), batches of 6000 rows (288 KB).
+    # 200000 x 16 float64 (25.6 MB source, 128-byte rows: prefetched),
+    # batches of 6000 rows (768 KB: two threads).
     rng = np.random.default_rng(11)
-    data = make_data(np.dtype(np.float64), (200000, 6), layout, rng)
+    data = make_data(np.dtype(np.float64), (200000, 16), layout, rng)
     check_sampler(data, [6000], True, steps=(0, 5))
     check_sampler(data, [6001], False, steps=(0,))
     check_sampler(data, [6000, 4], True, steps=(0,))
