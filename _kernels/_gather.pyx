@@ -103,7 +103,9 @@ cdef enum:
 # overlap the drawing; any of the four prefetch hints), against copy-time
 # prefetching in the same runs (in a fixed order, copy-time first), ratios to
 # NumPy: 1e5 x 10, b=128 3.9-6.5x / 6.4-7.0x, 1e6 x 10, b=1024 0.8-1.6x /
-# 1.5-1.8x, 2e6 x 64, b=2048 1.33-1.55x / 1.78-1.94x.
+# 1.5-1.8x, 2e6 x 64, b=2048 1.33-1.55x / 1.78-1.94x; again in shuffled order
+# (pieces of 8-32): 5.5-8.0x / 5.4-6.4x (noise), 1.3-1.6x / 1.7x,
+# 0.96-2.0x / 1.43-2.02x.
 cdef int64_t PREFETCH_MIN_SPAN = 1 << 20        # the L2
 cdef int64_t PREFETCH_MIN_ROW = 65               # rows of a single-axis plan: > a line
 cdef int64_t PREFETCH_MIN_BLOCK = 32             # runs of a multi-axis walk

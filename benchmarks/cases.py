@@ -7,19 +7,22 @@ numpy   ``np.take(data, rng.integers(0, n, b), axis=0)``
 floor   a contiguous copy of the same number of bytes from a random offset of
         the same array into a preallocated buffer (C memcpy, so the floor has
         no more Python overhead than ``ours``)
-gather  ``np.take(data, idx, axis=0, out=buf, mode="clip")``, indices drawn before
-        (a cycle of sets): the copies of the same random rows alone, with no
-        index drawing and no allocation.  Where it is far above the floor, no
-        gather of freshly drawn rows can come near the floor.
+rows    ``copy_rows(data, idx, buf)``: the kernel's own copy loop (one thread,
+        prefetching by the kernel's rule) on indices drawn before (a cycle of
+        sets), into a preallocated buffer: the copies of random rows alone,
+        with no index drawing and no allocation.  Where it is far above the
+        floor, no gather of freshly drawn rows can come near the floor; where
+        it is close to NumPy's time, no such gather can beat NumPy by much.
 """
 import itertools
+import random
 import time
 import timeit
 
 import numpy as np
 
 from mbcore import Minibatch
-from mbcore._kernels._gather import copy_floor
+from mbcore._kernels._gather import copy_floor, copy_rows
 
 # (rows n, row width, batch b)
 GRID = [
@@ -55,7 +58,10 @@ def make_data(n, w):
     return np.full(shape, 1.5)
 
 
-def grid_impls(case, seed=0):
+def grid_impls(case, seed=0, rows_cycle=2**26):
+    """{'ours', 'numpy', 'floor', 'rows'}: callables drawing one batch of case
+    (n, w, b); ``rows`` cycles through index sets that touch ``rows_cycle``
+    bytes of rows before one comes back."""
     n, w, b = case
     data = make_data(n, w)
     mb = Minibatch(data, batch_size=b, random_seed=seed)
@@ -73,17 +79,18 @@ def grid_impls(case, seed=0):
         copy_floor(data, out, next(offsets))
         return out
 
-    # Enough sets to touch 64 MiB (twice the L3) before one comes back, so
-    # that the rows are as cold as ours; at most 64 MiB of indices.
-    nsets = max(2, min(-(-2**26 // (b * row)), 2**23 // b))
+    # By default enough sets to touch 64 MiB (twice the L3) before one comes
+    # back, so that the rows are at least as cold as ours; at most 64 MiB of
+    # indices.
+    nsets = max(2, min(-(-rows_cycle // (b * row)), 2**23 // b))
     sets = itertools.cycle(list(np.random.default_rng(seed + 2).integers(0, n, (nsets, b))))
     buf = np.empty_like(out)
 
-    def gather():
-        # mode="clip": with the default "raise", take copies through a buffer.
-        return np.take(data, next(sets), axis=0, out=buf, mode="clip")
+    def rows():
+        copy_rows(data, next(sets), buf)
+        return buf
 
-    return {"ours": mb.__next__, "numpy": numpy_take, "floor": floor, "gather": gather}
+    return {"ours": mb.__next__, "numpy": numpy_take, "floor": floor, "rows": rows}
 
 
 def multi_impls(shape, spec, seed=0):
@@ -109,9 +116,14 @@ def multi_id(shape, spec):
 def interleaved_min(impls, rounds=7, target=0.01):
     """Best time per call of each callable, measured in interleaved rounds.
 
-    Each round times every callable for about ``target`` seconds; the minimum
-    over rounds is kept.  Interleaving means a noisy neighbour slows all of
-    them alike, so their ratios hold even when absolute times do not.
+    Each round times every callable for about ``target`` seconds, in an
+    order shuffled afresh each round (fixed seed); the minimum over rounds is
+    kept.  Interleaving means a noisy neighbour slows all of them alike, so
+    their ratios hold even when absolute times do not.  The shuffle matters:
+    a callable starts in the state the one before left (the caches: ``rows``
+    leaves 64 MiB of other data in the L3; the allocator), and with a fixed
+    order the same one always paid for it: two identical Minibatches timed
+    in turn, at n=1e5 w=10 b=128, differed by up to 45%.
     """
     numbers = {}
     for name, fn in impls.items():
@@ -125,8 +137,12 @@ def interleaved_min(impls, rounds=7, target=0.01):
             k *= 4
         numbers[name] = max(1, int(k * target / max(dt, 1e-9)))
     best = {name: float("inf") for name in impls}
+    order = list(impls)
+    shuffle = random.Random(0).shuffle
     for _ in range(rounds):
-        for name, fn in impls.items():
+        shuffle(order)
+        for name in order:
+            fn = impls[name]
             n = numbers[name]
             best[name] = min(best[name], timeit.Timer(fn).timeit(n) / n)
     return best

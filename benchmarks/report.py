@@ -9,9 +9,9 @@ it holds on a noisy machine even when absolute times do not; the core's
 ratios come from the interleaved measurement its ``ours`` test records
 (``extra_info['interleaved']``) when there is one: ``vs numpy`` and
 ``ours/floor`` compare the core (``ours``, NumPy 2 venv) with NumPy and the
-floor, ``gather/floor`` shows how far the copies of the same random rows,
-indices given, are from the floor; ``vs reference`` compares the Theano adapter with the PyMC3 reference
-graph (PyMC3 venv).
+floor, ``rows/floor`` shows how far the kernel's copies of random rows,
+indices given (``cases.py``), are from the floor; ``vs reference`` compares
+the Theano adapter with the PyMC3 reference graph (PyMC3 venv).
 """
 import argparse
 import json
@@ -41,7 +41,7 @@ def load(paths):
     return rows, meta, machine
 
 
-IMPLS = ["ours", "numpy", "floor", "gather", "adapter", "reference"]
+IMPLS = ["ours", "numpy", "floor", "rows", "adapter", "reference"]
 
 
 def fmt_time(t):
@@ -54,7 +54,7 @@ def fmt_time(t):
 
 def table(rows, meta):
     head = ["kind", "case", "ours", "numpy", "vs numpy", "floor", "ours/floor",
-            "gather/floor", "adapter", "reference", "vs reference", "RSS growth"]
+            "rows/floor", "adapter", "reference", "vs reference", "RSS growth"]
     lines = [head]
     for (kind, case) in sorted(rows, key=lambda k: (k[0], _order(meta[k]), k[1])):
         r = rows[(kind, case)]
@@ -68,7 +68,7 @@ def table(rows, meta):
             f"{q['numpy'] / ours:.2f}x" if ours and "numpy" in q else "-",
             fmt_time(r.get("floor")),
             f"{ours / q['floor']:.2f}" if ours and "floor" in q else "-",
-            f"{q['gather'] / q['floor']:.2f}" if "gather" in q and "floor" in q else "-",
+            f"{q['rows'] / q['floor']:.2f}" if "rows" in q and "floor" in q else "-",
             fmt_time(adapter), fmt_time(r.get("reference")),
             f"{r['reference'] / adapter:.2f}x" if adapter and "reference" in r else "-",
             ", ".join(peaks) or "-",
@@ -109,7 +109,7 @@ def plot(rows, meta, path):
     grid = {k: v for k, v in rows.items() if k[0] == "grid"}
     fig, axes = plt.subplots(1, 2, figsize=(12, 4.8))
     styles = {"ours": ("tab:blue", "o"), "numpy": ("tab:orange", "s"),
-              "floor": ("tab:gray", "_"), "gather": ("tab:green", "+"),
+              "floor": ("tab:gray", "_"), "rows": ("tab:green", "+"),
               "adapter": ("tab:cyan", "x"),
               "reference": ("tab:red", "^")}
     for impl, (color, marker) in styles.items():
@@ -134,7 +134,7 @@ def plot(rows, meta, path):
         ax.grid(True, which="both", alpha=0.3)
         ax.legend()
     fig.suptitle("ours: mbcore next(mb); numpy: np.take(data, rng.integers(...)); floor: contiguous "
-                 "copy;\ngather: np.take of given indices; adapter: theano.function of our "
+                 "copy;\nrows: our copy loop on given indices; adapter: theano.function of our "
                  "Minibatch; reference: PyMC3 doc's graph",
                  fontsize=10)
     fig.tight_layout()

@@ -1,6 +1,6 @@
 """pytest-benchmark suite of the core (``make bench``).
 
-Every case times ours, NumPy, the floor and the gather of given indices
+Every case times ours, NumPy, the floor and the copies of given rows
 (see cases.py) in the same run; report.py turns the JSON into the table and
 the plot.  pytest-benchmark times one implementation after the other, so a
 slow spell of the shared machine can land on one side only: the test of
@@ -15,7 +15,7 @@ from mbcore import Minibatch
 from cases import GRID, MULTI, case_id, grid_impls, interleaved_min, multi_id, multi_impls
 
 
-@pytest.mark.parametrize("impl", ["ours", "numpy", "floor", "gather"])
+@pytest.mark.parametrize("impl", ["ours", "numpy", "floor", "rows"])
 @pytest.mark.parametrize("case", GRID, ids=case_id)
 def test_grid(benchmark, case, impl):
     n, w, b = case
