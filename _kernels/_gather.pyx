@@ -87,8 +87,8 @@ cdef enum:
 # Older measurements, ratios to NumPy with
 # prefetching off / on, three runs of one process each, both modes measured
 # interleaved in random order on the same data (measured while rows of up to
-# 256 bytes were copied by a loop of 16-byte moves, as mb_copy_short copies
-# them now; see copy_run):
+# 256 bytes were copied by a loop of 16-byte moves, as mb_copy_short now
+# copies rows of up to 80 bytes; see copy_run):
 #   1e5 x 10, b=128 (8 MB source):     4.2, 6.6, 7.6x / 6.5, 7.0, 6.3x
 #   1e5 x 100, b=4096 (80 MB):         1.27, 1.65, 1.17x / 1.64, 2.11, 1.63x
 #   2e6 x 64, b=2048 (1 GB):           1.40, 0.95, 1.41x / 1.72, 1.23, 1.89x
