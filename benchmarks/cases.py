@@ -119,11 +119,11 @@ def interleaved_min(impls, rounds=7, target=0.01):
     Each round times every callable for about ``target`` seconds, in an
     order shuffled afresh each round (fixed seed); the minimum over rounds is
     kept.  Interleaving means a noisy neighbour slows all of them alike, so
-    their ratios hold even when absolute times do not.  The shuffle matters,
-    probably because a callable starts in the state the one before left (the caches: ``rows``
-    leaves 64 MiB of other data in the L3; the allocator), and with a fixed
-    order the same one always paid for it: two identical Minibatches timed
-    in turn, at n=1e5 w=10 b=128, differed by up to 45%.
+    their ratios hold even when absolute times do not.  The shuffle matters:
+    with a fixed order, two identical Minibatches timed in turn, at n=1e5
+    w=10 b=128, differed by up to 45%, probably because a callable starts in
+    the state the one before left (the caches: ``rows`` leaves 64 MiB of
+    other data in the L3; the allocator) and the same one always paid for it.
     """
     numbers = {}
     for name, fn in impls.items():
