@@ -123,6 +123,18 @@ cdef int64_t PARALLEL_ND_FACTOR = 8
 cdef inline int64_t parallel_min_bytes(const mb_plan *p) noexcept nogil:
     """Output bytes from which a batch of plan p runs on two threads."""
     return PARALLEL_MIN_BYTES if p.nouter == 1 else PARALLEL_MIN_BYTES * PARALLEL_ND_FACTOR
+
+
+cdef inline bint auto_prefetch(int64_t span, int64_t run, bint multi_axis) noexcept nogil:
+    """Whether copies of runs of ``run`` bytes from a source spanning
+    ``span`` bytes are prefetched (the rule measured above)."""
+    return span > PREFETCH_MIN_SPAN and run >= (PREFETCH_MIN_BLOCK if multi_axis
+                                                else PREFETCH_MIN_ROW)
+
+
+cdef inline bint keeps_gil(int64_t nidx, int64_t nbytes) noexcept nogil:
+    """Whether a batch of nidx indices and nbytes of output keeps the GIL."""
+    return nidx <= KEEP_GIL_MAX_INDICES and nbytes <= KEEP_GIL_MAX_BYTES
 cdef int max_threads = MB_MAX_THREADS
 
 
@@ -256,6 +268,17 @@ cdef void copy_run_prefetch(char *dst, const char *base, const int64_t *idx,
             memcpy(dst + block * i, base + idx[i] * stride, <size_t>block)
 
 
+cdef inline void copy_rows_of(char *dst, const char *base, const int64_t *idx,
+                              int64_t stride, int64_t m, int64_t block,
+                              bint prefetch) noexcept nogil:
+    """copy_run_prefetch when ``prefetch`` and rows are sampled (idx not
+    NULL), else copy_run."""
+    if prefetch and idx != NULL:
+        copy_run_prefetch(dst, base, idx, stride, m, block)
+    else:
+        copy_run(dst, base, idx, stride, m, block)
+
+
 cdef struct mb_odo:
     int64_t pos[MB_MAXDIMS]         # position on each outer axis but the last
     int64_t base[MB_MAXDIMS + 1]    # base[k + 1]: source offset of axes 0..k
@@ -323,10 +346,7 @@ cdef void gather_nd(const mb_plan *p, const char *src, char *dst,
         if m[k] == 0:
             return
     if last == 0:
-        if p.prefetch and ix[0] != NULL:
-            copy_run_prefetch(dst, src, ix[0], p.ax[0].stride, m[0], p.block)
-        else:
-            copy_run(dst, src, ix[0], p.ax[0].stride, m[0], p.block)
+        copy_rows_of(dst, src, ix[0], p.ax[0].stride, m[0], p.block, p.prefetch)
         return
     o.base[0] = 0
     for k in range(last):
@@ -646,12 +666,11 @@ cdef class Sampler:
         if forced_prefetch >= 0:
             self.plan.prefetch = forced_prefetch
         else:
-            self.plan.prefetch = span > PREFETCH_MIN_SPAN and (
-                run >= PREFETCH_MIN_BLOCK if self.plan.nouter > 1 else run >= PREFETCH_MIN_ROW)
+            self.plan.prefetch = auto_prefetch(span, run, self.plan.nouter > 1)
         self.out_bytes = isz
         for k in range(nd):
             self.out_bytes *= self.out_shape[k]
-        self.keep_gil = self.plan.nidx <= KEEP_GIL_MAX_INDICES and self.out_bytes <= KEEP_GIL_MAX_BYTES
+        self.keep_gil = keeps_gil(self.plan.nidx, self.out_bytes)
 
     @property
     def shape(self):
@@ -909,19 +928,11 @@ def copy_rows(cnp.ndarray src not None, cnp.ndarray idx not None, cnp.ndarray ds
     row = cnp.PyArray_NBYTES(src) // n if n else 0
     cdef const char *s = <const char *>cnp.PyArray_DATA(src)
     cdef char *d = <char *>cnp.PyArray_DATA(dst)
-    cdef bint prefetch = cnp.PyArray_NBYTES(src) > PREFETCH_MIN_SPAN and row >= PREFETCH_MIN_ROW
+    cdef bint prefetch = auto_prefetch(cnp.PyArray_NBYTES(src), row, False)
     if row == 0 or m == 0:
         return
-    if m <= KEEP_GIL_MAX_INDICES and m * row <= KEEP_GIL_MAX_BYTES:   # as Sampler
-        copy_rows_raw(d, s, ip, row, m, prefetch)
+    if keeps_gil(m, m * row):
+        copy_rows_of(d, s, ip, row, m, row, prefetch)
     else:
         with nogil:
-            copy_rows_raw(d, s, ip, row, m, prefetch)
-
-
-cdef inline void copy_rows_raw(char *d, const char *s, const int64_t *ip, int64_t row,
-                               int64_t m, bint prefetch) noexcept nogil:
-    if prefetch:
-        copy_run_prefetch(d, s, ip, row, m, row)
-    else:
-        copy_run(d, s, ip, row, m, row)
+            copy_rows_of(d, s, ip, row, m, row, prefetch)
