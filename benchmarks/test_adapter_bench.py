@@ -44,7 +44,8 @@ with warnings.catch_warnings():
     from mbcore.adapters.theano import Minibatch, minibatches  # first: configures theano
     import pymc3 as pm
     import theano
-    import theano.tensor as tt
+
+    from mbcore import demo
 
 import mbcore  # noqa: E402
 from cases import GRID, make_data  # noqa: E402
@@ -106,14 +107,9 @@ def regression_data(n):
 
 
 def advi_step(Xb, yb, n):
-    """The step function pm.fit runs each iteration, for the regression model."""
-    with pm.Model():
-        intercept = pm.Normal("intercept", 0, 10)
-        coef = pm.Normal("coef", 0, 10, shape=3)
-        sigma = pm.HalfNormal("sigma", 5)
-        pm.Normal("obs", intercept + tt.dot(Xb, coef), sigma, observed=yb, total_size=n)
-        advi = pm.ADVI(random_seed=1)
-    return advi.objective.step_function(obj_optimizer=pm.adam(learning_rate=0.05), score=True)
+    """The step function pm.fit runs each iteration, for the demo's regression
+    model (``mbcore.demo``)."""
+    return demo.advi_step(demo.build_model(Xb, yb, n), seed=1)
 
 
 def advi_impls(case):
