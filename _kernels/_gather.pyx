@@ -1,5 +1,6 @@
 # cython: language_level=3
-"""Fused draw-and-gather kernels and the ``Sampler`` that owns a plan.
+"""Fused draw-and-gather kernels, the ``Sampler`` that owns a plan, and
+``BatchIterator``, the C-level base of ``mbcore.Minibatch``.
 
 Two tiers, as numpy/random does: ``cdef ... noexcept nogil`` workers on raw
 pointers, byte strides and itemsize (one gather serves every dtype and
@@ -8,6 +9,7 @@ plan, and per batch allocates the output and enters exactly one ``nogil``
 block.
 """
 import numpy as np
+cimport cython
 cimport numpy as cnp
 from cpython.ref cimport Py_INCREF
 from cpython.mem cimport PyMem_RawMalloc, PyMem_RawFree
@@ -770,6 +772,10 @@ cdef class Sampler:
         distinct steps.  At step 2**64 - 1, which cannot advance, raises
         OverflowError and draws nothing.
         """
+        return self._next(out)
+
+    cdef object _next(self, out):
+        """next() for C callers (BatchIterator)."""
         cdef uint64_t t = self.step
         cdef cnp.ndarray res
         if t == 0xFFFFFFFFFFFFFFFFULL:
@@ -809,6 +815,42 @@ cdef class Sampler:
             else:
                 res.append(None)
         return tuple(res)
+
+
+@cython.auto_pickle(False)     # subclasses pickle themselves (Minibatch)
+cdef class BatchIterator:
+    """Base of ``mbcore.Minibatch``: iterates over the batches of the Sampler
+    in ``_sampler`` with no Python frame between ``next(mb)`` and the kernel.
+
+    Measured against the same Sampler behind a Python-level ``__next__``
+    (``return self._sampler.next()``, the old Minibatch), all in shuffled
+    order in one process, two runs (NumPy's time includes a lambda frame, as
+    does ``next(mb)`` here): a batch of one row (1e5 x 10) 453-464 -> 366-373
+    ns with ``next(mb)``, 336-347 -> 285-296 ns with ``mb.__next__``; b=128,
+    1e5 x 10: 6.40-6.70x -> 6.75-7.11x NumPy (``next(mb)``), 7.11-7.38x ->
+    7.27-7.57x (``mb.__next__``); 1e4 x 1, b=128: 9.26-10.15x -> 10.17-11.05x
+    (``next(mb)``).  A cyfunction ``__next__`` that looked up ``_sampler``
+    (an earlier session) had gained nothing: the type slot is what matters.
+    """
+    cdef public Sampler _sampler
+
+    def __iter__(self):
+        return self
+
+    def __next__(self):
+        if self._sampler is None:
+            raise TypeError(f"{type(self).__name__} has no data yet: __init__ was not run")
+        return self._sampler._next(None)
+
+    def next(self, out=None):
+        """next(out=None)
+
+        The next batch; ``out`` (C-contiguous, the batch's shape and dtype)
+        is filled and returned instead of a new array.
+        """
+        if self._sampler is None:
+            raise TypeError(f"{type(self).__name__} has no data yet: __init__ was not run")
+        return self._sampler._next(out)
 
 
 def draw_group(samplers, uint64_t step, outs=None):

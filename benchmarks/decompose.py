@@ -16,6 +16,8 @@ rows 4M     the same, sets touching 4 MiB: every row has left the 1 MiB L2
 cached      next() of a Minibatch over an array of 1000 rows of the same
             width: drawing and copying with every row in the L1/L2
 one row     next() of a batch of one row: the call and the new array
+py next     ours behind a Python-level ``__next__`` (the Minibatch before
+            BatchIterator): what the C-level path saves
 
 and prints each with its ratio to numpy.  No gather of freshly drawn rows,
 called from Python, returns a new batch faster than ``rows`` copies the rows
@@ -33,6 +35,17 @@ from cases import grid_impls, interleaved_min  # noqa: E402
 from mbcore import Minibatch  # noqa: E402
 
 
+class _PyNext:
+    """A Sampler behind a Python-level __next__, as Minibatch was before it
+    became a BatchIterator."""
+
+    def __init__(self, sampler):
+        self._sampler = sampler
+
+    def __next__(self):
+        return self._sampler.next()
+
+
 def impls_of(case):
     n, w, b = case
     base = grid_impls(case)
@@ -44,6 +57,7 @@ def impls_of(case):
         "rows 64M": base["rows"], "rows 4M": warm["rows"],
         "cached": Minibatch(small, batch_size=b, random_seed=0).__next__,
         "one row": Minibatch(data, batch_size=1, random_seed=0).__next__,
+        "py next": _PyNext(Minibatch(data, batch_size=b, random_seed=0)._sampler).__next__,
     }
 
 

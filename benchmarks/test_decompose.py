@@ -4,7 +4,7 @@ import re
 
 import decompose
 
-PARTS = ["ours", "numpy", "floor", "rows 64M", "rows 4M", "cached", "one row"]
+PARTS = ["ours", "numpy", "floor", "rows 64M", "rows 4M", "cached", "one row", "py next"]
 
 
 def test_decompose_prints_every_part(capsys):

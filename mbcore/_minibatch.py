@@ -3,7 +3,7 @@ import threading
 
 import numpy as np
 
-from ._kernels._gather import Sampler, draw_group
+from ._kernels._gather import BatchIterator, Sampler, draw_group
 from ._spec import (check_data, parse_batch_size, parse_in_memory_size, seed_key,
                     total_size_of)
 
@@ -30,7 +30,7 @@ def _build(data, plans, replace, what="data"):
     return Sampler(data, sizes, keys, replace)
 
 
-class Minibatch:
+class Minibatch(BatchIterator):
     """Seeded random minibatches of an array, one kernel call per batch.
 
     Parameters
@@ -115,16 +115,8 @@ class Minibatch:
         self._sampler = _build(arr, self._plans, self.replace)
 
     # -- drawing -----------------------------------------------------------
-    def __iter__(self):
-        return self
-
-    def __next__(self):
-        return self._sampler.next()
-
-    def next(self, out=None):
-        """The next batch; ``out`` (C-contiguous, right shape and dtype) is
-        filled and returned instead of a new array."""
-        return self._sampler.next(out)
+    # __iter__, __next__ and next(out=None) come from BatchIterator (C): no
+    # Python frame between next(mb) and the kernel.
 
     def draw(self, step, out=None):
         """Batch ``step`` of the stream, without moving ``self.step``."""

@@ -5,6 +5,7 @@ import hashlib
 import io
 import itertools
 import pickle
+import sys
 import threading
 
 import numpy as np
@@ -38,6 +39,36 @@ def test_iter_returns_self(data2d):
     assert mb.step == 3
     for t, b in enumerate(batches):
         assert_batches_equal(b, mb.draw(t))
+
+
+def test_next_runs_no_python_frame(data2d):
+    """next(mb) and mb.next(out=) go from the type slot to the kernel in C
+    (the cheap path of issue #4): a profiler sees no Python-level call."""
+    mb = Minibatch(data2d, batch_size=8, random_seed=3)
+    out = np.empty(mb.shape)
+    events = []
+
+    def profile(frame, event, arg):
+        events.append((event, frame.f_code.co_name))
+
+    sys.setprofile(profile)
+    try:
+        got = next(mb)
+        mb.next(out=out)
+    finally:
+        sys.setprofile(None)
+    calls = [name for event, name in events if event == "call"]
+    assert calls == [], calls
+    assert_batches_equal(got, mb.draw(0))
+    assert_batches_equal(out, mb.draw(1))
+
+
+def test_next_before_init_raises_instead_of_crashing():
+    mb = Minibatch.__new__(Minibatch)
+    with pytest.raises(TypeError, match="Minibatch has no data yet"):
+        next(mb)
+    with pytest.raises(TypeError, match="Minibatch has no data yet"):
+        mb.next()
 
 
 def test_batch_shape_and_dtype(data2d):
