@@ -71,11 +71,21 @@ cdef enum:
 #   [512, 64], 256 KB:   43 / 98 us      [2048, 64], 1 MB:  169 / 185 us
 #   [1024, 64], 512 KB:  86 / 121 us     [4096, 64], 2 MB:  337 / 260 us
 # Prefetching the row MB_PREFETCH_AHEAD positions ahead of each copy pays for
-# rows longer than a 64-byte line from a source beyond the L2 (and for
-# multi-axis runs of 32 bytes or more, see gather_nd).  Time with prefetching
-# off / on, Sampler.next(out=) on the same data, both measured in shuffled
-# order in one process, two measurements each, b=128 and 1024 (rows of up to
-# 80 bytes copied by mb_copy_short):
+# rows over 32 bytes from a source beyond the L2 (and for multi-axis runs of
+# 32 bytes or more, see gather_nd).  Time with prefetching off / on,
+# ``next(mb)`` on the same data, both in shuffled order in one process, 41
+# rounds, two measurements each, b=128 / b=1024, rows copied by
+# mb_copy_short_rows (whose prefetch is two to five fixed hints a row):
+#   rows      8 MB source           64 MB                 512 MB
+#   32 B      1.05 1.05 / 1.03 1.01 0.98 1.05 / 0.94 1.00 0.87 1.02 / 1.17 1.12
+#   40 B      1.14 1.09 / 1.05 1.01 1.16 1.06 / 1.23 1.29 1.12 1.15 / 1.44 1.13
+#   48 B      1.06 1.06 / 1.12 1.11 1.12 1.15 / 1.04 1.01 1.17 1.10 / 1.12 1.11
+#   64 B      1.16 1.06 / 1.17 1.09 1.22 1.26 / 1.11 1.09 2.22 1.28 / 1.26 1.41
+#   80 B      1.03 1.17 / 1.02 1.24 1.75 1.53 / 1.84 1.50
+#   96 B      1.13 1.10 / 1.22 1.22 1.21 1.13 / 1.60 1.33
+# The line was at 64 bytes while rows were copied by a loop of 16-byte moves
+# per row, whose prefetch was a loop of hints per row too; then, time with
+# prefetching off / on, Sampler.next(out=), b=128 and 1024:
 #   rows      8 MB source   64 MB       512 MB
 #   32 B      0.76-0.93     0.81-0.83   0.84-0.97
 #   48 B      0.74-1.01     0.79-0.82   0.83-0.86
@@ -109,7 +119,7 @@ cdef enum:
 # (pieces of 8-32): 5.5-8.0x / 5.4-6.4x (noise), 1.3-1.6x / 1.7x,
 # 0.96-2.0x / 1.43-2.02x.
 cdef int64_t PREFETCH_MIN_SPAN = 1 << 20        # the L2
-cdef int64_t PREFETCH_MIN_ROW = 65               # rows of a single-axis plan: > a line
+cdef int64_t PREFETCH_MIN_ROW = 33               # rows of a single-axis plan
 cdef int64_t PREFETCH_MIN_BLOCK = 32             # runs of a multi-axis walk
 cdef int forced_prefetch = -1                   # _tune: 0 / 1 for every new plan
 cdef int64_t PARALLEL_MIN_BYTES = 1 << 18
@@ -167,21 +177,53 @@ cdef struct mb_plan:
 
 cdef extern from *:
     """
-    /* Copy nb bytes, 16 <= nb <= MB_SHORT_MAX, as 16-byte moves, the last one
-       overlapping: no call, no size dispatch (libc's memcpy for 80 bytes is a
-       call and a few branches, as much time as the copy from the cache). */
-    static inline void mb_copy_short(char *d, const char *s, long long nb) {
-        long long o = 0;
-        for (; o + 16 < nb; o += 16) memcpy(d + o, s + o, 16);
-        memcpy(d + nb - 16, s + nb - 16, 16);
+    /* Copy m sampled rows of nb bytes, 16 <= nb <= MB_SHORT_MAX, from
+       base + idx[i] * stride to dst: a fixed count of 16-byte moves per row,
+       the last one overlapping, in one loop per count, so that no row pays
+       for a call or a size dispatch.  With ahead > 0, each copy is preceded
+       by a prefetch of the row `ahead` positions further: the line of every
+       64th byte and of the last one (a row over a line boundary included). */
+    #define MB_PREFETCH_ROW(p) do { const char *p_ = (p); int64_t o_; \
+        for (o_ = 0; o_ < nb - 1; o_ += 64) MB_PREFETCH(p_ + o_); \
+        MB_PREFETCH(p_ + nb - 1); } while (0)
+    #define MB_MOVE(K, k) if (K > k) memcpy(d + 16 * k, s + 16 * k, 16);
+    #define MB_SHORT_LOOP(K) \
+        for (i = 0; i < m; i++) { \
+            const char *s; char *d = dst + nb * i; \
+            if (i < lead) MB_PREFETCH_ROW(base + idx[i + ahead] * stride); \
+            s = base + idx[i] * stride; \
+            MB_MOVE(K, 0) MB_MOVE(K, 1) MB_MOVE(K, 2) MB_MOVE(K, 3) \
+            MB_MOVE(K, 4) MB_MOVE(K, 5) MB_MOVE(K, 6) MB_MOVE(K, 7) \
+            MB_MOVE(K, 8) MB_MOVE(K, 9) MB_MOVE(K, 10) MB_MOVE(K, 11) \
+            MB_MOVE(K, 12) MB_MOVE(K, 13) MB_MOVE(K, 14) MB_MOVE(K, 15) \
+            memcpy(d + nb - 16, s + nb - 16, 16); \
+        } break;
+    static void mb_copy_short_rows(char *dst, const char *base, const int64_t *idx,
+                                   int64_t stride, int64_t m, int64_t nb,
+                                   int64_t ahead) {
+        int64_t i, lead = ahead > 0 ? m - ahead : 0;
+        for (i = 0; i < (ahead < m ? ahead : m); i++) MB_PREFETCH_ROW(base + idx[i] * stride);
+        switch ((nb - 1) >> 4) {   /* 16-byte moves before the last one */
+            case 0: MB_SHORT_LOOP(0)    case 1: MB_SHORT_LOOP(1)
+            case 2: MB_SHORT_LOOP(2)    case 3: MB_SHORT_LOOP(3)
+            case 4: MB_SHORT_LOOP(4)    case 5: MB_SHORT_LOOP(5)
+            case 6: MB_SHORT_LOOP(6)    case 7: MB_SHORT_LOOP(7)
+            case 8: MB_SHORT_LOOP(8)    case 9: MB_SHORT_LOOP(9)
+            case 10: MB_SHORT_LOOP(10)  case 11: MB_SHORT_LOOP(11)
+            case 12: MB_SHORT_LOOP(12)  case 13: MB_SHORT_LOOP(13)
+            case 14: MB_SHORT_LOOP(14)  case 15: MB_SHORT_LOOP(15)
+            default: MB_SHORT_LOOP(16)
+        }
     }
     """
-    void mb_copy_short(char *d, const char *s, long long nb) noexcept nogil
+    void mb_copy_short_rows(char *dst, const char *base, const int64_t *idx,
+                            int64_t stride, int64_t m, int64_t nb,
+                            int64_t ahead) noexcept nogil
 
 
 cdef enum:
     MB_SHORT_MIN = 16
-    MB_SHORT_MAX = 80
+    MB_SHORT_MAX = 272    # 17 moves
 
 
 cdef inline void copy_run(char *dst, const char *base, const int64_t *idx,
@@ -192,19 +234,22 @@ cdef inline void copy_run(char *dst, const char *base, const int64_t *idx,
 
     memcpy with a constant size compiles to one load and one store, so the
     common itemsizes get their own loops; unaligned sources stay legal.
-    Sampled rows of 16 to 80 bytes go through mb_copy_short rather than
-    libc's memcpy, whose call and size dispatch cost as much as such a copy.
-    Time with libc / mb_copy_short, ``next(mb)`` (a runtime switch in a
-    test build), both in shuffled order in one process, two or three
-    measurements each: 8 MB source, b=128 / 64 MB source, b=1024:
-      32 B 1.19-1.46 / 1.69-1.75    64 B 1.09-1.12 / 1.19-1.22
-      80 B 1.02-1.13 / 1.05-1.06    96 B 0.91-0.92 / 0.94
-      128 B 0.91-0.94 / 1.01-1.02   256 B 0.85-0.86 / 0.96
-    (wider rows: libc's copy uses wider registers than this build may);
-    the grid's 80-byte cases: 1e5 x 10, b=128 1.07-1.27, 1e6 x 10, b=1024
-    1.12-1.14, 1000 x 10, b=128 (rows in the L2) 1.08.  An earlier session
-    compared the two in separate builds run one after the other and saw no
-    gain in the noise.
+    Sampled rows of 16 to 272 bytes go through mb_copy_short_rows: a loop
+    per count of 16-byte moves, rather than libc's memcpy, whose call and
+    size dispatch cost as much as copying such a row from the cache.
+    Time of the loop it replaced / mb_copy_short_rows, ``next(mb)`` (a
+    runtime switch in a test build), both in shuffled order in one process,
+    41 rounds, two measurements each (the replaced loop: 16-byte moves in a
+    loop per row up to 80 bytes, libc's memcpy above; b=128, sources of 8 to
+    27 MB unless stated):
+      32 B 1.04-1.05      80 B 1.06-1.16      128 B 1.03-1.07
+      256 B 1.05-1.07     272 B 1.16-1.17     80 B, 1e6 x 10, b=1024: 1.07-1.08
+      80 B, 1000 x 10 (rows in the L2): 1.00
+    and, in an earlier build of the same loops, 96 B 1.21-1.25, 128 B
+    1.11-1.15, 144 B 1.23.
+    The replaced loop had in turn measured 1.19-1.75 (32 B), 1.09-1.22
+    (64 B) and 1.02-1.13 (80 B) against libc's memcpy, and 0.85-1.02 from
+    96 to 256 B, where it lost: its count of moves was a loop per row.
     """
     cdef int64_t i
     if idx != NULL:
@@ -224,8 +269,7 @@ cdef inline void copy_run(char *dst, const char *base, const int64_t *idx,
             for i in range(m):
                 dst[i] = base[idx[i] * stride]
         elif MB_SHORT_MIN <= block <= MB_SHORT_MAX:
-            for i in range(m):
-                mb_copy_short(dst + block * i, base + idx[i] * stride, block)
+            mb_copy_short_rows(dst, base, idx, stride, m, block, 0)
         else:
             for i in range(m):
                 memcpy(dst + block * i, base + idx[i] * stride, <size_t>block)
@@ -255,6 +299,9 @@ cdef void copy_run_prefetch(char *dst, const char *base, const int64_t *idx,
     MB_PREFETCH_AHEAD positions ahead is prefetched before each copy, so that
     several cache misses are in flight at once."""
     cdef int64_t i, lead = m - MB_PREFETCH_AHEAD
+    if MB_SHORT_MIN <= block <= MB_SHORT_MAX:
+        mb_copy_short_rows(dst, base, idx, stride, m, block, MB_PREFETCH_AHEAD)
+        return
     for i in range(MB_PREFETCH_AHEAD if MB_PREFETCH_AHEAD < m else m):
         prefetch_block(base + idx[i] * stride, block)
     for i in range(m):
@@ -264,8 +311,6 @@ cdef void copy_run_prefetch(char *dst, const char *base, const int64_t *idx,
             memcpy(dst + 8 * i, base + idx[i] * stride, 8)
         elif block == 4:
             memcpy(dst + 4 * i, base + idx[i] * stride, 4)
-        elif MB_SHORT_MIN <= block <= MB_SHORT_MAX:
-            mb_copy_short(dst + block * i, base + idx[i] * stride, block)
         else:
             memcpy(dst + block * i, base + idx[i] * stride, <size_t>block)
 

@@ -426,6 +426,21 @@ def test_gather_forced_prefetch_matches_twin(dtype, layout, ndim, spec_name, for
     check_sampler(data, SPECS[spec_name][ndim], replace=True, steps=(0, 1))
 
 
+@pytest.mark.parametrize("layout", ["C", "sliced", "reversed"])
+def test_gather_every_row_width_of_the_short_row_loops(layout, force_all_paths):
+    # uint8 rows of 1 to 300 bytes: every move count of mb_copy_short_rows
+    # (16 to 272 bytes) and the widths around it, prefetched or not; "sliced"
+    # rows are read from a wider array (stride > row), "reversed" ones with a
+    # negative stride.  Rows start at every offset within a cache line.
+    for w in range(1, 301):
+        full = (np.arange(61 * (w + 5)) % 251).astype(np.uint8).reshape(61, w + 5)
+        data = {"C": np.ascontiguousarray(full[:, :w]), "sliced": full[:, 3:3 + w],
+                "reversed": np.ascontiguousarray(full[:, :w])[::-1]}[layout]
+        s, _, _ = sampler_for(data, [37, None], [w, 1], True)
+        got = s.draw(w)
+        twins.assert_same_array(got, data[s.indices(w)[0]])
+
+
 @pytest.mark.parametrize("m", [512, 513, 1023, 1025, 3001])
 @pytest.mark.parametrize("n", [5000, 2 ** 31 + 1, 2 ** 33 + 5])
 def test_gather_two_thread_split_boundaries(n, m, force_all_paths, threads):
