@@ -6,13 +6,15 @@ asserts a ratio, never an absolute time (the best of up to
 requirements below divided by ``MARGIN``, so that a shared 2-core
 machine does not fail them by chance:
 
-- batch 128: ours at least 5x faster than ``np.take(data, rng.integers(...))``;
+- batch 128: ours at least 8x faster than ``np.take(data, rng.integers(...))``
+  (issue #4's goal) on one-column data, at least 6x on rows of 10 values;
 - every grid case: no slower than NumPy;
 - multi-axis gathers: at least 3x faster than ``data[np.ix_(...)]`` (issue
   #4's goal).
 
-The other goals of issue #4 (8x at batch 128; 1.5x NumPy or within 1.25x of
-the floor everywhere) are not all met: each test prints its ratios, the
+The other goals of issue #4 (8x at batch 128 on rows of 10 values, measured
+at 5.4-9.0x, most often above 7.5x; 1.5x NumPy or within 1.25x of the
+floor everywhere) are not all met in every run: each test prints its ratios, the
 kernel's copies of random rows with the indices given (``rows``, the bound
 for rows that come from memory), and whether the goal is met (``pytest -s``); ``make bench``
 reports them; the README's benchmark section lists where we stand.
@@ -22,11 +24,13 @@ import pytest
 from cases import GRID, MULTI, best_ratio, case_id, grid_impls, multi_id, multi_impls
 
 MARGIN = 1.15
+# Batch-128 floors by row width (values): the goal where every run meets it.
+BATCH_128_NEED = {1: 8.0, 10: 6.0}
 
 
 @pytest.mark.parametrize("case", GRID, ids=case_id)
 def test_grid_gate(case):
-    need = (5.0 if case[2] == 128 else 1.0) / MARGIN
+    need = (BATCH_128_NEED[case[1]] if case[2] == 128 else 1.0) / MARGIN
     speedup, t = best_ratio(grid_impls(case), "numpy", need)
     to_floor = t["ours"] / t["floor"]
     goal = (speedup >= 8.0) if case[2] == 128 else (speedup >= 1.5 or to_floor <= 1.25)
@@ -36,7 +40,8 @@ def test_grid_gate(case):
           f"issue #4 goal {'met' if goal else 'NOT met'}")
     assert speedup >= 1.0 / MARGIN, f"slower than NumPy: {speedup:.2f}x ({t})"
     if case[2] == 128:
-        assert speedup >= 5.0 / MARGIN, f"batch 128 speedup {speedup:.2f}x < 5x ({t})"
+        assert speedup >= need, (f"batch 128 speedup {speedup:.2f}x < "
+                                 f"{BATCH_128_NEED[case[1]]}x / {MARGIN} ({t})")
 
 
 @pytest.mark.parametrize("shape,spec", MULTI, ids=[multi_id(*m) for m in MULTI])
