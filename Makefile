@@ -46,7 +46,7 @@ test: test-core test-np123 test-adapter
 
 test-core: $(VENV)/.installed
 	$(VENV)/bin/pytest tests benchmarks/test_gates.py benchmarks/test_memory_gate.py \
-	    benchmarks/test_decompose.py
+	    benchmarks/test_decompose.py benchmarks/test_report.py
 
 test-np123: $(VENV_NP123)/.installed
 	$(VENV_NP123)/bin/pytest tests --ignore=tests/adapters

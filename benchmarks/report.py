@@ -11,7 +11,9 @@ ratios come from the interleaved measurement its ``ours`` test records
 ``ours/floor`` compare the core (``ours``, NumPy 2 venv) with NumPy and the
 floor, ``rows/floor`` shows how far the kernel's copies of random rows,
 indices given (``cases.py``), are from the floor; ``vs reference`` compares
-the Theano adapter with the PyMC3 reference graph (PyMC3 venv).
+the Theano adapter with the PyMC3 reference graph (PyMC3 venv), from the
+interleaved measurement its adapter test records
+(``extra_info['interleaved_adapter']``) when there is one.
 """
 import argparse
 import json
@@ -60,6 +62,7 @@ def table(rows, meta):
         r = rows[(kind, case)]
         adapter = r.get("adapter")
         q = meta[(kind, case)].get("interleaved") or r   # times the core's ratios use
+        qa = meta[(kind, case)].get("interleaved_adapter") or r   # and the adapter's
         ours = q.get("ours")
         peaks = [f"{impl} {meta[(kind, case)][f'peak_{impl}']:.0f} MB" for impl in IMPLS
                  if f"peak_{impl}" in meta[(kind, case)]]
@@ -70,7 +73,8 @@ def table(rows, meta):
             f"{ours / q['floor']:.2f}" if ours and "floor" in q else "-",
             f"{q['rows'] / q['floor']:.2f}" if "rows" in q and "floor" in q else "-",
             fmt_time(adapter), fmt_time(r.get("reference")),
-            f"{r['reference'] / adapter:.2f}x" if adapter and "reference" in r else "-",
+            f"{qa['reference'] / qa['adapter']:.2f}x"
+            if qa.get("adapter") and "reference" in qa else "-",
             ", ".join(peaks) or "-",
         ])
     return lines
