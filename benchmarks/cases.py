@@ -15,14 +15,13 @@ rows    ``copy_rows(data, idx, buf)``: the kernel's own copy loop (one thread,
         it is close to NumPy's time, no such gather can beat NumPy by much.
 """
 import itertools
-import random
 import time
-import timeit
 
 import numpy as np
 
 from mbcore import Minibatch
 from mbcore._kernels._gather import copy_floor, copy_rows
+from mbcore._timing import interleaved_min  # noqa: F401 (the suite's timer)
 
 # (rows n, row width, batch b)
 GRID = [
@@ -111,41 +110,6 @@ def multi_impls(shape, spec, seed=0):
 def multi_id(shape, spec):
     s = ",".join("..." if t is Ellipsis else str(t) for t in spec)
     return f"{'x'.join(map(str, shape))}[{s}]"
-
-
-def interleaved_min(impls, rounds=7, target=0.01):
-    """Best time per call of each callable, measured in interleaved rounds.
-
-    Each round times every callable for about ``target`` seconds, in an
-    order shuffled afresh each round (fixed seed); the minimum over rounds is
-    kept.  Interleaving means a noisy neighbour slows all of them alike, so
-    their ratios hold even when absolute times do not.  The shuffle matters:
-    with a fixed order, two identical Minibatches timed in turn, at n=1e5
-    w=10 b=128, differed by up to 45%, probably because a callable starts in
-    the state the one before left (the caches: ``rows`` leaves 64 MiB of
-    other data in the L3; the allocator) and the same one always paid for it.
-    """
-    numbers = {}
-    for name, fn in impls.items():
-        fn()  # warm up
-        t = timeit.Timer(fn)
-        k = 1
-        while True:
-            dt = t.timeit(k)
-            if dt >= target / 4 or k >= 10**6:
-                break
-            k *= 4
-        numbers[name] = max(1, int(k * target / max(dt, 1e-9)))
-    best = {name: float("inf") for name in impls}
-    order = list(impls)
-    shuffle = random.Random(0).shuffle
-    for _ in range(rounds):
-        shuffle(order)
-        for name in order:
-            fn = impls[name]
-            n = numbers[name]
-            best[name] = min(best[name], timeit.Timer(fn).timeit(n) / n)
-    return best
 
 
 ATTEMPTS = 5   # a burst of load can spoil a measurement: re-measure, keep the best

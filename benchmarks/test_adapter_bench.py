@@ -22,9 +22,9 @@ advi        one ADVI step (the function pm.fit calls each iteration: ELBO
 
 pytest-benchmark times one side after the other, so a slow spell of the
 shared machine can land on one side only: the test of the adapter side also
-times both sides in turn (``cases.interleaved_min``) and records those times
-(``extra_info['interleaved_adapter']``), from which report.py computes the
-``vs reference`` ratio.
+times both sides in turn (``mbcore._timing.interleaved_min``) and records
+those times (``extra_info['interleaved_adapter']``), from which report.py
+computes the ``vs reference`` ratio.
 
 Data of the function and ADVI cases: 1e6 rows.  The function cases take a
 vector (width 1, like the core grid's n=1e6 w=1 cases); the ADVI cases a

@@ -2,7 +2,7 @@
 
 The cases are those of test_adapter_bench.py (see its docstring): ours and
 the reference graph of the PyMC3 doc, compiled in the same process, timed in
-interleaved rounds (cases.interleaved_min: min over rounds), so a noisy
+interleaved rounds (mbcore._timing.interleaved_min: min over rounds), so a noisy
 neighbour slows both alike.  Each gate asserts the requirement of the
 adapter issue divided by ``MARGIN``; the goals of the later performance issue
 are printed (``pytest -s``) with whether they are met.

@@ -5,8 +5,8 @@ Every case times ours, NumPy, the floor and the copies of given rows
 the plot.  pytest-benchmark times one implementation after the other, so a
 slow spell of the shared machine can land on one side only: the test of
 ``ours`` also measures every implementation of its case interleaved
-(``cases.interleaved_min``) and records those times, from which the table's
-ratios are computed.
+(``mbcore._timing.interleaved_min``) and records those times, from which the
+table's ratios are computed.
 """
 import pytest
 

@@ -24,9 +24,7 @@ this learning rate).
 import argparse
 import json
 import os
-import random
 import time
-import timeit
 
 import numpy as np
 
@@ -37,6 +35,7 @@ import theano  # noqa: E402
 import theano.tensor as tt  # noqa: E402
 
 import mbcore  # noqa: E402
+from mbcore._timing import interleaved_min  # noqa: E402
 
 PARAMS = ["intercept", "coef[0]", "coef[1]", "coef[2]", "sigma"]
 
@@ -58,10 +57,6 @@ def show_dataset(table, truth):
           f"+ N(0, {truth['sigma']})")
 
 
-def best_time(fn, number, repeat=7):
-    return min(timeit.repeat(fn, number=number, repeat=repeat)) / number
-
-
 def show_sampling_speed(table, batch_size):
     n = table.shape[0]
     mb = mbcore.Minibatch(table, batch_size=batch_size, random_seed=1)
@@ -70,10 +65,8 @@ def show_sampling_speed(table, batch_size):
     def numpy_take():
         return np.take(table, rng.integers(0, n, batch_size), axis=0)
 
-    ours, numpy = 1e9, 1e9
-    for _ in range(3):   # interleaved: a noisy neighbour slows both alike
-        ours = min(ours, best_time(mb.__next__, 2000, 3))
-        numpy = min(numpy, best_time(numpy_take, 2000, 3))
+    t = interleaved_min({"ours": mb.__next__, "numpy": numpy_take})
+    ours, numpy = t["ours"], t["numpy"]
     print(f"\nSampling a batch of {batch_size} rows of {n} x {table.shape[1]} float64:")
     print(f"  mbcore.Minibatch    {ours * 1e6:7.2f} us")
     print(f"  np.take(rng.integers) {numpy * 1e6:5.2f} us   ({numpy / ours:.1f}x slower)")
@@ -118,28 +111,6 @@ def advi_step(model, seed):
         advi = pm.ADVI(random_seed=seed)
     return advi.objective.step_function(obj_optimizer=pm.adam(learning_rate=0.05),
                                         score=True)
-
-
-def time_in_turn(fns, rounds=9, calls=300):
-    """Best time per call of each function, over rounds in which each is
-    called ``calls`` times, in an order shuffled every round: load from other
-    processes slows them alike, and none always runs right after the same
-    other one.  (Timing the two fits one after the other, as an earlier demo
-    did, moved the ratio between 0.63x and 1.28x on a shared machine.)"""
-    order = list(fns)
-    shuffle = random.Random(0).shuffle
-    best = dict.fromkeys(fns, float("inf"))
-    for fn in fns.values():
-        fn()
-    for _ in range(rounds):
-        shuffle(order)
-        for name in order:
-            fn = fns[name]
-            t0 = time.perf_counter()
-            for _ in range(calls):
-                fn()
-            best[name] = min(best[name], (time.perf_counter() - t0) / calls)
-    return best
 
 
 def fit(model, iterations, seed, progressbar):
@@ -246,8 +217,9 @@ def main(argv=None):
     print(f"\nTime of one ADVI step (batch {args.batch_size}: ELBO gradient and Adam "
           f"update, what pm.fit runs each iteration), best of 9 rounds of 300 calls, "
           f"the two in shuffled order each round:")
-    t = time_in_turn({"ours": advi_step(build_model(xb, yb, n), args.seed),
-                      "reference": advi_step(build_model(xr, yr, n), args.seed)})
+    t = interleaved_min({"ours": advi_step(build_model(xb, yb, n), args.seed),
+                         "reference": advi_step(build_model(xr, yr, n), args.seed)},
+                        rounds=9, calls=300)
     print(f"  mbcore minibatches   {t['ours'] * 1e6:7.1f} us")
     print(f"  reference graph      {t['reference'] * 1e6:7.1f} us   (ours is "
           f"{t['reference'] / t['ours']:.2f}x as fast)")

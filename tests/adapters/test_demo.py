@@ -5,7 +5,7 @@ import re
 from mbcore import demo
 
 
-def test_time_in_turn_calls_each_function_the_same_number_of_times():
+def test_step_timing_calls_each_function_the_same_number_of_times():
     calls = {"a": 0, "b": 0}
 
     def counter(name):
@@ -13,7 +13,7 @@ def test_time_in_turn_calls_each_function_the_same_number_of_times():
             calls[name] += 1
         return fn
 
-    best = demo.time_in_turn({"a": counter("a"), "b": counter("b")}, rounds=4, calls=25)
+    best = demo.interleaved_min({"a": counter("a"), "b": counter("b")}, rounds=4, calls=25)
     assert calls == {"a": 1 + 4 * 25, "b": 1 + 4 * 25}   # one warm-up call each
     assert set(best) == {"a", "b"} and all(0 < t < 1 for t in best.values())
 
