@@ -73,16 +73,18 @@ cdef enum:
 # Prefetching the row MB_PREFETCH_AHEAD positions ahead of each copy pays for
 # rows over 32 bytes from a source beyond the L2 (and for multi-axis runs of
 # 32 bytes or more, see gather_nd).  Time with prefetching off / on,
-# ``next(mb)`` on the same data, both in shuffled order in one process, 41
-# rounds, two measurements each, b=128 / b=1024, rows copied by
-# mb_copy_short_rows (whose prefetch is two to six fixed hints a row):
+# ``next(mb)`` on the same data, each with its own seed, both in shuffled
+# order in one process, 41 rounds, two measurements each, b=128 / b=1024,
+# rows copied by mb_copy_short_rows (whose prefetch is two to six fixed
+# hints a row):
 #   rows      8 MB source           64 MB                 512 MB
-#   32 B      1.05 1.05 / 1.03 1.01 0.98 1.05 / 0.94 1.00 0.87 1.02 / 1.17 1.12
-#   40 B      1.14 1.09 / 1.05 1.01 1.16 1.06 / 1.23 1.29 1.12 1.15 / 1.44 1.13
-#   48 B      1.06 1.06 / 1.12 1.11 1.12 1.15 / 1.04 1.01 1.17 1.10 / 1.12 1.11
-#   64 B      1.16 1.06 / 1.17 1.09 1.22 1.26 / 1.11 1.09 2.22 1.28 / 1.26 1.41
-#   80 B      1.03 1.17 / 1.02 1.24 1.75 1.53 / 1.84 1.50
-#   96 B      1.13 1.10 / 1.22 1.22 1.21 1.13 / 1.60 1.33
+#   32 B      1.02 1.03 / 0.99 0.94 1.00 0.97 / 0.97 0.96 1.00 1.05 / 1.04 1.01
+#   40 B      0.96 1.22 / 1.09 0.95 1.05 1.06 / 1.06 1.04 1.05 1.03 / 1.03 1.03
+#   48 B      1.28 0.99 / 1.26 1.07 1.03 1.03 / 1.04 1.01 1.03 1.03 / 1.04 1.02
+#   64 B      1.05 1.08 / 1.02 1.02 1.19 1.03 / 1.05 1.09 1.04 1.06 / 0.94 1.04
+#   80 B      1.15 1.10 / 1.11 1.10 1.20 1.14 / 1.16 1.11 1.14 1.14 / 1.14 1.15
+# (A first series, with one seed for both, so that the second to run found
+# the rows in the cache, had shown larger gains: 40-96 B 1.01-2.22.)
 # The line was at 64 bytes while rows were copied by a loop of 16-byte moves
 # per row, whose prefetch was a loop of hints per row too; then, time with
 # prefetching off / on, Sampler.next(out=), b=128 and 1024:
@@ -239,14 +241,15 @@ cdef inline void copy_run(char *dst, const char *base, const int64_t *idx,
     size dispatch cost as much as copying such a row from the cache.
     Time of the loop it replaced / mb_copy_short_rows, ``next(mb)`` (a
     runtime switch in a test build), both in shuffled order in one process,
-    41 rounds, two measurements each (the replaced loop: 16-byte moves in a
-    loop per row up to 80 bytes, libc's memcpy above; b=128, sources of 8 to
-    27 MB unless stated):
-      32 B 1.04-1.05      80 B 1.06-1.16      128 B 1.03-1.07
-      256 B 1.05-1.07     272 B 1.16-1.17     80 B, 1e6 x 10, b=1024: 1.07-1.08
+    41 rounds, two measurements each, each side with its own seed (the
+    replaced loop: 16-byte moves in a loop per row up to 80 bytes, libc's
+    memcpy above; b=128, sources of 8 to 27 MB unless stated):
+      32 B 1.03-1.04      80 B 1.13-1.19      128 B 1.05
+      256 B 1.01-1.05     272 B 1.08          80 B, 1e6 x 10, b=1024: 1.22-1.23
       80 B, 1000 x 10 (rows in the L2): 1.00
-    and, in an earlier build of the same loops, 96 B 1.21-1.25, 128 B
-    1.11-1.15, 144 B 1.23.
+    (A first series gave both sides the same seed, so that the second to
+    run found the rows the first had drawn in the cache: 80 B 1.06-1.16,
+    96 B 1.21-1.25, 144 B 1.23, 272 B 1.16-1.17.)
     The replaced loop had in turn measured 1.19-1.75 (32 B), 1.09-1.22
     (64 B) and 1.02-1.13 (80 B) against libc's memcpy, and 0.85-1.02 from
     96 to 256 B, where it lost: its count of moves was a loop per row.
@@ -874,7 +877,9 @@ cdef class BatchIterator:
     ns with ``next(mb)``, 336-347 -> 285-296 ns with ``mb.__next__``; b=128,
     1e5 x 10: 6.40-6.70x -> 6.75-7.11x NumPy (``next(mb)``), 7.11-7.38x ->
     7.27-7.57x (``mb.__next__``); 1e4 x 1, b=128: 9.26-10.15x -> 10.17-11.05x
-    (``next(mb)``).  What counts is that no Python code runs: Minibatch, a
+    (``next(mb)``); the two sides shared a seed, so the b=128 ratios may
+    be measured with rows in the cache for either; the one-row times are
+    the clean measure.  What counts is that no Python code runs: Minibatch, a
     Python subclass, still reaches this ``__next__`` through CPython's
     generic slot (a lookup by name, because Cython also lists ``__next__``
     as a method), which cost 316-322 against 297-298 ns for a bare
