@@ -24,7 +24,9 @@ def interleaved_min(impls, rounds=7, target=0.01, calls=None):
     a fixed order, two identical Minibatches timed in turn, at n=1e5 w=10
     b=128, differed by up to 45%, probably because a callable starts in the
     state the one before left (the caches, the allocator) and the same one
-    always paid for it.  (Timing one after the other, as ``make demo`` once
+    always paid for it.  Callables that should not share cached data need
+    their own seeds too: two Minibatches with one seed draw the same rows,
+    and the second to run finds them in the cache.  (Timing one after the other, as ``make demo`` once
     did for its two fits, moved their ratio between 0.63x and 1.28x.)
     """
     numbers = {}
