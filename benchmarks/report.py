@@ -128,7 +128,8 @@ def plot(rows, meta, path):
     for k in grid:
         m = meta[k]
         if "ours" in grid[k] and "batch" in m:
-            axes[0].annotate(f"n={m['n']:.0e}, w={m['width']}", (m["batch"], grid[k]["ours"] * 1e6),
+            axes[0].annotate(f"n={m['n']:.0e}, w={m['width']}",
+                             (m["batch"], grid[k]["ours"] * 1e6),
                              fontsize=6, xytext=(4, -8), textcoords="offset points")
     axes[0].set(xscale="log", yscale="log", xlabel="batch size (rows)",
                 ylabel="time per batch (us)", title="Time per batch")
@@ -137,9 +138,9 @@ def plot(rows, meta, path):
     for ax in axes:
         ax.grid(True, which="both", alpha=0.3)
         ax.legend()
-    fig.suptitle("ours: mbcore next(mb); numpy: np.take(data, rng.integers(...)); floor: contiguous "
-                 "copy;\nrows: our copy loop on given indices; adapter: theano.function of our "
-                 "Minibatch; reference: PyMC3 doc's graph",
+    fig.suptitle("ours: mbcore next(mb); numpy: np.take(data, rng.integers(...)); "
+                 "floor: contiguous copy;\nrows: our copy loop on given indices; "
+                 "adapter: theano.function of our Minibatch; reference: PyMC3 doc's graph",
                  fontsize=10)
     fig.tight_layout()
     fig.savefig(path, dpi=110)

@@ -108,7 +108,8 @@ def regression_data(n):
     truth = json.load(mbcore.get_data("regression.json"))
     rng = np.random.default_rng(truth["seed"])
     X = rng.standard_normal((n, len(truth["coef"])))
-    y = truth["intercept"] + X @ np.asarray(truth["coef"]) + truth["sigma"] * rng.standard_normal(n)
+    noise = truth["sigma"] * rng.standard_normal(n)
+    y = truth["intercept"] + X @ np.asarray(truth["coef"]) + noise
     return X, y
 
 

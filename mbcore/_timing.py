@@ -26,8 +26,9 @@ def interleaved_min(impls, rounds=7, target=0.01, calls=None):
     state the one before left (the caches, the allocator) and the same one
     always paid for it.  Callables that should not share cached data need
     their own seeds too: two Minibatches with one seed draw the same rows,
-    and the second to run finds them in the cache.  (Timing one after the other, as ``make demo`` once
-    did for its two fits, moved their ratio between 0.63x and 1.28x.)
+    and the second to run finds them in the cache.  (Timing one after the
+    other, as ``make demo`` once did for its two fits, moved their ratio
+    between 0.63x and 1.28x.)
     """
     numbers = {}
     for name, fn in impls.items():

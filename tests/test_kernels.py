@@ -594,7 +594,8 @@ def test_copy_rows_equals_fancy_indexing(shape, m):
     (np.array([-1, 2]), (2, 3), r"idx must be in \[0, 10\), got values from -1 to 2"),
     (np.array([1.0]), (1, 3), "idx must be a 1-d int64 array, got .*idx float64"),
     (np.array([[1]]), (1, 3), "idx must be a 1-d int64 array, got .*ndim 2"),
-    (np.array([1, 2]), (2, 4), r"dst must be a writeable array of shape \(2, 3\) and dtype float64, got \(2, 4\)"),
+    (np.array([1, 2]), (2, 4),
+     r"dst must be a writeable array of shape \(2, 3\) and dtype float64, got \(2, 4\)"),
 ])
 def test_copy_rows_rejects_bad_arguments_and_leaves_dst(idx, dst_shape, match):
     src = np.arange(30.0).reshape(10, 3)
