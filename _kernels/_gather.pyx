@@ -892,10 +892,16 @@ cdef class BatchIterator:
     def __iter__(self):
         return self
 
+    # Each call holds its own reference to the Sampler: another thread's
+    # set_value() may replace self._sampler while this batch is drawn
+    # without the GIL, and the old Sampler (with its data) must live until
+    # the batch is done.  (Calling self._sampler._next directly lends no
+    # reference: that crashed test_set_value_while_other_threads_draw.)
     def __next__(self):
-        if self._sampler is None:
+        cdef Sampler s = self._sampler
+        if s is None:
             raise TypeError(f"{type(self).__name__} has no data yet: __init__ was not run")
-        return self._sampler._next(None)
+        return s._next(None)
 
     def next(self, out=None):
         """next(out=None)
@@ -903,9 +909,10 @@ cdef class BatchIterator:
         The next batch; ``out`` (C-contiguous, the batch's shape and dtype)
         is filled and returned instead of a new array.
         """
-        if self._sampler is None:
+        cdef Sampler s = self._sampler
+        if s is None:
             raise TypeError(f"{type(self).__name__} has no data yet: __init__ was not run")
-        return self._sampler._next(out)
+        return s._next(out)
 
 
 def draw_group(samplers, uint64_t step, outs=None):

@@ -538,6 +538,44 @@ def _digest(batch):
     return hashlib.blake2b(batch.tobytes(), digest_size=16).digest()
 
 
+def test_set_value_while_other_threads_draw():
+    # One thread replaces the data (a new array each time, the old one
+    # dropped) while two draw batches that release the GIL (4096 x 16
+    # float64: two kernel threads, 512 KiB).  next() must keep the Sampler
+    # it started with alive until its batch is done: each batch is wholly
+    # from one array version (all one value), never from freed memory.
+    n, versions = 20000, 60
+    mb = Minibatch(np.full((n, 16), 0.0), 4096, random_seed=3)
+    stop = threading.Event()
+    seen, errors = [], []
+
+    def draw():
+        try:
+            out = np.empty(mb.shape)
+            while not stop.is_set():
+                for batch in (next(mb), mb.next(out=out)):
+                    lo, hi = batch.min(), batch.max()
+                    if lo != hi or not (0 <= lo < versions) or lo != int(lo):
+                        errors.append(f"mixed or foreign batch: min {lo}, max {hi}")
+                    seen.append(lo)
+        except BaseException as e:          # pragma: no cover - reported below
+            errors.append(e)
+
+    threads = [threading.Thread(target=draw) for _ in range(2)]
+    for th in threads:
+        th.start()
+    try:
+        for v in range(1, versions):
+            mb.set_value(np.full((n, 16), float(v)))   # the old array loses its last reference
+    finally:
+        stop.set()
+        for th in threads:
+            th.join()
+    assert not errors, errors[:3]
+    assert len(set(seen)) > 1                 # the data did change under the threads
+    assert next(mb).min() == versions - 1
+
+
 @pytest.mark.parametrize("batch_size, replace", [
     (256, True),           # fused draw-and-copy
     (2000, False),         # index scratch beyond the stack buffer, reused
