@@ -57,15 +57,17 @@ cdef enum:
     MB_SMALL_SCRATCH = 512   # int64 of index scratch on the stack; more: _scratch
 
 
-# Thresholds (bytes), chosen with benchmarks/cases.interleaved_min on the
-# 2-core machine, ratios to NumPy (take + integers) with 1 / 2 threads:
+# Thresholds of the two-thread split (bytes; earlier sessions: single-axis
+# plans now go by estimated time, see one_thread_ns below), chosen with
+# interleaved measurements on the 2-core machine, ratios to NumPy (take +
+# integers) with 1 / 2 threads:
 #   80 KB out (1e6 x 10, b=1024): 1.44x / 0.64x   (a thread costs ~25 us)
 #   234 KB out (1e6 x 1, b=3e4):  1.16x / 1.25x
 #   781 KB out (1e7 x 1, b=1e5):  0.93x / 1.69x
 #   3.2 MB out (1e5 x 100, b=4096): 1.45x / 1.79x
 # A walk over several outer axes (multi-axis specs) copies 8-byte elements
 # from rows in the cache: less work per byte, so two threads pay only from
-# PARALLEL_ND_FACTOR times the output.  Times with 1 / 2 threads, 2000 x 500
+# PARALLEL_ND_FACTOR times PARALLEL_MIN_BYTES (2 MB) of output.  Times with 1 / 2 threads, 2000 x 500
 # float64 (this session's machine: a thread now cost 40-75 us, the wake-up of
 # the idle second vCPU; a sleeping worker thread measured the same):
 #   [512, 64], 256 KB:   43 / 98 us      [2048, 64], 1 MB:  169 / 185 us
@@ -124,19 +126,56 @@ cdef int64_t PREFETCH_MIN_SPAN = 1 << 20        # the L2
 cdef int64_t PREFETCH_MIN_ROW = 33               # rows of a single-axis plan
 cdef int64_t PREFETCH_MIN_BLOCK = 32             # runs of a multi-axis walk
 cdef int forced_prefetch = -1                   # _tune: 0 / 1 for every new plan
-cdef int64_t PARALLEL_MIN_BYTES = 1 << 18
+# Two threads for one batch of a single-axis plan only when its one-thread
+# time, estimated by one_thread_ns, reaches PARALLEL_MIN_NS: a thread costs
+# 40-80 us here (the wake-up of the idle second vCPU), so the batch must take
+# about twice that.  The output-bytes rule it replaces (256 KB) split batches
+# that take 15-90 us.  Times with 1 / 2 threads, ``next(mb)`` in shuffled
+# order in one process (est: one_thread_ns):
+#   2e4 x 64, b=512 (10 MB source, 256 KB out, est 16 us):   15 / 77 us
+#   2e4 x 64, b=2048 (1 MB out, est 64 us):                  52 / 109 us
+#   1e5 x 10, b=4096 (8 MB source, 320 KB out, est 41 us):   41 / 99 us
+#   1e6 x 10, b=4096 (76 MB source, 320 KB out, est 90 us):  89 / 123 us
+#   2e6 x 64, b=512 (977 MB source, 256 KB out, est 55 us):  38 / 80 us
+#   1e5 x 100, b=512 (76 MB source, 400 KB out, est 83 us):  64 / 117 us
+#   1e6 x 1, b=32768 (8 MB source, 256 KB out, est 210 us): 215 / 200 us
+#   1e6 x 10, b=1e4 (76 MB source, 781 KB out, est 220 us): 226 / 146 us
+#   2e6 x 64, b=2048 (977 MB, 1 MB out, est 222 us):        227 / 203 us
+#   1e6 x 2, b=5e4 (15 MB source, 781 KB out, est 340 us):  579 / 385 us
+#   1e5 x 100, b=4096 (76 MB source, 3.2 MB out, est 655 us): 499 / 370 us
+#   1e7 x 1, b=1e5 (76 MB source, 781 KB out, est 640 us): 1041 / 786 us
+#   1e4 x 1000, b=256 (76 MB source, 2 MB out, est 411 us): 170 / 173 us
+#   1e6 x 1, b=1e5 (8 MB source, 781 KB out, est 640 us):   557 / 558 us
+#     (an earlier session: 0.58-0.77x the time with two threads)
+cdef int64_t PARALLEL_MIN_NS = 150000
+cdef int64_t PARALLEL_MIN_BYTES = 1 << 16        # and never below this output
+cdef int64_t FAR_SPAN = 16 << 20                 # half the L3: rows from memory beyond
 # Batches this small (a microsecond or two) are drawn with the GIL held, as
 # NumPy does below 500 elements: releasing and taking it back cost more than
 # another thread could win (n=1e4, b=128: 502-506 ns a batch against 536-537,
 # three of four alternating runs of the two builds).
 cdef int64_t KEEP_GIL_MAX_INDICES = 512
 cdef int64_t KEEP_GIL_MAX_BYTES = 1 << 14
-cdef int64_t PARALLEL_ND_FACTOR = 8
+cdef int64_t PARALLEL_ND_FACTOR = 32
 
 
-cdef inline int64_t parallel_min_bytes(const mb_plan *p) noexcept nogil:
-    """Output bytes from which a batch of plan p runs on two threads."""
-    return PARALLEL_MIN_BYTES if p.nouter == 1 else PARALLEL_MIN_BYTES * PARALLEL_ND_FACTOR
+cdef inline int64_t one_thread_ns(int64_t nidx, int64_t nbytes, int64_t span) noexcept nogil:
+    """Rough one-thread time (ns) of a single-axis batch, fitted to the
+    table above: 6 ns an index (draw and copy), and 0.05 ns a byte of output
+    from a source within FAR_SPAN, 0.2 ns beyond (rows from memory)."""
+    return nidx * 6 + (nbytes // 5 if span > FAR_SPAN else nbytes // 20)
+
+
+cdef inline int threads_for(const mb_plan *p, int64_t nbytes, int64_t span) noexcept nogil:
+    """Threads (1 or max_threads) for a batch of plan p with nbytes of
+    output (several arrays' for draw_group) from sources spanning up to span
+    bytes.  Multi-axis walks: from PARALLEL_MIN_BYTES * PARALLEL_ND_FACTOR
+    (2 MB) of output (measured above)."""
+    if p.nouter > 1:
+        return max_threads if nbytes >= PARALLEL_MIN_BYTES * PARALLEL_ND_FACTOR else 1
+    if nbytes >= PARALLEL_MIN_BYTES and one_thread_ns(p.nidx, nbytes, span) >= PARALLEL_MIN_NS:
+        return max_threads
+    return 1
 
 
 cdef inline bint auto_prefetch(int64_t span, int64_t run, bint multi_axis) noexcept nogil:
@@ -575,26 +614,39 @@ cdef api int draw_gather(const mb_plan *p, const char *src, char *dst,
 
 # ---------------------------------------------------------------- wrapper
 
-def _tune(parallel_min_bytes=None, prefetch=None):
-    """_tune(parallel_min_bytes=None, prefetch=None)
+def _tune(parallel_min_bytes=None, prefetch=None, parallel_min_ns=None):
+    """_tune(parallel_min_bytes=None, prefetch=None, parallel_min_ns=None)
 
-    For tests and benchmarks: set the output size (bytes) from which a batch
-    runs on two threads (times PARALLEL_ND_FACTOR for multi-axis walks), read
-    on every batch, and whether the Samplers built
-    from now on prefetch rows ("on", "off"; "auto": by source span and row
-    size).  None leaves a setting alone.  Returns the old settings, in an
-    order that ``_tune(*old)`` restores.
+    For tests and benchmarks: set the output size (bytes) below which a
+    batch never runs on two threads (times PARALLEL_ND_FACTOR for
+    multi-axis walks, where it is the whole rule) and the estimated
+    one-thread time (ns) from which a single-axis batch does, both read on
+    every batch; and whether the Samplers built from now on prefetch rows
+    ("on", "off"; "auto": by source span and row size).  None leaves a
+    setting alone.  Returns the old settings, in an order that
+    ``_tune(*old)`` restores.
     """
-    global PARALLEL_MIN_BYTES, forced_prefetch
+    global PARALLEL_MIN_BYTES, PARALLEL_MIN_NS, forced_prefetch
     cdef dict modes = {"auto": -1, "off": 0, "on": 1}
-    old = (PARALLEL_MIN_BYTES, [k for k, v in modes.items() if v == forced_prefetch][0])
+    old = (PARALLEL_MIN_BYTES, [k for k, v in modes.items() if v == forced_prefetch][0],
+           PARALLEL_MIN_NS)
     if prefetch is not None and prefetch not in modes:
         raise ValueError(f"prefetch must be one of {sorted(modes)}, got {prefetch!r}")
     if parallel_min_bytes is not None:
         PARALLEL_MIN_BYTES = parallel_min_bytes
+    if parallel_min_ns is not None:
+        PARALLEL_MIN_NS = parallel_min_ns
     if prefetch is not None:
         forced_prefetch = modes[prefetch]
     return old
+
+
+def _batch_threads(Sampler s not None):
+    """_batch_threads(sampler)
+
+    For tests: the threads a batch of this Sampler runs on now (1 or 2).
+    """
+    return threads_for(&s.plan, s.out_bytes, s.span)
 
 
 def set_num_threads(int n):
@@ -645,6 +697,7 @@ cdef class Sampler:
     cdef int64_t scratch_cap
     cdef bint scratch_busy
     cdef bint keep_gil            # a batch too small to release the GIL for
+    cdef int64_t span             # bytes the source spans
 
     def __dealloc__(self):
         PyMem_RawFree(self.scratch_buf)
@@ -711,6 +764,7 @@ cdef class Sampler:
         span = isz
         for k in range(nd):
             span += abs(self.plan.ax[k].stride) * (self.plan.ax[k].n - 1)
+        self.span = span
         # A run of several outer axes copies m blocks of its last axis.
         run = self.plan.block * (self.plan.ax[self.plan.nouter - 1].m if self.plan.nouter > 1 else 1)
         if forced_prefetch >= 0:
@@ -768,7 +822,7 @@ cdef class Sampler:
         """Draw batch ``step`` into res, an array from _alloc."""
         cdef const char *src = <const char *>cnp.PyArray_DATA(self.data)
         cdef char *dst = <char *>cnp.PyArray_DATA(res)
-        cdef int nthreads = max_threads if self.out_bytes >= parallel_min_bytes(&self.plan) else 1
+        cdef int nthreads = threads_for(&self.plan, self.out_bytes, self.span)
         cdef int64_t small[MB_SMALL_SCRATCH]
         cdef int how
         cdef int64_t *scratch = self._scratch(plan_scratch_size(&self.plan), small, &how)
@@ -933,7 +987,7 @@ def draw_group(samplers, uint64_t step, outs=None):
     cdef char *dsts[MB_MAX_GROUP]
     cdef int64_t small[MB_SMALL_SCRATCH]
     cdef int64_t *scratch
-    cdef int64_t nbytes = 0
+    cdef int64_t nbytes = 0, span = 0
     cdef int nthreads, how
     cdef bint shared = 0 < k <= MB_MAX_GROUP
     if outs is None:
@@ -958,7 +1012,8 @@ def draw_group(samplers, uint64_t step, outs=None):
         srcs[i] = <const char *>cnp.PyArray_DATA(s.data)
         dsts[i] = <char *>cnp.PyArray_DATA(<cnp.ndarray>res[i])
         nbytes += s.out_bytes
-    nthreads = max_threads if nbytes >= parallel_min_bytes(&first.plan) else 1
+        span = max(span, s.span)
+    nthreads = threads_for(&first.plan, nbytes, span)
     scratch = first._scratch(plan_scratch_size(&first.plan), small, &how)
     with nogil:
         draw_gather_k(<int>k, plans, srcs, dsts, step, scratch, nthreads)

@@ -8,7 +8,7 @@ machine does not fail them by chance:
 
 - batch 128: ours at least 8x faster than ``np.take(data, rng.integers(...))``
   (issue #4's goal) on one-column data, at least 6x on rows of 10 values;
-- every grid case: no slower than NumPy;
+- every grid case, and three mid-size batches: no slower than NumPy;
 - multi-axis gathers: at least 3x faster than ``data[np.ix_(...)]`` (issue
   #4's goal).
 
@@ -42,6 +42,19 @@ def test_grid_gate(case):
     if case[2] == 128:
         assert speedup >= need, (f"batch 128 speedup {speedup:.2f}x < "
                                  f"{BATCH_128_NEED[case[1]]}x / {MARGIN} ({t})")
+
+
+# Batches of 256 KB to 1 MB that take only 15-90 us: a second thread (40-80
+# us to start here) made them 0.47-0.84x NumPy until the split went by
+# estimated work (_kernels/_gather.pyx, one_thread_ns).
+MID = [(20000, 64, 512), (20000, 64, 2048), (100000, 10, 4096)]
+
+
+@pytest.mark.parametrize("case", MID, ids=case_id)
+def test_mid_size_batch_gate(case):
+    speedup, t = best_ratio(grid_impls(case), "numpy", 1.0 / MARGIN)
+    print(f"{case_id(case)}: {speedup:.2f}x NumPy")
+    assert speedup >= 1.0 / MARGIN, f"slower than NumPy: {speedup:.2f}x ({t})"
 
 
 @pytest.mark.parametrize("shape,spec", MULTI, ids=[multi_id(*m) for m in MULTI])

@@ -369,11 +369,12 @@ def test_sampler_next_advances_step():
 
 # ------------------------------------------------------------------ dispatch paths
 # The Sampler picks, per plan, between a plain copy and one that prefetches
-# the row 8 ahead (source span above 1 MiB, rows longer than 64 bytes, runs of
-# 32 bytes or more in a multi-axis walk), and per
-# batch between one thread and two (output >= PARALLEL_MIN_BYTES =
-# 256 KiB and >= 512 rows on axis 0; each half of a fused batch draws its own
-# indices from its start position).  Every path must give the same batch.
+# the row 8 ahead (source span above 1 MiB, rows longer than 32 bytes, runs of
+# 32 bytes or more in a multi-axis walk), and per batch between one thread
+# and two (an estimated one-thread time of 150 us or more, or 2 MiB of
+# output for a multi-axis walk, and >= 512 rows on axis 0; each half of a
+# fused batch draws its own indices from its start position).  Every path
+# must give the same batch.
 
 @pytest.fixture
 def threads():
@@ -386,9 +387,27 @@ def threads():
 @pytest.fixture(params=["on", "off"])
 def force_all_paths(request):
     """A prefetch mode and two threads for everything (benchmark hook ``_tune``)."""
-    old = _gather._tune(parallel_min_bytes=0, prefetch=request.param)
+    old = _gather._tune(parallel_min_bytes=0, prefetch=request.param, parallel_min_ns=0)
     yield
     _gather._tune(*old)
+
+
+@pytest.mark.parametrize("shape, spec, expected", [
+    ((20000, 64), [512], 1),            # 10 MB source, 256 KiB out: ~16 us of work
+    ((20000, 64), [2048], 1),           # 1 MiB out, ~64 us
+    ((100000, 10), [4096], 1),          # 320 KB out, ~41 us
+    ((1000000, 10), [10000], 2),        # 76 MB source, 781 KB out: ~220 us
+    ((1000000, 1), [32768], 2),         # 32768 indices: ~210 us of drawing
+    ((1000000, 1), [16384], 1),         # ~105 us
+    ((2000, 500), [1024, 64], 1),       # multi-axis: 512 KiB out
+    ((2000, 500), [1024, 256], 2),      # multi-axis: 2 MiB out
+])
+def test_two_threads_only_for_batches_that_take_long_enough(shape, spec, expected, threads):
+    # np.empty: the thread decision reads shapes and strides, not values.
+    s, _, _ = sampler_for(np.empty(shape), spec, [1, 2], True)
+    assert _gather._batch_threads(s) == expected
+    threads(1)
+    assert _gather._batch_threads(s) == 1
 
 
 def test_tune_rejects_unknown_prefetch_mode():
