@@ -369,7 +369,7 @@ def test_sampler_next_advances_step():
 
 # ------------------------------------------------------------------ dispatch paths
 # The Sampler picks, per plan, between a plain copy and one that prefetches
-# the row 8 ahead (source span above 1 MiB, rows longer than 32 bytes, runs of
+# the row 8 or 16 ahead (source span above 1 MiB, rows longer than 32 bytes, runs of
 # 32 bytes or more in a multi-axis walk), and per batch between one thread
 # and two (an estimated one-thread time of 150 us or more, or 2 MiB of
 # output for a multi-axis walk, and >= 512 rows on axis 0; each half of a
@@ -390,6 +390,24 @@ def force_all_paths(request):
     old = _gather._tune(parallel_min_bytes=0, prefetch=request.param, parallel_min_ns=0)
     yield
     _gather._tune(*old)
+
+
+@pytest.mark.parametrize("shape, expected", [
+    ((5000, 10), 0),        # 400 KB: in the L2, no prefetch
+    ((50000, 4), 0),        # 32-byte rows: no prefetch
+    ((50000, 10), 16),      # 4 MB, 80-byte rows: 16 rows ahead
+    ((30000, 16), 16),      # 128-byte rows
+    ((20000, 17), 8),       # 136-byte rows: 8 ahead
+    ((300000, 10), 8),      # 24 MB: beyond FAR_SPAN, 8 ahead
+])
+@pytest.mark.parametrize("batch", [5, 16, 17, 300])
+def test_prefetch_distance_rule_and_its_batches(shape, expected, batch):
+    # Batches shorter than, equal to and longer than the distance.
+    data = np.arange(np.prod(shape), dtype=np.float64).reshape(shape)
+    s, _, _ = sampler_for(data, [batch], [7], True)
+    assert _gather._prefetch_ahead(s) == expected
+    for step in (0, 3):
+        twins.assert_same_array(s.draw(step), data[s.indices(step)[0]])
 
 
 @pytest.mark.parametrize("shape, spec, expected", [
