@@ -67,9 +67,10 @@ cdef enum:
 #   3.2 MB out (1e5 x 100, b=4096): 1.45x / 1.79x
 # A walk over several outer axes (multi-axis specs) copies 8-byte elements
 # from rows in the cache: less work per byte, so two threads pay only from
-# PARALLEL_ND_FACTOR times PARALLEL_MIN_BYTES (2 MB) of output.  Times with 1 / 2 threads, 2000 x 500
-# float64 (this session's machine: a thread now cost 40-75 us, the wake-up of
-# the idle second vCPU; a sleeping worker thread measured the same):
+# PARALLEL_ND_FACTOR times PARALLEL_MIN_BYTES (2 MB) of output.  Times with
+# 1 / 2 threads, 2000 x 500 float64 (that session's machine: a thread cost
+# 40-75 us, the wake-up of the idle second vCPU; a sleeping worker thread
+# measured the same):
 #   [512, 64], 256 KB:   43 / 98 us      [2048, 64], 1 MB:  169 / 185 us
 #   [1024, 64], 512 KB:  86 / 121 us     [4096, 64], 2 MB:  337 / 260 us
 # Prefetching the row MB_PREFETCH_AHEAD positions ahead of each copy pays for
@@ -103,8 +104,8 @@ cdef enum:
 # Older measurements, ratios to NumPy with
 # prefetching off / on, three runs of one process each, both modes measured
 # interleaved in random order on the same data (measured while rows of up to
-# 256 bytes were copied by a loop of 16-byte moves, as mb_copy_short now
-# copies rows of up to 80 bytes; see copy_run):
+# 256 bytes were copied by a loop of 16-byte moves per row, before
+# mb_copy_short_rows; see copy_run):
 #   1e5 x 10, b=128 (8 MB source):     4.2, 6.6, 7.6x / 6.5, 7.0, 6.3x
 #   1e5 x 100, b=4096 (80 MB):         1.27, 1.65, 1.17x / 1.64, 2.11, 1.63x
 #   2e6 x 64, b=2048 (1 GB):           1.40, 0.95, 1.41x / 1.72, 1.23, 1.89x
@@ -141,8 +142,9 @@ cdef int64_t PREFETCH_NEAR_MAX_ROW = 128
 cdef int forced_prefetch = -1                   # _tune: 0 / 1 for every new plan
 # Two threads for one batch of a single-axis plan only when its one-thread
 # time, estimated by one_thread_ns, reaches PARALLEL_MIN_NS: a thread costs
-# 40-80 us here (the wake-up of the idle second vCPU), so the batch must take
-# about twice that.  The output-bytes rule it replaces (256 KB) split batches
+# 60-85 us here (the two-thread time less half the one-thread time, in the
+# first six rows below; the wake-up of the idle second vCPU), so the batch
+# must take about twice that.  The output-bytes rule it replaces (256 KB) split batches
 # that take 15-90 us.  Times with 1 / 2 threads, ``next(mb)`` in shuffled
 # order in one process (est: one_thread_ns):
 #   2e4 x 64, b=512 (10 MB source, 256 KB out, est 16 us):   15 / 77 us
