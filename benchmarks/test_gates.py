@@ -12,12 +12,12 @@ machine does not fail them by chance:
 - multi-axis gathers: at least 3x faster than ``data[np.ix_(...)]`` (issue
   #4's goal).
 
-The other goals of issue #4 (8x at batch 128 on rows of 10 values, measured
-at 5.4-9.0x, most often above 7.5x; 1.5x NumPy or within 1.25x of the
-floor everywhere) are not all met in every run: each test prints its ratios, the
-kernel's copies of random rows with the indices given (``rows``, the bound
-for rows that come from memory), and whether the goal is met (``pytest -s``); ``make bench``
-reports them; the README's benchmark section lists where we stand.
+The other goals of issue #4 (8x at batch 128 on rows of 10 values, and 1.5x
+NumPy or within 1.25x of the floor everywhere) are not met in every run:
+each test prints its ratios, the kernel's copies of random rows with the
+indices given (``rows``, the bound for rows that come from memory), and
+whether the goal is met (``pytest -s``); ``make bench`` reports them; the
+README's benchmark section lists the measured ranges.
 """
 import pytest
 
