@@ -10,7 +10,7 @@ PYTHON ?= python3
 VENV := .venv
 VENV_NP123 := .venv-np123
 VENV_PYMC3 := .venv-pymc3
-SOURCES := setup.py pyproject.toml $(wildcard _kernels/*.pyx _kernels/*.pxd _kernels/*.py mbcore/*.py mbcore/data/* adapters/*.py adapters/*.pth)
+SOURCES := setup.py pyproject.toml $(wildcard _kernels/*.pyx _kernels/*.pxd _kernels/mb_*.h _kernels/*.py mbcore/*.py mbcore/data/* adapters/*.py adapters/*.pth)
 PIP_QUIET ?= -q
 
 .PHONY: test test-core test-np123 test-adapter demo bench clean

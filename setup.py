@@ -47,6 +47,7 @@ extensions = [
         f"mbcore._kernels.{name}",
         [f"_kernels/{name}.pyx"],
         include_dirs=[np.get_include(), "_kernels"],
+        depends=["_kernels/mb_philox_simd.h"],
         define_macros=macros,
         extra_compile_args=extra + threads,
         extra_link_args=threads,

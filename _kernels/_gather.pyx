@@ -16,10 +16,12 @@ from cpython.mem cimport PyMem_RawMalloc, PyMem_RawFree
 from libc.string cimport memcpy
 from libc.stdint cimport uint32_t, uint64_t, int64_t
 
-from _philox cimport philox_pos, pos_init, fill_bounded, MB_PREFETCH
+from _philox cimport (philox_pos, pos_init, fill_bounded, MB_PREFETCH, simd_switch,
+                     mb_simd_set, mb_simd_get, mb_simd_detect)
 from _samplers cimport sample_replace, sample_noreplace, noreplace_work_size
 
 cnp.import_array()
+mb_simd_set(mb_simd_detect())   # the widest vector level for drawing (_philox.pxd)
 
 cdef extern from *:
     """
@@ -162,6 +164,19 @@ cdef int forced_prefetch = -1                   # _tune: 0 / 1 for every new pla
 #   1e4 x 1000, b=256 (76 MB source, 2 MB out, est 411 us): 170 / 173 us
 #   1e6 x 1, b=1e5 (8 MB source, 781 KB out, est 640 us):   557 / 558 us
 #     (an earlier session: 0.58-0.77x the time with two threads)
+# Those were measured with the scalar draw.  Drawing with AVX-512
+# (mb_philox_simd.h) took 0.53-0.64x the one-thread time at w=1 (scalar /
+# AVX-512, each 1 / 2 threads, in one process, two measurements each):
+#   1e6 x 1, b=32768:  173 / 161-168 us scalar,  91-94 / 121-138 us AVX-512
+#   1e6 x 1, b=5e4:    167-170 / 209-248 us,     108-110 / 146-197 us
+#   1e6 x 1, b=1e5:    326-331 / 328-347 us,     202-210 / 204-223 us
+#   1e6 x 2, b=5e4:    241-245 / 260-271 us,     181-187 / 194-206 us
+#   1e7 x 1, b=32768:  292-299 / 271-272 us,     254-259 / 231-235 us
+#   1e7 x 1, b=1e5:    867-881 / 502-545 us,     760-770 / 455-527 us
+# so an index is counted 4 ns with AVX-512 and 4.5 ns with AVX2 (0.72-0.80x
+# the scalar time at 1e6 x 1, b=1e5), against 6 ns scalar.  (In these runs
+# two threads rarely won from a source in the L3 at any level: the second
+# vCPU was busier than when the table above was measured.)
 cdef int64_t PARALLEL_MIN_NS = 150000
 cdef int64_t PARALLEL_MIN_BYTES = 1 << 16        # and never below this output
 cdef int64_t FAR_SPAN = 16 << 20                 # half the L3: rows from memory beyond
@@ -176,9 +191,12 @@ cdef int64_t PARALLEL_ND_FACTOR = 32
 
 cdef inline int64_t one_thread_ns(int64_t nidx, int64_t nbytes, int64_t span) noexcept nogil:
     """Rough one-thread time (ns) of a single-axis batch, fitted to the
-    table above: 6 ns an index (draw and copy), and 0.05 ns a byte of output
-    from a source within FAR_SPAN, 0.2 ns beyond (rows from memory)."""
-    return nidx * 6 + (nbytes // 5 if span > FAR_SPAN else nbytes // 20)
+    table above: 6 ns an index (draw and copy; 4.5 with AVX2, 4 with AVX-512
+    draws), and 0.05 ns a byte of output from a source within FAR_SPAN, 0.2
+    ns beyond (rows from memory)."""
+    cdef int level = mb_simd_get()
+    cdef int64_t half_ns = 12 if level == 0 else (9 if level == 1 else 8)
+    return nidx * half_ns // 2 + (nbytes // 5 if span > FAR_SPAN else nbytes // 20)
 
 
 cdef inline int threads_for(const mb_plan *p, int64_t nbytes, int64_t span) noexcept nogil:
@@ -634,6 +652,12 @@ cdef api int draw_gather(const mb_plan *p, const char *src, char *dst,
 
 
 # ---------------------------------------------------------------- wrapper
+
+def _simd(level=None):
+    """_simd(level=None): this module's vector level for drawing (see
+    ``_philox.simd_switch``); for tests and benchmarks."""
+    return simd_switch(level)
+
 
 def _tune(parallel_min_bytes=None, prefetch=None, parallel_min_ns=None):
     """_tune(parallel_min_bytes=None, prefetch=None, parallel_min_ns=None)

@@ -7,25 +7,31 @@ requirements below divided by ``MARGIN``, so that a shared 2-core
 machine does not fail them by chance:
 
 - batch 128: ours at least 8x faster than ``np.take(data, rng.integers(...))``
-  (issue #4's goal) on one-column data, at least 6x on rows of 10 values;
+  (issue #4's goal), on one-column data and on rows of 10 values;
 - every grid case, and three mid-size batches: no slower than NumPy;
 - multi-axis gathers: at least 3x faster than ``data[np.ix_(...)]`` (issue
-  #4's goal).
+  #4's goal);
+- the vector draw (``_kernels/mb_philox_simd.h``), where the CPU has one:
+  batches at least 1.4x faster than with the scalar draw.
 
-The other goals of issue #4 (8x at batch 128 on rows of 10 values, and 1.5x
-NumPy or within 1.25x of the floor everywhere) are not met in every run:
-each test prints its ratios, the kernel's copies of random rows with the
-indices given (``rows``, the bound for rows that come from memory), and
-whether the goal is met (``pytest -s``); ``make bench`` reports them; the
-README's benchmark section lists the measured ranges.
+Issue #4's goal of 1.5x NumPy or within 1.25x of the floor for every grid
+case is not met in every run: each test prints its ratios, the kernel's
+copies of random rows with the indices given (``rows``, the bound for rows
+that come from memory), and whether the goal is met (``pytest -s``);
+``make bench`` reports them; the README's benchmark section lists the
+measured ranges.
 """
 import pytest
 
-from cases import GRID, MULTI, best_ratio, case_id, grid_impls, multi_id, multi_impls
+from cases import (GRID, MULTI, best_ratio, case_id, grid_impls, make_data, multi_id,
+                   multi_impls)
+from mbcore import Minibatch
+from mbcore._kernels import _gather
 
 MARGIN = 1.15
-# Batch-128 floors by row width (values): the goal where every run meets it.
-BATCH_128_NEED = {1: 8.0, 10: 6.0}
+# Batch-128 floors by row width (values).  Rows of 10 values held 6x until
+# the vector draw; they then measured 9.9-10.8x in four gate runs.
+BATCH_128_NEED = {1: 8.0, 10: 8.0}
 
 
 @pytest.mark.parametrize("case", GRID, ids=case_id)
@@ -63,3 +69,42 @@ def test_multi_axis_gate(shape, spec):
     print(f"{multi_id(shape, spec)}: {speedup:.2f}x data[np.ix_(...)]; "
           f"issue #4 goal (3x) {'met' if speedup >= 3 else 'NOT met'}")
     assert speedup >= 3.0 / MARGIN, f"multi-axis speedup {speedup:.2f}x < 3x ({t})"
+
+
+# The draw in AVX-512 or AVX2 registers against the scalar draw, bit for bit
+# the same stream (_kernels/_philox.pxd, fill_bounded).  Each side has its
+# own Minibatch and seed and sets the module's level before its 20 batches.
+# Best of five, three runs: 1e4 x 1, b=128: AVX-512 1.48-1.99x, AVX2
+# 1.36-2.03x; 1e6 x 1, b=16384 (one thread at every level): 1.66-1.88x,
+# 1.46-1.53x; the scalar draw against itself 1.00-1.09x, so the floor
+# (1.4 / MARGIN = 1.22x) fails when both sides draw alike.
+VECTOR = [(10000, 1, 128), (1000000, 1, 16384)]
+VECTOR_NEED = 1.4
+
+
+@pytest.mark.parametrize("case", VECTOR, ids=case_id)
+def test_vector_draw_gate(case):
+    _gather._simd("auto")
+    widest = _gather._simd()
+    if widest == "scalar":
+        pytest.skip("this CPU has no vector level")
+    n, w, b = case
+    data = make_data(n, w)
+
+    def batches(level, seed):
+        f = Minibatch(data, batch_size=b, random_seed=seed).__next__
+
+        def run():
+            _gather._simd(level)
+            for _ in range(20):
+                f()
+        return run
+
+    try:
+        speedup, t = best_ratio({"ours": batches(widest, 1), "scalar": batches("scalar", 2)},
+                                "scalar", VECTOR_NEED / MARGIN)
+    finally:
+        _gather._simd(widest)
+    print(f"{case_id(case)}: {widest} draw {speedup:.2f}x the scalar draw")
+    assert speedup >= VECTOR_NEED / MARGIN, (
+        f"{widest} draw {speedup:.2f}x the scalar one < {VECTOR_NEED}x / {MARGIN} ({t})")

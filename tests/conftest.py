@@ -80,6 +80,19 @@ def data2d(rng):
     return rng.standard_normal((100, 7))
 
 
+@pytest.fixture(params=["scalar", "avx2", "avx512"])
+def simd_level(request):
+    """Draw at one vector level (``_kernels/mb_philox_simd.h``) in both kernel
+    modules, then restore theirs.  A level this CPU lacks is skipped."""
+    try:
+        old = (_gather._simd(request.param), _random._simd(request.param))
+    except ValueError as e:
+        pytest.skip(str(e))
+    yield request.param
+    _gather._simd(old[0])
+    _random._simd(old[1])
+
+
 @pytest.fixture(scope="module")
 def moredata():
     """The reference doc's 5-d array, shape (10, 20, 30, 40, 50) (96 MB)."""

@@ -7,6 +7,9 @@ this file, i.e. the position-addressed stream layout of commit ce65f22
 (identical under NumPy 2.4 and NumPy 1.23.5).  If one of these tests fails, the stream changed:
 every user's seeded results change with it.  Do not update a pin unless the
 change is intended, documented, and announced.
+
+Every pin is checked at every vector level of the draw the CPU has (fixture
+``simd_level``): the levels must draw the same streams.
 """
 import hashlib
 
@@ -15,6 +18,8 @@ import pytest
 
 from mbcore import Minibatch, minibatches
 from mbcore._kernels._random import draw_indices
+
+pytestmark = pytest.mark.usefixtures("simd_level")
 
 
 def sha(arrays):
