@@ -26,24 +26,74 @@ mb_simd_set(mb_simd_detect())   # the widest vector level for drawing (_philox.p
 cdef extern from *:
     """
     #include <pthread.h>
-    /* Run fn(a0) here and fn(a1) on a new thread; join.  A thread per call,
-       not a pool: no spinning workers to fight the caller for the two cores
-       (OpenMP's default active wait made each call up to 50x slower on a
-       loaded 2-core machine).  Falls back to serial if no thread can start. */
-    typedef void (*mb_task_fn)(void *);
-    typedef struct { mb_task_fn fn; void *arg; } mb_task;
-    static void *mb_trampoline(void *p) { mb_task *t = (mb_task *)p; t->fn(t->arg); return NULL; }
-    static void mb_run_pair(mb_task_fn fn, void *a0, void *a1) {
+    #include <stdatomic.h>
+    #include <stdlib.h>
+    #include <sched.h>
+    /* Run fn(ctx, c) for every chunk c < nchunks on the calling thread and
+       one new helper thread, each claiming the next chunk from a counter:
+       the caller starts at once, and the helper, which starts tens of
+       microseconds later (the wake-up of the idle second vCPU), takes what
+       is left.  The caller returns when every chunk is done; a helper that
+       starts after that finds no chunk and touches only this block, which
+       the last of the two frees.  A thread per call, not a pool: no
+       spinning workers to fight the caller for the two cores (OpenMP's
+       default active wait made each call up to 50x slower on a loaded
+       2-core machine).  Serial if no thread can start.
+
+       It replaced two equal halves, one per thread, whose time was the
+       helper's start-up plus half the work.  Time with halves / chunks
+       (next(mb), shuffled in one process, three measurements, the other
+       side's own seed): 2e6 x 64, b=2048: 137-175 / 111-123 us; 1e5 x 100,
+       b=4096: 253-264 / 209-236; 1e7 x 1, b=1e5: 467-635 / 441-528;
+       1e6 x 10, b=1e4: 133-138 / 102-106; 1e6 x 1, b=1e5: 176-189 /
+       133-175 (one thread: 149-153, 343-373, 816-837, 141-146, 220-315). */
+    typedef void (*mb_chunk_fn)(void *ctx, int64_t chunk);
+    typedef struct {
+        atomic_llong next, done;
+        atomic_int refs;
+        long long nchunks;
+        mb_chunk_fn fn;
+        void *ctx;
+    } mb_share;
+    static void mb_share_work(mb_share *s) {
+        for (;;) {
+            long long c = atomic_fetch_add(&s->next, 1);
+            if (c >= s->nchunks) return;
+            s->fn(s->ctx, (int64_t)c);
+            atomic_fetch_add(&s->done, 1);
+        }
+    }
+    static void *mb_share_helper(void *p) {
+        mb_share *s = (mb_share *)p;
+        mb_share_work(s);
+        if (atomic_fetch_sub(&s->refs, 1) == 1) free(s);
+        return NULL;
+    }
+    static void mb_run_shared(mb_chunk_fn fn, void *ctx, int64_t nchunks) {
         pthread_t th;
-        mb_task t;
-        t.fn = fn; t.arg = a1;
-        if (pthread_create(&th, NULL, mb_trampoline, &t) != 0) { fn(a0); fn(a1); return; }
-        fn(a0);
-        pthread_join(th, NULL);
+        pthread_attr_t at;
+        long long c;
+        mb_share *s = (mb_share *)malloc(sizeof(mb_share));
+        if (s == NULL) { for (c = 0; c < nchunks; c++) fn(ctx, c); return; }
+        atomic_init(&s->next, 0);
+        atomic_init(&s->done, 0);
+        atomic_init(&s->refs, 2);
+        s->nchunks = nchunks;
+        s->fn = fn;
+        s->ctx = ctx;
+        if (pthread_attr_init(&at) != 0
+                || pthread_attr_setdetachstate(&at, PTHREAD_CREATE_DETACHED) != 0
+                || pthread_create(&th, &at, mb_share_helper, s) != 0)
+            atomic_store(&s->refs, 1);
+        pthread_attr_destroy(&at);
+        mb_share_work(s);
+        while (atomic_load(&s->done) < nchunks)    /* the helper's last chunk */
+            sched_yield();
+        if (atomic_fetch_sub(&s->refs, 1) == 1) free(s);
     }
     """
-    ctypedef void (*mb_task_fn)(void *) noexcept nogil
-    void mb_run_pair(mb_task_fn fn, void *a0, void *a1) noexcept nogil
+    ctypedef void (*mb_chunk_fn)(void *, int64_t) noexcept nogil
+    void mb_run_shared(mb_chunk_fn fn, void *ctx, int64_t nchunks) noexcept nogil
 
 cdef extern from "numpy/arrayobject.h":
     # numpy's __init__.pxd leaves this out; the descr reference is stolen.
@@ -177,6 +227,12 @@ cdef int forced_prefetch = -1                   # _tune: 0 / 1 for every new pla
 # the scalar time at 1e6 x 1, b=1e5), against 6 ns scalar.  (In these runs
 # two threads rarely won from a source in the L3 at any level: the second
 # vCPU was busier than when the table above was measured.)
+# With the chunks shared instead of halves (mb_run_shared), a split forced
+# on smaller batches still lost or barely won, 1 thread / split, AVX-512:
+#   2e4 x 64, b=512: 7.6-9.5 / 22 us       2e4 x 64, b=2048: 38 / 42 us
+#   1e5 x 10, b=4096: 17-18 / 26-27 us     1e6 x 10, b=4096: 62-67 / 54-59 us
+#   1e6 x 1, b=32768: 79-88 / 107-111 us   1e5 x 100, b=512: 46 / 46-77 us
+# so PARALLEL_MIN_NS stays.
 cdef int64_t PARALLEL_MIN_NS = 150000
 cdef int64_t PARALLEL_MIN_BYTES = 1 << 16        # and never below this output
 cdef int64_t FAR_SPAN = 16 << 20                 # half the L3: rows from memory beyond
@@ -607,6 +663,25 @@ cdef void run_job(void *arg) noexcept nogil:
         done += cnt
 
 
+cdef struct chunked_job:
+    gather_job job         # the whole batch (start 0, count a.m)
+    int64_t chunk          # axis-0 positions a chunk
+
+
+cdef void run_chunk(void *ctx, int64_t c) noexcept nogil:
+    """run_job on chunk c of a chunked_job."""
+    cdef chunked_job *cj = <chunked_job *>ctx
+    cdef gather_job g = cj.job
+    g.start = c * cj.chunk
+    g.count = cj.job.count - g.start
+    if g.count > cj.chunk:
+        g.count = cj.chunk
+    run_job(&g)
+
+
+cdef int64_t SHARE_CHUNKS = 16   # chunks a split batch is cut into
+
+
 cdef void draw_gather_k(int k, const mb_plan **p, const char **src, char **dst,
                         uint64_t step, int64_t *scratch, int nthreads) noexcept nogil:
     """Draw batch ``step`` of k arrays whose plans share their streams
@@ -616,31 +691,33 @@ cdef void draw_gather_k(int k, const mb_plan **p, const char **src, char **dst,
     that is 0).  Fused plans (only axis 0 sampled, with replacement) draw as
     they copy; others draw every index into scratch first; either way the
     indices are drawn once for all k arrays.  With ``nthreads`` > 1 and axis
-    0 sampled, the batch is split in two along axis 0 and the halves run on
-    two threads (each draw is addressable, so a fused half draws its own
-    indices).
+    0 sampled, the batch is cut along axis 0 into SHARE_CHUNKS chunks that
+    this thread and a helper claim in turn (mb_run_shared; each draw is
+    addressable, so a fused chunk draws its own indices).
     """
-    cdef gather_job jobs[2]
+    cdef gather_job job
+    cdef chunked_job shared
     cdef const mb_axis *a = &p[0].ax[0]
-    jobs[0].k = k
-    jobs[0].p = p
-    jobs[0].src = src
-    jobs[0].dst = dst
-    jobs[0].idx = NULL
-    jobs[0].step = step
-    jobs[0].start = 0
-    jobs[0].count = a.m
+    job.k = k
+    job.p = p
+    job.src = src
+    job.dst = dst
+    job.idx = NULL
+    job.step = step
+    job.start = 0
+    job.count = a.m
     if not p[0].fused:
         draw_plan_indices(p[0], step, scratch, scratch + p[0].nidx)
-        jobs[0].idx = scratch
+        job.idx = scratch
     if nthreads <= 1 or not a.sampled or a.m < 2 * MB_CHUNK:
-        run_job(&jobs[0])
+        run_job(&job)
         return
-    jobs[1] = jobs[0]
-    jobs[0].count = a.m // 2
-    jobs[1].start = a.m // 2
-    jobs[1].count = a.m - a.m // 2
-    mb_run_pair(run_job, &jobs[0], &jobs[1])
+    # Chunks of a multiple of 64 positions (whole Philox blocks, so a fused
+    # chunk's draws start on the vector path).
+    shared.job = job
+    shared.chunk = (a.m + SHARE_CHUNKS - 1) // SHARE_CHUNKS
+    shared.chunk = max(64, (shared.chunk + 63) // 64 * 64)
+    mb_run_shared(run_chunk, &shared, (a.m + shared.chunk - 1) // shared.chunk)
 
 
 cdef api int draw_gather(const mb_plan *p, const char *src, char *dst,
