@@ -46,7 +46,10 @@ cdef extern from *:
        side's own seed): 2e6 x 64, b=2048: 137-175 / 111-123 us; 1e5 x 100,
        b=4096: 253-264 / 209-236; 1e7 x 1, b=1e5: 467-635 / 441-528;
        1e6 x 10, b=1e4: 133-138 / 102-106; 1e6 x 1, b=1e5: 176-189 /
-       133-175 (one thread: 149-153, 343-373, 816-837, 141-146, 220-315). */
+       133-175 (one thread: 149-153, 343-373, 816-837, 141-146, 220-315).
+       Batches of fewer than 512 positions were never split while they went
+       in halves; in chunks, 1e4 x 1000, b=256 (8 KB rows) took 118-136 us
+       against 154-162 on one thread. */
     typedef void (*mb_chunk_fn)(void *ctx, int64_t chunk);
     typedef struct {
         atomic_llong next, done;
@@ -709,14 +712,14 @@ cdef void draw_gather_k(int k, const mb_plan **p, const char **src, char **dst,
     if not p[0].fused:
         draw_plan_indices(p[0], step, scratch, scratch + p[0].nidx)
         job.idx = scratch
-    if nthreads <= 1 or not a.sampled or a.m < 2 * MB_CHUNK:
+    # Chunks of a multiple of 8 positions (whole Philox blocks, so a fused
+    # chunk's draws start on the vector path); at least two, or no helper.
+    shared.chunk = (a.m + SHARE_CHUNKS - 1) // SHARE_CHUNKS
+    shared.chunk = (shared.chunk + 7) // 8 * 8
+    if nthreads <= 1 or not a.sampled or a.m <= shared.chunk:
         run_job(&job)
         return
-    # Chunks of a multiple of 64 positions (whole Philox blocks, so a fused
-    # chunk's draws start on the vector path).
     shared.job = job
-    shared.chunk = (a.m + SHARE_CHUNKS - 1) // SHARE_CHUNKS
-    shared.chunk = max(64, (shared.chunk + 63) // 64 * 64)
     mb_run_shared(run_chunk, &shared, (a.m + shared.chunk - 1) // shared.chunk)
 
 

@@ -508,9 +508,9 @@ def test_gather_every_row_width_of_the_short_row_loops(layout, force_all_paths):
 @pytest.mark.parametrize("m", [512, 513, 1023, 1025, 3001])
 @pytest.mark.parametrize("n", [5000, 2 ** 31 + 1, 2 ** 33 + 5])
 def test_gather_two_thread_split_boundaries(n, m, force_all_paths, threads, simd_level):
-    # Two threads claim chunks of 64 positions (m <= 1024) or 128 and 192
-    # (1025, 3001) from a counter; the last chunk is partial except at 512.
-    # 32-bit, rejection-heavy and 64-bit draws.
+    # Two threads claim chunks of ceil(m / 16) positions rounded up to a
+    # multiple of 8 (32, 40, 64, 72, 192) from a counter; the last chunk is
+    # partial except at 512.  32-bit, rejection-heavy and 64-bit draws.
     if n == 5000:
         data = np.arange(n, dtype=np.int64)
     else:
