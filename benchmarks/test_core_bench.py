@@ -12,7 +12,8 @@ import pytest
 
 from mbcore import Minibatch
 
-from cases import GRID, MULTI, case_id, grid_impls, interleaved_min, multi_id, multi_impls
+from cases import (GRID, MULTI, TABLE_ROUNDS, case_id, grid_impls, interleaved_min, multi_id,
+                   multi_impls)
 
 
 @pytest.mark.parametrize("impl", ["ours", "numpy", "floor", "rows"])
@@ -25,7 +26,7 @@ def test_grid(benchmark, case, impl):
     benchmark.extra_info.update(case=case_id(case), impl=impl, n=n, width=w, batch=b,
                                 kind="grid")
     if impl == "ours":
-        benchmark.extra_info["interleaved"] = interleaved_min(impls)
+        benchmark.extra_info["interleaved"] = interleaved_min(impls, rounds=TABLE_ROUNDS)
     out = benchmark(fn)
     assert out.shape[0] == b
 
@@ -38,7 +39,7 @@ def test_multi_axis(benchmark, shape, spec, impl):
     benchmark.group = multi_id(shape, spec)
     benchmark.extra_info.update(case=multi_id(shape, spec), impl=impl, kind="multi")
     if impl == "ours":
-        benchmark.extra_info["interleaved"] = interleaved_min(impls)
+        benchmark.extra_info["interleaved"] = interleaved_min(impls, rounds=TABLE_ROUNDS)
     out = benchmark(fn)
     assert out.ndim == len(shape)
 
