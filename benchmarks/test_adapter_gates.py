@@ -3,12 +3,14 @@
 The cases are those of test_adapter_bench.py (see its docstring): ours and
 the reference graph of the PyMC3 doc, compiled in the same process, timed in
 interleaved rounds (mbcore._timing.interleaved_min: min over rounds), so a noisy
-neighbour slows both alike.  Each gate asserts the requirement of the
-adapter issue divided by ``MARGIN``; the goals of the later performance issue
-are printed (``pytest -s``) with whether they are met.
+neighbour slows both alike.  Each gate asserts the goal of the later
+performance issue (#4) divided by ``MARGIN``; it asserted the adapter
+issue's requirement until the vector draw, when four gate runs measured
+1.85-1.91x, 11.77-15.62x, 1.11-1.16x and 2.52-3.56x.  Both are printed
+(``pytest -s``) with whether they are met.
 
 =========================  ===========  ==================
-case                       requirement  later goal
+case                       requirement  goal (asserted)
 =========================  ===========  ==================
 function, batch 128        1.5x         1.8x
 function, batch 1e5        5x           8x
@@ -49,10 +51,10 @@ def gate(kind, case):
     speedup, t = best_ratio(cached_impls(kind, case), "reference", later)
     print(f"\n{case_id(kind, case)}: ours {t['ours'] * 1e6:.1f} us, reference "
           f"{t['reference'] * 1e6:.1f} us, speedup {speedup:.2f}x (requirement "
-          f"{requirement}x: {'met' if speedup >= requirement else 'NOT met'}; later goal "
-          f"{later}x: {'met' if speedup >= later else 'not met'})")
-    assert speedup >= requirement / MARGIN, (
-        f"{case_id(kind, case)}: {speedup:.2f}x < {requirement}x / {MARGIN} ({t})")
+          f"{requirement}x: {'met' if speedup >= requirement else 'NOT met'}; goal "
+          f"{later}x: {'met' if speedup >= later else 'NOT met'})")
+    assert speedup >= later / MARGIN, (
+        f"{case_id(kind, case)}: {speedup:.2f}x < {later}x / {MARGIN} ({t})")
 
 
 @pytest.mark.parametrize("case", FUNCTION_CASES, ids=lambda c: case_id("function", c))
