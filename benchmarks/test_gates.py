@@ -8,18 +8,20 @@ machine does not fail them by chance:
 
 - batch 128: ours at least 8x faster than ``np.take(data, rng.integers(...))``
   (issue #4's goal), on one-column data and on rows of 10 values;
-- every grid case, and three mid-size batches: no slower than NumPy;
+- the other grid cases: at least 1.5x faster than NumPy (issue #4's goal),
+  but for 8 KB rows from memory (n=1e4 w=1000 b=256), which hold NumPy:
+  they reach 1.5x only with the second core free (one thread: 1.07-1.17x;
+  the copies alone take 1.9-2.5x the contiguous floor);
+- three mid-size batches: no slower than NumPy;
 - multi-axis gathers: at least 3x faster than ``data[np.ix_(...)]`` (issue
   #4's goal);
 - the vector draw (``_kernels/mb_philox_simd.h``), where the CPU has one:
   batches at least 1.4x faster than with the scalar draw.
 
-Issue #4's goal of 1.5x NumPy or within 1.25x of the floor for every grid
-case is not met in every run: each test prints its ratios, the kernel's
-copies of random rows with the indices given (``rows``, the bound for rows
-that come from memory), and whether the goal is met (``pytest -s``);
-``make bench`` reports them; the README's benchmark section lists the
-measured ranges.
+Each test prints its ratios, the kernel's copies of random rows with the
+indices given (``rows``, the bound for rows that come from memory), and
+whether issue #4's goal is met (``pytest -s``); ``make bench`` reports them;
+the README's benchmark section lists the measured ranges.
 """
 import pytest
 
@@ -32,11 +34,19 @@ MARGIN = 1.15
 # Batch-128 floors by row width (values).  Rows of 10 values held 6x until
 # the vector draw; they then measured 9.9-10.8x in four gate runs.
 BATCH_128_NEED = {1: 8.0, 10: 8.0}
+# The other grid cases: issue #4's 1.5x.  They held only NumPy until the
+# chunked two-thread split; after it, first measurements of two gate runs
+# and three tables read 1.63x or more for every one of them but the 8 KB
+# rows, which measured 1.15-1.64x (below 1.5x with the second core busy).
+GRID_NEED = 1.5
+SECOND_CORE_CASES = {(10000, 1000, 256): 1.0}
 
 
 @pytest.mark.parametrize("case", GRID, ids=case_id)
 def test_grid_gate(case):
-    need = (BATCH_128_NEED[case[1]] if case[2] == 128 else 1.0) / MARGIN
+    goal_x = (BATCH_128_NEED[case[1]] if case[2] == 128
+              else SECOND_CORE_CASES.get(case, GRID_NEED))
+    need = goal_x / MARGIN
     speedup, t = best_ratio(grid_impls(case), "numpy", need)
     to_floor = t["ours"] / t["floor"]
     goal = (speedup >= 8.0) if case[2] == 128 else (speedup >= 1.5 or to_floor <= 1.25)
@@ -44,10 +54,7 @@ def test_grid_gate(case):
           f"(the copies alone, indices given: {t['rows'] / t['floor']:.2f}x the floor, "
           f"{t['numpy'] / t['rows']:.2f}x NumPy); "
           f"issue #4 goal {'met' if goal else 'NOT met'}")
-    assert speedup >= 1.0 / MARGIN, f"slower than NumPy: {speedup:.2f}x ({t})"
-    if case[2] == 128:
-        assert speedup >= need, (f"batch 128 speedup {speedup:.2f}x < "
-                                 f"{BATCH_128_NEED[case[1]]}x / {MARGIN} ({t})")
+    assert speedup >= need, f"speedup {speedup:.2f}x < {goal_x}x / {MARGIN} ({t})"
 
 
 # Batches of 256 KB to 1 MB that take only 15-90 us: a second thread (40-80
