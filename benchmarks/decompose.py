@@ -1,4 +1,4 @@
-"""Where the time of a batch goes, for one grid case (issue #4's open goals).
+"""Where the time of a batch goes, for one grid case.
 
     python benchmarks/decompose.py [n w b] [--rounds R]
 

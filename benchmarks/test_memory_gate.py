@@ -1,9 +1,12 @@
-"""Memory gate (issue #4): a Minibatch over a 2 GiB float64 array grows
-resident memory by less than 64 MB while it draws batches.
+"""Memory gate: a Minibatch over a 2 GiB float64 array grows resident memory
+by less than 64 MB while it draws batches; so does a compiled function of
+the Theano adapter (in the PyMC3 venv), whose reference graph copies the
+array into a ``theano.shared``.
 
 Each measurement runs benchmarks/memory.py in a fresh process (its peak RSS
 is its own); NumPy's take is measured alongside for comparison.
 """
+import importlib.util
 import json
 import pathlib
 import subprocess
@@ -41,3 +44,11 @@ def assert_growth_under_limit(which, beside, what):
 @needs_proc
 def test_core_memory_growth_under_64mb():
     assert_growth_under_limit("core", "numpy", "next(mb) vs np.take")
+
+
+@needs_proc
+@pytest.mark.skipif(importlib.util.find_spec("theano") is None
+                    or importlib.util.find_spec("pymc3") is None,
+                    reason="the adapter's memory gate runs in .venv-pymc3 (make test-adapter)")
+def test_adapter_memory_growth_under_64mb():
+    assert_growth_under_limit("adapter", "reference", "theano.function, floatX float64")
