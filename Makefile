@@ -80,7 +80,8 @@ bench: $(VENV)/.installed $(VENV_PYMC3)/.installed
 	    --benchmark-json=bench-out/adapter.json --benchmark-columns=min,median,iqr,rounds \
 	    --benchmark-save=adapter --benchmark-storage=bench-out/history
 	$(VENV)/bin/python benchmarks/report.py bench-out/*.json \
-	    --plot bench-out/bench.png --markdown bench-out/table.md
+	    --plot bench-out/bench.png --threads-plot bench-out/bench-threads.png \
+	    --markdown bench-out/table.md
 
 clean:
 	rm -rf $(VENV) $(VENV_NP123) $(VENV_PYMC3) build dist *.egg-info bench-out demo-out

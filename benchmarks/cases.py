@@ -139,3 +139,58 @@ def best_ratio(impls, baseline, needed, attempts=ATTEMPTS, pause=0.5):
         if r >= needed:
             break
     return best
+
+
+# Thread scaling (make bench's second plot, the many-core gates): batches of
+# a megabyte or more, where threads can pay.
+SCALING = [
+    (10**7, 1, 10**5),
+    (2 * 10**6, 64, 65536),
+]
+
+
+def thread_counts(cpus):
+    """1, 2, 4, ... up to ``cpus``, and ``cpus`` itself."""
+    ks, k = [], 1
+    while k < cpus:
+        ks.append(k)
+        k *= 2
+    return ks + [cpus]
+
+
+class ThreadedFloor:
+    """The contiguous copy of ``out.nbytes`` bytes of ``data`` on ``k``
+    threads: ``k`` persistent Python threads each ``copy_floor`` one slice
+    (the copy releases the GIL).  Handing the slices out costs the Python
+    threads some microseconds a call, so this floor is a little high for
+    batches under a megabyte; the cases it is used for copy far more."""
+
+    def __init__(self, data, out, k, seed=0):
+        from concurrent.futures import ThreadPoolExecutor
+        self.src = data.reshape(-1).view(np.uint8)
+        self.dst = out.reshape(-1).view(np.uint8)
+        self.k = k
+        self.pool = ThreadPoolExecutor(k) if k > 1 else None
+        nbytes = self.dst.nbytes
+        bounds = np.linspace(0, nbytes, k + 1).astype(np.int64) // 64 * 64
+        bounds[-1] = nbytes
+        self.parts = list(zip(bounds[:-1].tolist(), bounds[1:].tolist()))
+        self.offsets = itertools.cycle(
+            np.random.default_rng(seed).integers(0, (self.src.nbytes - nbytes) // 64 + 1,
+                                                 4096).tolist())
+
+    def _copy(self, base, lo, hi):
+        copy_floor(self.src, self.dst[lo:hi], base + lo)
+
+    def __call__(self):
+        base = next(self.offsets) * 64
+        if self.pool is None:
+            copy_floor(self.src, self.dst, base)
+        else:
+            for f in [self.pool.submit(self._copy, base, lo, hi) for lo, hi in self.parts]:
+                f.result()
+        return self.dst
+
+    def close(self):
+        if self.pool is not None:
+            self.pool.shutdown()

@@ -59,6 +59,8 @@ def table(rows, meta):
             "rows/floor", "adapter", "reference", "vs reference", "RSS growth"]
     lines = [head]
     for (kind, case) in sorted(rows, key=lambda k: (k[0], _order(meta[k]), k[1])):
+        if kind == "threads":
+            continue
         r = rows[(kind, case)]
         adapter = r.get("adapter")
         q = meta[(kind, case)].get("interleaved") or r   # times the core's ratios use
@@ -80,6 +82,49 @@ def table(rows, meta):
     return lines
 
 
+def scaling(rows, meta):
+    """The thread-scaling table: per case and thread count, ours and the
+    contiguous floor on as many threads, and their ratio."""
+    lines = [["case", "threads", "ours", "floor", "ours/floor"]]
+    keys = [k for k in rows if k[0] == "threads"]
+    for k in sorted(keys, key=lambda k: (_order(meta[k]), meta[k]["threads"])):
+        r, m = rows[k], meta[k]
+        base = k[1].rsplit(" threads=", 1)[0]
+        lines.append([base, str(m["threads"]), fmt_time(r.get("ours")), fmt_time(r.get("floor")),
+                      f"{r['ours'] / r['floor']:.2f}" if "ours" in r and "floor" in r else "-"])
+    return lines
+
+
+def plot_threads(rows, meta, path, title=""):
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    series = defaultdict(lambda: defaultdict(list))
+    for k in rows:
+        if k[0] != "threads":
+            continue
+        base = k[1].rsplit(" threads=", 1)[0]
+        for impl, t in rows[k].items():
+            series[base][impl].append((meta[k]["threads"], t))
+    fig, ax = plt.subplots(figsize=(7, 4.8))
+    for i, (base, impls) in enumerate(sorted(series.items())):
+        color = f"C{i}"
+        for impl, style in (("ours", "-o"), ("floor", "--_")):
+            pts = sorted(impls.get(impl, []))
+            if pts:
+                ax.plot([p[0] for p in pts], [p[1] * 1e6 for p in pts], style, color=color,
+                        label=f"{base}: {impl}")
+    ax.set(xscale="log", yscale="log", xlabel="threads", ylabel="time per batch (us)",
+           title="Thread scaling: ours against the contiguous copy of the same bytes")
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(fontsize=7)
+    if title:
+        fig.suptitle(title, fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+
+
 def _order(m):
     return (m.get("n", 0), m.get("width", 0), m.get("batch", 0))
 
@@ -99,6 +144,11 @@ def render(lines, markdown=False):
 def describe(machine):
     if not machine:
         return platform.platform()
+    if "mbcore" in machine:       # benchmarks/machine.py's record
+        info = machine["mbcore"]
+        return (f"{info['cpu_model']}, {info['cpus_usable']} of {info['cpus_host']} CPUs "
+                f"usable, {info['platform']}, Python {info['python']}, NumPy "
+                f"{info['numpy']}, {info['simd']} draw")
     cpu = machine.get("cpu", {})
     return (f"{cpu.get('brand_raw', machine.get('processor', '?'))}, "
             f"{cpu.get('count', '?')} cores, {machine.get('system')} "
@@ -151,17 +201,26 @@ def main(argv=None):
     ap.add_argument("json", nargs="+")
     ap.add_argument("--plot")
     ap.add_argument("--markdown")
+    ap.add_argument("--threads-plot")
     args = ap.parse_args(argv)
     rows, meta, machine = load(args.json)
     lines = table(rows, meta)
+    threads = scaling(rows, meta)
     print(f"machine: {describe(machine)}")
     print(render(lines))
+    if len(threads) > 1:
+        print(render(threads))
     if args.markdown:
         with open(args.markdown, "w") as f:
             f.write(f"Machine: {describe(machine)}\n\n{render(lines, markdown=True)}\n")
+            if len(threads) > 1:
+                f.write(f"\nThread scaling, same machine:\n\n{render(threads, markdown=True)}\n")
     if args.plot:
         plot(rows, meta, args.plot)
         print(f"plot: {args.plot}")
+    if args.threads_plot and len(threads) > 1:
+        plot_threads(rows, meta, args.threads_plot, describe(machine))
+        print(f"plot: {args.threads_plot}")
 
 
 if __name__ == "__main__":

@@ -44,3 +44,28 @@ def test_ratios_fall_back_to_the_minima(tmp_path):
     row = dict(zip(lines[0], lines[1]))
     assert row["vs reference"] == "2.50x"
     assert row["vs numpy"] == "-"
+
+
+def test_thread_scaling_has_its_own_table(tmp_path):
+    runs = []
+    for k, (ours, floor) in {1: (8.0, 4.0), 2: (5.0, 2.0)}.items():
+        for impl, t in (("ours", ours), ("floor", floor)):
+            runs.append(bench(f"n=1e7 w=1 b=100000 threads={k}", impl, t, kind="threads",
+                              threads=k))
+    path = write(tmp_path / "core.json", runs)
+    rows, meta = report.load([path])[:2]
+    assert len(report.table(rows, meta)) == 1          # only the header: no grid rows
+    lines = report.scaling(rows, meta)
+    assert lines[1] == ["n=1e7 w=1 b=100000", "1", "8000.00 ms", "4000.00 ms", "2.00"]
+    assert lines[2] == ["n=1e7 w=1 b=100000", "2", "5000.00 ms", "2000.00 ms", "2.50"]
+    report.plot_threads(rows, meta, tmp_path / "threads.png")
+    assert (tmp_path / "threads.png").stat().st_size > 0
+
+
+def test_machine_record_names_the_cpu():
+    import machine
+    info = machine.describe()
+    assert info["cpu_model"] and info["cpus_usable"] >= 1
+    assert info["cpus_usable"] <= info["cpus_host"]
+    text = report.describe({"mbcore": info})
+    assert info["cpu_model"] in text and f"{info['cpus_usable']} of" in text
