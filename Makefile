@@ -61,7 +61,7 @@ test-adapter: $(VENV_PYMC3)/.installed
 gates: gates-core gates-adapter
 
 gates-core: $(VENV)/.installed
-	$(VENV)/bin/pytest -s benchmarks/test_gates.py
+	$(VENV)/bin/pytest -s benchmarks/test_gates.py benchmarks/test_manycore_gates.py
 
 gates-adapter: $(VENV_PYMC3)/.installed
 	$(VENV_PYMC3)/bin/pytest -s benchmarks/test_adapter_gates.py
