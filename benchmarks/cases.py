@@ -114,11 +114,10 @@ def multi_id(shape, spec):
 
 ATTEMPTS = 5   # a burst of load can spoil a measurement: re-measure, keep the best
 # Rounds of the interleaved measurement behind each ratio of ``make bench``'s
-# table (interleaved_min's default is 7).  With 7, one noisy stretch could
-# spoil a ratio: the two bench runs of commit cf4d37f read 7.53x (n=1e5 w=10
-# b=128) and 6.06x (the adapter function at b=1e5) where the same runs'
-# pytest-benchmark minima gave 12.4x and 12.5x and every gate run 9.9x or
-# more and 11.8x or more.
+# table (interleaved_min's default is 7).  With 7, one noisy stretch of a
+# shared 2-vCPU AMD EPYC VM read 7.53x NumPy (n=1e5 w=10 b=128) where the
+# same run's pytest-benchmark minima gave 12.4x and every gate run 9.9x or
+# more.
 TABLE_ROUNDS = 21
 
 

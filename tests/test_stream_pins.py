@@ -1,10 +1,10 @@
 """Pinned streams: an accidental change of what a seed draws fails loudly.
 
 As numpy's test_generator_mt19937.py does, the sha256 of the first batches
-(and of the index streams) for fixed seeds and specs is hard-coded here.  The
-values were computed once, from the implementation at the commit that added
-this file, i.e. the position-addressed stream layout of commit ce65f22
-(identical under NumPy 2.4 and NumPy 1.23.5).  If one of these tests fails, the stream changed:
+(and of the index streams) for fixed seeds and specs is hard-coded here,
+computed from the position-addressed stream layout that docs/stream.md
+describes (identical under NumPy 2.x and NumPy 1.23.5).  If one of these
+tests fails, the stream changed:
 every user's seeded results change with it.  Do not update a pin unless the
 change is intended, documented, and announced.
 

@@ -5,7 +5,7 @@ behaviour (the "Stream layout" of ``_kernels/_philox.pxd`` and the samplers of
 ``_kernels/_samplers.pxd``), so that a test comparing a kernel with its twin
 fails when either drifts.
 
-Stream layout (``_philox.pxd``, position-addressed since commit ce65f22):
+Stream layout (``_philox.pxd``, position-addressed; docs/stream.md):
 
 - Block ``j`` of lane ``c`` of the stream (key, step t, stream id s) is
   ``philox4x64_10(counter=(j, t, s, c), key)``: what NumPy's
