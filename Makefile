@@ -47,8 +47,8 @@ $(VENV_PYMC3)/.installed: $(SOURCES)
 test: test-core test-np123 test-adapter
 
 test-core: $(VENV)/.installed
-	$(VENV)/bin/pytest tests benchmarks/test_memory_gate.py \
-	    benchmarks/test_decompose.py benchmarks/test_report.py
+	$(VENV)/bin/pytest tests benchmarks/test_speed_regressions.py benchmarks/test_timing.py \
+	    benchmarks/test_memory_gate.py benchmarks/test_decompose.py benchmarks/test_report.py
 
 test-np123: $(VENV_NP123)/.installed
 	$(VENV_NP123)/bin/pytest tests --ignore=tests/adapters
@@ -66,10 +66,10 @@ gates-core: $(VENV)/.installed
 gates-adapter: $(VENV_PYMC3)/.installed
 	$(VENV_PYMC3)/bin/pytest -s benchmarks/test_adapter_gates.py
 
-# -P: do not put the repo root on sys.path, so that the installed mbcore
-# (with its compiled kernels) is imported, not the source tree.
+# -P: put neither the repo root nor examples/ on sys.path, so that the
+# installed mbcore (with its compiled kernels) is imported, not the source tree.
 demo: $(VENV_PYMC3)/.installed
-	$(VENV_PYMC3)/bin/python -P -m mbcore.demo --out demo-out
+	$(VENV_PYMC3)/bin/python -P examples/pymc3_demo.py --out demo-out
 
 bench: $(VENV)/.installed $(VENV_PYMC3)/.installed
 	mkdir -p bench-out

@@ -2,7 +2,7 @@
 
     python benchmarks/decompose.py [n w b] [--rounds R]
 
-Times, interleaved in one process (mbcore._timing.interleaved_min), each of:
+Times, interleaved in one process (benchmarks/timing.py, interleaved_min), each of:
 
 ours        next(mb) on the case's array
 numpy       np.take(data, rng.integers(0, n, b), axis=0)

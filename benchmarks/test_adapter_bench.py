@@ -22,7 +22,7 @@ advi        one ADVI step (the function pm.fit calls each iteration: ELBO
 
 pytest-benchmark times one side after the other, so a slow spell of the
 shared machine can land on one side only: the test of the adapter side also
-times both sides in turn (``mbcore._timing.interleaved_min``) and records
+times both sides in turn (``benchmarks/timing.py, interleaved_min``) and records
 those times (``extra_info['interleaved_adapter']``), from which report.py
 computes the ``vs reference`` ratio.
 
@@ -35,6 +35,7 @@ truth (y = 1.5 + X @ [2, -1, 0.5] + N(0, 0.7)).  floatX is Theano's default
 import functools
 import importlib.util
 import json
+import pathlib
 
 import numpy as np
 import pytest
@@ -51,7 +52,10 @@ with warnings.catch_warnings():
     import pymc3 as pm
     import theano
 
-    from mbcore import demo
+    _spec = importlib.util.spec_from_file_location(
+        "pymc3_demo", pathlib.Path(__file__).resolve().parent.parent / "examples" / "pymc3_demo.py")
+    demo = importlib.util.module_from_spec(_spec)
+    _spec.loader.exec_module(demo)
 
 import mbcore  # noqa: E402
 from cases import GRID, TABLE_ROUNDS, interleaved_min, make_data  # noqa: E402
@@ -115,7 +119,7 @@ def regression_data(n):
 
 def advi_step(Xb, yb, n):
     """The step function pm.fit runs each iteration, for the demo's regression
-    model (``mbcore.demo``)."""
+    model (examples/pymc3_demo.py)."""
     return demo.advi_step(demo.build_model(Xb, yb, n), seed=1)
 
 

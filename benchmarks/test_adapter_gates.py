@@ -2,7 +2,7 @@
 
 The cases are those of test_adapter_bench.py (see its docstring): ours and
 the reference graph of the PyMC3 doc, compiled in the same process, timed in
-interleaved rounds (mbcore._timing.interleaved_min: min over rounds), so a
+interleaved rounds (benchmarks/timing.py, interleaved_min: min over rounds), so a
 noisy neighbour slows both alike.  Each gate asserts its goal divided by
 ``MARGIN`` and prints the ratio (``pytest -s``):
 

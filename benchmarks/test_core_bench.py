@@ -5,7 +5,7 @@ Every case times ours, NumPy, the floor and the copies of given rows
 the plot.  pytest-benchmark times one implementation after the other, so a
 slow spell of the shared machine can land on one side only: the test of
 ``ours`` also measures every implementation of its case interleaved
-(``mbcore._timing.interleaved_min``) and records those times, from which the
+(``benchmarks/timing.py, interleaved_min``) and records those times, from which the
 table's ratios are computed.
 """
 import numpy as np

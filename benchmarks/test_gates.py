@@ -18,7 +18,7 @@ divided by ``MARGIN``, the noise allowed a shared machine:
 Each test prints its ratios, the kernel's copies of random rows with the
 indices given (``rows``, the bound for rows that come from memory), and
 whether the goal itself is met (``pytest -s``).  The correctness suite
-(``make test``) holds only gross regressions (tests/test_speed_regressions.py).
+(``make test``) holds only gross regressions (test_speed_regressions.py).
 """
 import pytest
 

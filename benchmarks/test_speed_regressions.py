@@ -10,7 +10,7 @@ several goals were missed, the worst case still measured 0.61x NumPy and
 batch 128 at rows of 10 values 2.4x.
 
 Each ratio is NumPy's time over ours for the same batch, measured
-interleaved (``mbcore._timing.interleaved_min``), the best of up to
+interleaved (``benchmarks/timing.py, interleaved_min``), the best of up to
 ``ATTEMPTS`` measurements, so a burst of load on a shared machine does not
 fail a check by chance.
 """
@@ -20,7 +20,7 @@ import numpy as np
 import pytest
 
 from mbcore import Minibatch, minibatches
-from mbcore._timing import interleaved_min
+from timing import interleaved_min
 
 ATTEMPTS = 5
 

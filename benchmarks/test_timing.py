@@ -1,8 +1,8 @@
-"""mbcore._timing.interleaved_min, the timer behind the benchmarks' and the
-demo's ratios."""
+"""benchmarks/timing.py's interleaved_min, the timer behind the benchmarks',
+the gates' and the demo's ratios."""
 import time
 
-from mbcore._timing import interleaved_min
+from timing import interleaved_min
 
 
 def counting(calls, name, work=None):

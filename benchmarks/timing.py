@@ -1,8 +1,8 @@
 """Timing callables against each other on a shared, noisy machine.
 
-One helper, used by ``make demo`` (``mbcore.demo``) and by the benchmarks and
-ratio gates (``benchmarks/cases.py``), so that every speed ratio mbcore
-prints is measured the same way.
+One helper, used by ``make demo`` (examples/pymc3_demo.py), the benchmarks
+and the ratio gates (``benchmarks/cases.py``), so that every speed ratio
+mbcore reports is measured the same way.
 """
 import random
 import timeit
