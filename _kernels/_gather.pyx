@@ -882,7 +882,7 @@ cdef class Sampler:
             if a.sampled:
                 # Checked as Python ints: nothing below can wrap around.
                 size = sizes[k]
-                if not 0 <= size <= MAX_BATCH_INDICES:
+                if size > MAX_BATCH_INDICES:
                     raise ValueError(
                         f"batch_size must be at most 2**31 ({MAX_BATCH_INDICES}) on every "
                         f"sampled axis, got {size} on axis {k}")
