@@ -13,6 +13,7 @@ cimport cython
 cimport numpy as cnp
 from cpython.ref cimport Py_INCREF
 from cpython.mem cimport PyMem_RawMalloc, PyMem_RawFree
+from cpython.pyport cimport PY_SSIZE_T_MAX
 from libc.string cimport memcpy
 from libc.stdint cimport uint32_t, uint64_t, int64_t
 
@@ -796,6 +797,15 @@ def set_num_threads(int n):
     max_threads = n
     return old
 
+# What a Sampler refuses to attempt (ValueError at construction): more
+# indices a batch than this, in all sampled axes together (a batch of empty
+# rows, which copies nothing, would still draw them) ...
+MAX_BATCH_INDICES = 1 << 31
+# ... and more index scratch a batch than this (8 bytes an index, plus the
+# work space of replace=False: up to 8 entries an index).
+MAX_SCRATCH_BYTES = 1 << 35
+
+
 cdef class Sampler:
     """Sampler(data, sizes, keys, replace)
 
@@ -833,6 +843,8 @@ cdef class Sampler:
     cdef bint scratch_busy
     cdef bint keep_gil            # a batch too small to release the GIL for
     cdef int64_t span             # bytes the source spans
+    cdef const char *src_lo       # the source's bytes: [src_lo, src_hi)
+    cdef const char *src_hi
 
     def __dealloc__(self):
         PyMem_RawFree(self.scratch_buf)
@@ -841,7 +853,9 @@ cdef class Sampler:
         cdef int nd = cnp.PyArray_NDIM(data)
         cdef int k
         cdef int64_t expected, run, isz = cnp.PyArray_ITEMSIZE(data)
+        cdef int64_t reach
         cdef mb_axis *a
+        cdef object size, elements
         if nd < 1 or nd > MB_MAXDIMS:
             raise ValueError(f"data must have 1 to {MB_MAXDIMS} dimensions, got {nd}")
         if data.dtype.hasobject:
@@ -866,7 +880,13 @@ cdef class Sampler:
             a.sampled = sizes[k] is not None
             a.key0 = a.key1 = 0
             if a.sampled:
-                a.m = sizes[k]
+                # Checked as Python ints: nothing below can wrap around.
+                size = sizes[k]
+                if size > MAX_BATCH_INDICES:
+                    raise ValueError(
+                        f"batch_size must be at most 2**31 ({MAX_BATCH_INDICES}) on every "
+                        f"sampled axis, got {size} on axis {k}")
+                a.m = size
                 a.key0, a.key1 = keys[k]
                 if a.n <= 0 or a.m < 0 or (not replace and a.m > a.n):
                     raise ValueError(f"cannot sample {a.m} of {a.n} along axis {k}")
@@ -876,6 +896,28 @@ cdef class Sampler:
             else:
                 a.m = a.n
             self.out_shape[k] = a.m
+        # Refused, not attempted: more indices than any batch needs (a batch
+        # of empty rows would draw them all the same), index scratch beyond
+        # MAX_SCRATCH_BYTES, a batch larger than NumPy can allocate.
+        if self.plan.nidx > MAX_BATCH_INDICES:
+            raise ValueError(
+                f"batch_size must draw at most 2**31 ({MAX_BATCH_INDICES}) indices a batch "
+                f"in all, got {self.plan.nidx} (sizes {tuple(s for s in self.sizes if s is not None)} "
+                f"of the sampled axes)")
+        if (self.plan.nidx + self.plan.nwork) * 8 > MAX_SCRATCH_BYTES:
+            raise ValueError(
+                f"batch_size needs {(self.plan.nidx + self.plan.nwork) * 8} bytes of index "
+                f"scratch a batch, more than the limit of 2**35 ({MAX_SCRATCH_BYTES}): "
+                f"sizes {tuple(s for s in self.sizes if s is not None)} of the sampled axes, "
+                f"replace={bool(replace)}")
+        elements = 1
+        for k in range(nd):
+            elements *= self.out_shape[k]
+        if elements * isz > PY_SSIZE_T_MAX:
+            raise ValueError(
+                f"batch_size gives batches of shape "
+                f"{tuple(self.out_shape[k] for k in range(nd))} and {elements * isz} bytes, "
+                f"more than the largest NumPy array ({PY_SSIZE_T_MAX} bytes)")
         self.out_nd = nd
         # Merge trailing whole axes that are contiguous in the source into
         # one block copied with a single memcpy.
@@ -897,8 +939,17 @@ cdef class Sampler:
         # Bytes spanned by the source: beyond the caches, rows are prefetched
         # (the measurements are next to the thresholds).
         span = isz
+        self.src_lo = self.src_hi = <const char *>cnp.PyArray_DATA(data)
         for k in range(nd):
-            span += abs(self.plan.ax[k].stride) * (self.plan.ax[k].n - 1)
+            reach = self.plan.ax[k].stride * (self.plan.ax[k].n - 1)
+            span += abs(reach)
+            if reach < 0:
+                self.src_lo += reach
+            else:
+                self.src_hi += reach
+        self.src_hi += isz
+        if cnp.PyArray_SIZE(data) == 0:
+            self.src_hi = self.src_lo
         self.span = span
         # A run of several outer axes copies m blocks of its last axis.
         run = self.plan.block * (self.plan.ax[self.plan.nouter - 1].m if self.plan.nouter > 1 else 1)
@@ -953,14 +1004,31 @@ cdef class Sampler:
                    else repr(type(out))))
         return out
 
+    cdef bint _overlaps(self, cnp.ndarray res, int64_t nbytes):
+        """The first nbytes of res share bytes with the source's range: a
+        batch written into res could overwrite rows before they are read."""
+        cdef const char *lo = <const char *>cnp.PyArray_DATA(res)
+        return nbytes > 0 and lo < self.src_hi and self.src_lo < lo + nbytes
+
     cdef object _draw(self, uint64_t step, cnp.ndarray res):
-        """Draw batch ``step`` into res, an array from _alloc."""
+        """Draw batch ``step`` into res, an array from _alloc.  A batch of no
+        bytes draws nothing; an ``out`` that overlaps the source receives a
+        batch drawn into a fresh array first (as NumPy's take(out=) does)."""
         cdef const char *src = <const char *>cnp.PyArray_DATA(self.data)
         cdef char *dst = <char *>cnp.PyArray_DATA(res)
-        cdef int nthreads = threads_for(&self.plan, self.out_bytes, self.span)
+        cdef int nthreads
         cdef int64_t small[MB_SMALL_SCRATCH]
         cdef int how
-        cdef int64_t *scratch = self._scratch(plan_scratch_size(&self.plan), small, &how)
+        cdef int64_t *scratch
+        cdef cnp.ndarray tmp
+        if self.out_bytes == 0:
+            return res
+        if self._overlaps(res, self.out_bytes):
+            tmp = self._draw(step, self._alloc(None))
+            memcpy(dst, cnp.PyArray_DATA(tmp), self.out_bytes)
+            return res
+        nthreads = threads_for(&self.plan, self.out_bytes, self.span)
+        scratch = self._scratch(plan_scratch_size(&self.plan), small, &how)
         if self.keep_gil:
             draw_gather(&self.plan, src, dst, step, scratch, nthreads)
         else:
@@ -1077,31 +1145,94 @@ cdef class BatchIterator:
     ``next``, had gained nothing.
     """
     cdef public Sampler _sampler
+    cdef uint64_t _step           # the step the next batch draws
+    cdef uint64_t _swap_step      # the step at the last _swap
+    cdef object _before           # see _swap
 
     def __iter__(self):
         return self
 
-    # Each call holds its own reference to the Sampler: another thread's
+    # The step lives here, not in the Sampler, so that set_value() (_swap)
+    # cannot hand a step out twice or lose one: next() reads the Sampler and
+    # takes its step, and _swap replaces the Sampler and reads the step, each
+    # with nothing between that could let another thread run (no Python
+    # code, no allocation: a garbage collection may run finalizers).  Each
+    # call holds its own reference to the Sampler: another thread's
     # set_value() may replace self._sampler while this batch is drawn
     # without the GIL, and the old Sampler (with its data) must live until
-    # the batch is done.  (Calling self._sampler._next directly lends no
-    # reference: that crashed test_set_value_while_other_threads_draw.)
+    # the batch is done.
+    cdef object _next(self, out):
+        cdef Sampler s
+        cdef cnp.ndarray res
+        cdef uint64_t t
+        while True:
+            s = self._sampler
+            if s is None:
+                raise TypeError(f"{type(self).__name__} has no data yet: __init__ was not run")
+            res = s._alloc(out)   # before the step moves: a rejected out= skips no batch
+            if self._sampler is s:
+                break             # else replaced during the allocation: again
+        t = self._step
+        if t == 0xFFFFFFFFFFFFFFFFULL:
+            raise OverflowError(
+                f"step is {t} (2**64 - 1), the last of the stream: next() cannot move "
+                "past it; draw(step) draws that batch")
+        self._step = t + 1
+        return s._draw(t, res)
+
     def __next__(self):
-        cdef Sampler s = self._sampler
-        if s is None:
-            raise TypeError(f"{type(self).__name__} has no data yet: __init__ was not run")
-        return s._next(None)
+        return self._next(None)
 
     def next(self, out=None):
         """next(out=None)
 
         The next batch; ``out`` (C-contiguous, the batch's shape and dtype)
-        is filled and returned instead of a new array.
+        is filled and returned instead of a new array.  An ``out`` that
+        overlaps the data is filled with a batch drawn into a fresh array
+        first, so that it holds the same values as without ``out``.
         """
+        return self._next(out)
+
+    @property
+    def step(self):
+        """Number of batches drawn so far; the next batch is batch ``step``."""
+        return self._step
+
+    def _seek(self, uint64_t step):
+        """Make ``step`` the next batch's, and forget the batch before the
+        last ``_swap`` (``_last``)."""
+        cdef object before = self._before     # released after the change
+        self._step = step
+        self._before = None
+
+    def _swap(self, Sampler new not None, before):
+        """_swap(new, before)
+
+        Draw from ``new`` from now on, atomically with respect to next().
+        ``before`` tells the indices of the batch before this step (an
+        object with ``indices(step)``, or their tuple), which ``_last``
+        returns until the step moves, unless an earlier ``_swap`` at this
+        same step left one (the last batch is still its).  Returns the step.
+        """
+        cdef Sampler old = self._sampler      # these two are released after
+        cdef object old_before = self._before     # the change
+        cdef uint64_t t = self._step
+        self._sampler = new
+        if not (old_before is not None and self._swap_step == t):
+            self._before = before
+            self._swap_step = t
+        return t
+
+    def _last(self):
+        """_last() -> (step, before, sampler), read together: ``before`` is
+        what ``_swap`` left for the batch before ``step`` when nothing was
+        drawn since (and no ``_seek``), else None."""
+        cdef uint64_t t = self._step
         cdef Sampler s = self._sampler
-        if s is None:
-            raise TypeError(f"{type(self).__name__} has no data yet: __init__ was not run")
-        return s._next(out)
+        cdef object b = self._before
+        if self._swap_step != t:
+            b = None
+        return t, b, s
 
 
 def draw_group(samplers, uint64_t step, outs=None):
@@ -1115,7 +1246,7 @@ def draw_group(samplers, uint64_t step, outs=None):
     streams differ are drawn one by one; the values are the same either way.
     ``outs`` is None or one entry (an array or None) per sampler.
     """
-    cdef Py_ssize_t k = len(samplers), i
+    cdef Py_ssize_t k = len(samplers), i, j
     cdef Sampler first, s
     cdef const mb_plan *plans[MB_MAX_GROUP]
     cdef const char *srcs[MB_MAX_GROUP]
@@ -1137,22 +1268,38 @@ def draw_group(samplers, uint64_t step, outs=None):
         shared = shared and same_streams(&first.plan, &s.plan)
     # Every out is checked before anything is written.
     res = [(<Sampler>samplers[i])._alloc(outs[i]) for i in range(k)]
+    # An out that overlaps any of the sources (not only its own) gets a
+    # fresh array, copied into it once every array is drawn.
+    dst = list(res)
+    for i in range(k):
+        if outs[i] is None:
+            continue
+        for j in range(k):
+            if (<Sampler>samplers[j])._overlaps(<cnp.ndarray>res[i],
+                                                 (<Sampler>samplers[i]).out_bytes):
+                dst[i] = (<Sampler>samplers[i])._alloc(None)
+                break
     if not shared:
         for i in range(k):
-            (<Sampler>samplers[i])._draw(step, res[i])
-        return tuple(res)
+            (<Sampler>samplers[i])._draw(step, dst[i])
+    else:
+        for i in range(k):
+            s = <Sampler>samplers[i]
+            plans[i] = &s.plan
+            srcs[i] = <const char *>cnp.PyArray_DATA(s.data)
+            dsts[i] = <char *>cnp.PyArray_DATA(<cnp.ndarray>dst[i])
+            nbytes += s.out_bytes
+            span = max(span, s.span)
+        if nbytes:           # batches of no bytes: nothing to draw
+            nthreads = threads_for(&first.plan, nbytes, span)
+            scratch = first._scratch(plan_scratch_size(&first.plan), small, &how)
+            with nogil:
+                draw_gather_k(<int>k, plans, srcs, dsts, step, scratch, nthreads)
+            first._scratch_release(scratch, how)
     for i in range(k):
-        s = <Sampler>samplers[i]
-        plans[i] = &s.plan
-        srcs[i] = <const char *>cnp.PyArray_DATA(s.data)
-        dsts[i] = <char *>cnp.PyArray_DATA(<cnp.ndarray>res[i])
-        nbytes += s.out_bytes
-        span = max(span, s.span)
-    nthreads = threads_for(&first.plan, nbytes, span)
-    scratch = first._scratch(plan_scratch_size(&first.plan), small, &how)
-    with nogil:
-        draw_gather_k(<int>k, plans, srcs, dsts, step, scratch, nthreads)
-    first._scratch_release(scratch, how)
+        if dst[i] is not res[i]:
+            memcpy(cnp.PyArray_DATA(<cnp.ndarray>res[i]), cnp.PyArray_DATA(<cnp.ndarray>dst[i]),
+                   (<Sampler>samplers[i]).out_bytes)
     return tuple(res)
 
 

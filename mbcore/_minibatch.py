@@ -4,8 +4,8 @@ import threading
 import numpy as np
 
 from ._kernels._gather import BatchIterator, Sampler, draw_group
-from ._spec import (check_data, parse_batch_size, parse_in_memory_size, seed_key,
-                    total_size_of)
+from ._spec import (check_casting, check_data, parse_batch_size, parse_in_memory_size,
+                    seed_key, total_size_of)
 
 __all__ = ["Minibatch", "Minibatches", "minibatches"]
 
@@ -30,6 +30,45 @@ def _build(data, plans, replace, what="data"):
     return Sampler(data, sizes, keys, replace)
 
 
+def _index_sampler(s):
+    """A Sampler that draws the same indices as ``s`` from an array of the
+    same shape that holds one byte: what is kept of replaced data, for
+    ``last_indices``, without keeping the data alive."""
+    shape = s.data.shape
+    stub = np.lib.stride_tricks.as_strided(np.zeros(1, np.uint8), shape, (0,) * len(shape))
+    return Sampler(stub, s.sizes, s.keys, s.replace)
+
+
+def _indices_before(before, step):
+    """The indices of batch ``step`` from what ``_swap`` keeps of replaced
+    data: a Sampler (``_index_sampler``), or the indices themselves."""
+    return before.indices(step) if isinstance(before, Sampler) else before
+
+
+def _compact(arr):
+    """``arr`` for pickling: an array with zero strides (a broadcast view) is
+    stored as its distinct elements and its shape, not materialised."""
+    if not any(st == 0 and n > 1 for st, n in zip(arr.strides, arr.shape)):
+        return arr
+    core = arr[tuple(slice(0, 1) if st == 0 else slice(None)
+                     for st, n in zip(arr.strides, arr.shape))]
+    return ("broadcast", np.ascontiguousarray(core), arr.shape)
+
+
+def _expand(stored):
+    """Inverse of ``_compact`` (a read-only broadcast view)."""
+    if isinstance(stored, tuple) and len(stored) == 3 and stored[0] == "broadcast":
+        return np.broadcast_to(stored[1], stored[2])
+    return stored
+
+
+def _restore(cls, state):
+    """Unpickle an instance of ``cls`` (Minibatch, Minibatches) from ``state``."""
+    obj = cls.__new__(cls)
+    obj.__setstate__(state)
+    return obj
+
+
 class Minibatch(BatchIterator):
     """Seeded random minibatches of an array, one kernel call per batch.
 
@@ -47,7 +86,8 @@ class Minibatch(BatchIterator):
         whole axes as needed.  Sampled axes are combined as an outer product,
         like ``data[np.ix_(i0, i1, ...)]``.
     dtype : dtype, optional
-        Cast the data to this dtype once, at construction (a copy).
+        Cast the data to this dtype once, at construction (a copy), under
+        the ``casting`` rule.
     random_seed : int or numpy.random.SeedSequence, default 42
         Seed of every sampled axis without a seed of its own.
     replace : bool, default True
@@ -58,6 +98,11 @@ class Minibatch(BatchIterator):
     in_memory_size : int or list of (int | None | slice | Ellipsis), optional
         Keep only this part of the data, copied into memory (PyMC3's grammar;
         an int k means the first k entries of its axis).
+    casting : {'same_kind', 'safe', 'equiv', 'no', 'unsafe'}, default 'same_kind'
+        NumPy's rule for the cast to ``dtype`` and for ``set_value``: by
+        default float data does not become int (``3e9`` would wrap), while a
+        narrower dtype of the same kind (float64 to float32) is allowed, as in
+        NumPy's ufuncs.  ``'unsafe'`` allows any cast (PyMC3's behaviour).
 
     Attributes
     ----------
@@ -79,7 +124,14 @@ class Minibatch(BatchIterator):
     ``seek(t)`` is O(1), a pickled Minibatch continues its stream, and
     Minibatches built separately with the same seed and spec (X and y) pick
     the same rows at every step.  ``next()`` takes its step under the GIL and
-    then draws and copies in one ``nogil`` call, so threads may share one.
+    then draws and copies in one ``nogil`` call, so threads may share one:
+    every step is drawn exactly once, also while another thread calls
+    ``set_value`` (each batch is wholly from the old data or the new).
+
+    Pickling (every protocol) and ``copy.deepcopy`` keep the data, the spec
+    and the step; a view with zero strides (``np.broadcast_to``) is stored
+    as its distinct elements and comes back as a read-only broadcast view.
+    A masked array is refused: pass ``a.filled(value)``.
 
     Examples
     --------
@@ -95,12 +147,13 @@ class Minibatch(BatchIterator):
     """
 
     def __init__(self, data, batch_size=128, dtype=None, random_seed=42, replace=True,
-                 update_shared_f=None, in_memory_size=None):
+                 update_shared_f=None, in_memory_size=None, casting="same_kind"):
         if update_shared_f is not None and not callable(update_shared_f):
             raise TypeError(f"update_shared_f must be callable, got {update_shared_f!r}")
         if not isinstance(replace, (bool, np.bool_)):
             raise TypeError(f"replace must be a bool, got {type(replace).__name__} {replace!r}")
-        arr = check_data(data, dtype)
+        self.casting = check_casting(casting)
+        arr = check_data(data, dtype, "data", casting)
         self._in_memory = parse_in_memory_size(in_memory_size, arr.ndim)
         if self._in_memory:
             arr = np.array(arr[self._in_memory], order="C")
@@ -110,9 +163,10 @@ class Minibatch(BatchIterator):
         self.replace = bool(replace)
         self.update_shared_f = update_shared_f
         self.in_memory_size = in_memory_size
-        self._lock = threading.Lock()
-        self._before_set_value = None
+        self._lock = threading.Lock()       # one set_value at a time
+        self._group = None                  # the Minibatches this belongs to
         self._sampler = _build(arr, self._plans, self.replace)
+        self._seek(0)
 
     # -- drawing -----------------------------------------------------------
     # __iter__, __next__ and next(out=None) come from BatchIterator (C): no
@@ -122,13 +176,12 @@ class Minibatch(BatchIterator):
         """Batch ``step`` of the stream, without moving ``self.step``."""
         return self._sampler.draw(self._check_step(step), out)
 
-    @property
-    def step(self):
-        return self._sampler.step
+    # step (read-only) comes from BatchIterator.
 
     def seek(self, step):
-        """Make the next batch equal batch ``step`` of a fresh Minibatch."""
-        self._sampler.step = self._check_step(step)
+        """Make the next batch equal batch ``step`` of a fresh Minibatch;
+        ``last_indices`` then tells batch ``step - 1`` of the current data."""
+        self._seek(self._check_step(step))
 
     @staticmethod
     def _check_step(step):
@@ -140,14 +193,13 @@ class Minibatch(BatchIterator):
 
     @property
     def last_indices(self):
-        s = self._sampler
-        if s.step == 0:
+        step, before, s = self._last()
+        if step == 0:
             return None
-        prev = self._before_set_value
-        if prev is not None and prev[0] == s.step:
+        if before is not None:
             # Nothing drawn since set_value: the last batch came from the old data.
-            return prev[1]
-        return s.indices(s.step - 1)
+            return _indices_before(before, step - 1)
+        return s.indices(step - 1)
 
     def indices(self, step):
         """Per-axis indices of batch ``step`` (None on whole axes)."""
@@ -176,24 +228,27 @@ class Minibatch(BatchIterator):
         """Read batches from ``value`` from now on; the step is kept.
 
         ``value`` must have the same ndim and a dtype that casts to this
-        Minibatch's dtype under ``same_kind`` rules; sampled axes may change
-        length.  On any error the old data stays in place and usable.
+        Minibatch's dtype under its ``casting`` rule (``same_kind`` by
+        default); sampled axes may change length, unless this Minibatch is a
+        member of a ``minibatches()`` group: then they must keep the group's
+        lengths (the group's ``set_value`` changes them for every array at
+        once).  The replacement is atomic: a batch that another thread draws
+        meanwhile is wholly from the old data or the new, and no step is lost
+        or drawn twice.  On any error the old data stays in place and usable.
         """
-        old = self._sampler
-        arr = np.asarray(value)
-        if arr.dtype.hasobject or not np.can_cast(arr.dtype, old.data.dtype, "same_kind"):
-            raise TypeError(f"value must have a dtype that casts to {old.data.dtype}, "
-                            f"got {arr.dtype}")
-        arr = check_data(arr.astype(old.data.dtype, copy=False), None, "value")
+        new = self._prepare(value, "value")
+        if self._group is not None:
+            self._group._replace_member(self, new)
+            return
+        with self._lock:
+            self._swap(new, _index_sampler(self._sampler))
+
+    def _prepare(self, value, what):
+        """The Sampler that set_value(value) would install (all the checks)."""
+        arr = check_data(value, self._sampler.data.dtype, what, self.casting)
         if self._in_memory:
             arr = np.array(arr[self._in_memory], order="C")
-        new = _build(arr, self._plans, self.replace, "value")
-        with self._lock:
-            new.step = old.step
-            # The old data's last indices, not the old Sampler (which would
-            # keep the old array alive).
-            self._before_set_value = (old.step, old.indices(old.step - 1) if old.step else None)
-            self._sampler = new
+        return _build(arr, self._plans, self.replace, what)
 
     def update_shared(self):
         """``set_value(update_shared_f())``."""
@@ -204,17 +259,29 @@ class Minibatch(BatchIterator):
 
     # -- pickling and display ---------------------------------------------
     def __getstate__(self):
-        return {"data": self.data, "batch_size": self.batch_size,
+        step, before, s = self._last()
+        return {"data": _compact(s.data), "batch_size": self.batch_size,
                 "random_seed": self.random_seed, "replace": self.replace,
                 "update_shared_f": self.update_shared_f,
-                "in_memory_size": self.in_memory_size, "step": self.step}
+                "in_memory_size": self.in_memory_size, "casting": self.casting,
+                "step": step,
+                "last_indices": (None if before is None or step == 0
+                                 else _indices_before(before, step - 1))}
 
     def __setstate__(self, state):
-        self.__init__(state["data"], state["batch_size"], None, state["random_seed"],
-                      state["replace"], state["update_shared_f"])
+        self.__init__(_expand(state["data"]), state["batch_size"], None, state["random_seed"],
+                      state["replace"], state["update_shared_f"],
+                      casting=state.get("casting", "same_kind"))
         self.in_memory_size = state["in_memory_size"]
         self._in_memory = parse_in_memory_size(self.in_memory_size, self.data.ndim)
         self.seek(state["step"])
+        if state.get("last_indices") is not None:
+            self._swap(self._sampler, state["last_indices"])
+
+    def __reduce__(self):
+        # Every pickle protocol (0 and 1 cannot pickle a C base class's
+        # state by themselves), and copy.copy / copy.deepcopy.
+        return _restore, (type(self), self.__getstate__())
 
     def __repr__(self):
         return (f"Minibatch(shape={self.data.shape}, dtype={self.dtype}, "
@@ -222,26 +289,44 @@ class Minibatch(BatchIterator):
                 f"replace={self.replace}, step={self.step})")
 
 
+_LAST_STEP = 2 ** 64 - 1
+
+
 class Minibatches:
     """Aligned minibatches of several arrays; see :func:`minibatches`."""
 
-    def __init__(self, arrays, batch_size=128, dtype=None, random_seed=42, replace=True):
+    def __init__(self, arrays, batch_size=128, dtype=None, random_seed=42, replace=True,
+                 casting="same_kind"):
         if not arrays:
             raise ValueError("minibatches needs at least one array, got none")
-        self._members = [Minibatch(a, batch_size, dtype, random_seed, replace)
-                         for a in arrays]
+        members = [Minibatch(a, batch_size, dtype, random_seed, replace, casting=casting)
+                   for a in arrays]
+        self._check_lengths([mb._sampler for mb in members], "arrays")
+        for mb in members:
+            mb._group = self
+        self._members = members
+        self.batch_size = batch_size
+        self.random_seed = random_seed
+        self.replace = bool(replace)
+        self.casting = casting
+        # The lock makes next(), set_value and seek atomic with each other:
+        # next() takes its step and the members' Samplers together.
+        self._lock = threading.Lock()
+        self._step = 0
+        self._before = None       # (step, what is kept of the replaced data)
+
+    @staticmethod
+    def _check_lengths(samplers, what):
         lengths = {}
-        for i, mb in enumerate(self._members):
-            for axis, p in enumerate(mb._plans):
-                if p.size is not None:
-                    lengths.setdefault(axis, []).append((i, mb.data.shape[axis]))
+        for i, s in enumerate(samplers):
+            for axis, size in enumerate(s.sizes):
+                if size is not None:
+                    lengths.setdefault(axis, []).append((i, s.data.shape[axis]))
         for axis, seen in lengths.items():
             if len({n for _, n in seen}) > 1:
                 raise ValueError(
-                    f"arrays must agree in length along sampled axis {axis}, got "
-                    + ", ".join(f"arrays[{i}]: {n}" for i, n in seen))
-        self._lock = threading.Lock()
-        self._step = 0
+                    f"{what} must agree in length along sampled axis {axis}, got "
+                    + ", ".join(f"{what}[{i}]: {n}" for i, n in seen))
 
     def __iter__(self):
         return self
@@ -249,46 +334,135 @@ class Minibatches:
     def __next__(self):
         with self._lock:
             t = self._step
+            if t == _LAST_STEP:
+                raise OverflowError(
+                    f"step is {t} (2**64 - 1), the last of the stream: next() cannot move "
+                    "past it; draw(step) draws that batch")
+            samplers = [mb._sampler for mb in self._members]
             self._step = t + 1
-        return draw_group([mb._sampler for mb in self._members], t)
+        return draw_group(samplers, t)
 
     next = __next__
 
     def draw(self, step):
         """The batches of ``step``, without moving ``self.step``."""
-        return draw_group([mb._sampler for mb in self._members], Minibatch._check_step(step))
+        step = Minibatch._check_step(step)
+        with self._lock:
+            samplers = [mb._sampler for mb in self._members]
+        return draw_group(samplers, step)
 
     @property
     def step(self):
         return self._step
 
     def seek(self, step):
-        self._step = Minibatch._check_step(step)
+        """Make the next batches equal those of ``step`` of a fresh group;
+        ``last_indices`` then tells batch ``step - 1`` of the current data."""
+        step = Minibatch._check_step(step)
+        with self._lock:
+            self._step = step
+            self._before = None
 
     @property
     def members(self):
-        """The per-array Minibatches (their own steps are not used)."""
+        """The per-array Minibatches (their own steps are not used; their
+        ``set_value`` must keep the group's lengths)."""
         return tuple(self._members)
 
     @property
     def last_indices(self):
-        if self._step == 0:
+        with self._lock:
+            t = self._step
+            samplers = [mb._sampler for mb in self._members]
+            before = self._before
+        if t == 0:
             return None
-        return tuple(mb.indices(self._step - 1) for mb in self._members)
+        if before is not None and before[0] == t:
+            # Nothing drawn since set_value: the last batches came from the old data.
+            return tuple(_indices_before(b, t - 1) for b in before[1])
+        return tuple(s.indices(t - 1) for s in samplers)
 
     @property
     def total_size(self):
         return tuple(mb.total_size for mb in self._members)
 
+    def set_value(self, *arrays):
+        """Read the batches from ``arrays`` (one per array of the group, in
+        order) from now on; the step is kept.
 
-def minibatches(*arrays, batch_size=128, dtype=None, random_seed=42, replace=True):
+        Each array is checked as its member's ``set_value`` would check it,
+        and their lengths along sampled axes must agree; then all are
+        replaced at once, atomically with respect to ``next()`` in other
+        threads.  On any error every old array stays in place and usable.
+        """
+        if len(arrays) != len(self._members):
+            raise TypeError(f"set_value takes {len(self._members)} arrays (one per array of "
+                            f"the group), got {len(arrays)}")
+        news = [mb._prepare(a, f"arrays[{i}]")
+                for i, (mb, a) in enumerate(zip(self._members, arrays))]
+        self._check_lengths(news, "arrays")
+        with self._lock:
+            olds = [mb._sampler for mb in self._members]
+            if self._before is None or self._before[0] != self._step:
+                self._before = (self._step, tuple(_index_sampler(s) for s in olds))
+            for mb, new in zip(self._members, news):
+                mb._swap(new, None)
+
+    def _replace_member(self, member, new):
+        """A member's set_value: ``new`` must keep the group's lengths."""
+        with self._lock:
+            for axis, size in enumerate(new.sizes):
+                n = member._sampler.data.shape[axis]
+                if size is not None and new.data.shape[axis] != n:
+                    raise ValueError(
+                        f"value must keep length {n} along sampled axis {axis} (the "
+                        f"length of every array of its minibatches() group), got shape "
+                        f"{new.data.shape}: the group's set_value(*arrays) replaces "
+                        f"them all at once")
+            # The same lengths, keys and spec: the same indices as before.
+            member._swap(new, None)
+
+    # -- pickling ----------------------------------------------------------
+    def __getstate__(self):
+        with self._lock:
+            step = self._step
+            arrays = [mb._sampler.data for mb in self._members]
+            before = self._before
+        last = None
+        if before is not None and before[0] == step and step > 0:
+            last = tuple(_indices_before(b, step - 1) for b in before[1])
+        return {"arrays": [_compact(a) for a in arrays], "batch_size": self.batch_size,
+                "random_seed": self.random_seed, "replace": self.replace,
+                "casting": self.casting, "step": step, "last_indices": last}
+
+    def __setstate__(self, state):
+        self.__init__([_expand(a) for a in state["arrays"]], state["batch_size"], None,
+                      state["random_seed"], state["replace"], state["casting"])
+        self._step = state["step"]
+        if state["last_indices"] is not None:
+            self._before = (self._step, state["last_indices"])
+
+    def __reduce__(self):
+        return _restore, (type(self), self.__getstate__())
+
+    def __repr__(self):
+        shapes = ", ".join(str(mb.data.shape) for mb in self._members)
+        return (f"Minibatches(shapes=[{shapes}], batch_size={self.batch_size!r}, "
+                f"random_seed={self.random_seed!r}, replace={self.replace}, step={self.step})")
+
+
+def minibatches(*arrays, batch_size=128, dtype=None, random_seed=42, replace=True,
+                casting="same_kind"):
     """Aligned minibatches of several arrays: ``next()`` returns a tuple.
 
     Every array gets the same ``batch_size`` spec and seed, so each sampled
     axis position is drawn from one stream: row i of X and row i of y always
     belong together.  Lengths along sampled axes must agree.  Each batch is
     one kernel call that draws the indices once and gathers them from every
-    array.
+    array.  The group has ``step``, ``seek``, ``draw``, ``last_indices`` and
+    ``set_value(*arrays)`` (all arrays at once), like ``Minibatch``; it
+    pickles and deep-copies, continuing its stream.  A member's own
+    ``set_value`` must keep the group's lengths along sampled axes.
 
     Examples
     --------
@@ -299,4 +473,4 @@ def minibatches(*arrays, batch_size=128, dtype=None, random_seed=42, replace=Tru
     >>> bool((xb[:, 0] == 3 * yb).all())
     True
     """
-    return Minibatches(arrays, batch_size, dtype, random_seed, replace)
+    return Minibatches(arrays, batch_size, dtype, random_seed, replace, casting)

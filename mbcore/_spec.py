@@ -8,8 +8,10 @@ from typing import NamedTuple, Optional, Tuple
 
 import numpy as np
 
+from ._kernels._gather import MAX_BATCH_INDICES
+
 __all__ = ["AxisPlan", "parse_batch_size", "parse_in_memory_size", "seed_key",
-           "check_data"]
+           "check_data", "check_casting"]
 
 
 class AxisPlan(NamedTuple):
@@ -33,6 +35,9 @@ def _as_size(value, what, spec):
             f"in batch_size={spec!r}") from None
     if size <= 0:
         raise ValueError(f"{what} must be positive, got {size} in batch_size={spec!r}")
+    if size > MAX_BATCH_INDICES:
+        raise ValueError(f"{what} must be at most 2**31 ({MAX_BATCH_INDICES}), got {size} "
+                         f"in batch_size={spec!r}")
     return size
 
 
@@ -160,16 +165,58 @@ def parse_in_memory_size(in_memory_size, ndim):
     return tuple(index)
 
 
-def check_data(data, dtype, what="data"):
-    """The array a Minibatch reads: ``data`` itself when no cast is needed."""
+CASTINGS = ("no", "equiv", "safe", "same_kind", "unsafe")
+
+
+def check_casting(casting):
+    """``casting`` itself: one of NumPy's casting rules."""
+    if not isinstance(casting, str) or casting not in CASTINGS:
+        raise ValueError(f"casting must be one of {', '.join(map(repr, CASTINGS))}, "
+                         f"got {casting!r}")
+    return casting
+
+
+def check_data(data, dtype, what="data", casting="unsafe"):
+    """The array a Minibatch reads: ``data`` itself when no cast is needed.
+
+    A cast to ``dtype`` follows NumPy's ``casting`` rule (``np.can_cast``);
+    a masked array is refused (its mask would be dropped).
+    """
+    if isinstance(data, np.ma.MaskedArray):
+        raise TypeError(
+            f"{what} must not be a numpy.ma.MaskedArray (batches would include the "
+            f"masked entries), got a masked array of shape {data.shape}: pass "
+            f"{what}.filled(value), or {what}.data to ignore the mask")
     if dtype is not None:
         try:
             dtype = np.dtype(dtype)
         except TypeError as e:
             raise TypeError(f"dtype must be a NumPy dtype, got {dtype!r}") from e
-    arr = np.asarray(data, dtype=dtype)
+        if dtype.hasobject:
+            raise TypeError(f"{what} must not hold Python objects, got dtype {dtype}")
+    try:
+        arr = np.asarray(data)
+    except (ValueError, TypeError) as e:
+        raise type(e)(f"{what} must be an array or a nested sequence of equal-length "
+                      f"sequences of numbers, got {_short(data)}: {e}") from None
+    if dtype is not None and arr.dtype != dtype:
+        if not np.can_cast(arr.dtype, dtype, casting):
+            raise TypeError(
+                f"{what} must have a dtype that casts to {dtype}, got {arr.dtype} "
+                f"(casting={casting!r}; casting='unsafe' allows any cast)")
+        try:
+            arr = arr.astype(dtype, casting=casting)
+        except (ValueError, TypeError) as e:
+            raise ValueError(f"{what} cannot be cast to dtype {dtype}: {e} "
+                             f"({what} of dtype {arr.dtype})") from None
     if arr.dtype.hasobject:
         raise TypeError(f"{what} must not hold Python objects, got dtype {arr.dtype}")
     if arr.ndim == 0:
         raise ValueError(f"{what} must have at least one dimension, got a 0-d array {arr!r}")
     return arr
+
+
+def _short(value):
+    """A repr of value for a message, cut to 80 characters."""
+    r = repr(value)
+    return f"{type(value).__name__} {r if len(r) <= 80 else r[:77] + '...'}"

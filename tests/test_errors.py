@@ -141,6 +141,58 @@ CASES = [
      esc("minibatches needs at least one array, got none")),
     ("minibatches-ndim", lambda: minibatches(X, np.zeros(100), batch_size=[5, 1]),
      ValueError, esc("batch_size has 2 axis entries but the data has ndim=1")),
+    # batch sizes beyond what a batch may draw, or whose products overflow
+    ("batch_size-2**63", lambda: Minibatch(X, 2 ** 63), ValueError,
+     esc("batch_size must be at most 2**31 (2147483648), got 9223372036854775808 "
+         "in batch_size=9223372036854775808")),
+    ("batch_size-2**64+1", lambda: Minibatch(X, 2 ** 64 + 1), ValueError,
+     esc("batch_size must be at most 2**31 (2147483648), got 18446744073709551617")),
+    ("batch_size-pair-2**63", lambda: Minibatch(X, [(2 ** 63, 1)]), ValueError,
+     esc("size must be at most 2**31 (2147483648), got 9223372036854775808 in "
+         "batch_size=[(9223372036854775808, 1)]")),
+    ("batch_size-empty-rows-2**61",
+     lambda: next(Minibatch(np.zeros((10, 1, 0), np.uint8), [2 ** 61, 1])), ValueError,
+     esc("size must be at most 2**31 (2147483648), got 2305843009213693952 in "
+         "batch_size=[2305843009213693952, 1]")),
+    ("batch_size-empty-rows-2**40", lambda: Minibatch(np.zeros((10, 0)), 2 ** 40), ValueError,
+     esc("batch_size must be at most 2**31 (2147483648), got 1099511627776")),
+    ("batch_size-noreplace-2**40",
+     lambda: Minibatch(np.zeros((10, 1, 0), np.uint8), [2 ** 40, 1], replace=False),
+     ValueError, esc("size must be at most 2**31 (2147483648), got 1099511627776")),
+    ("batch_size-indices-in-all",
+     lambda: Minibatch(np.zeros((10, 10, 0), np.uint8), [2 ** 31, 2 ** 31]), ValueError,
+     esc("batch_size must draw at most 2**31 (2147483648) indices a batch in all, got "
+         "4294967296 (sizes (2147483648, 2147483648) of the sampled axes)")),
+    ("batch_size-noreplace-scratch",
+     lambda: Minibatch(np.broadcast_to(np.uint8(0), (2 ** 40,)), 2 ** 31, replace=False),
+     ValueError, esc("batch_size needs 85899345920 bytes of index scratch a batch, more "
+                     "than the limit of 2**35 (34359738368): sizes (2147483648,)")),
+    ("batch_size-batch-bytes",
+     lambda: Minibatch(np.broadcast_to(0.0, (10, 2 ** 40)), 2 ** 24), ValueError,
+     esc("batch_size gives batches of shape (16777216, 1099511627776) and "
+         "147573952589676412928 bytes, more than the largest NumPy array")),
+    # data that NumPy cannot make an array of, or that would lose something
+    ("data-masked", lambda: Minibatch(np.ma.array([1.0, 2.0, 3.0], mask=[0, 1, 0]), 1),
+     TypeError, esc("data must not be a numpy.ma.MaskedArray (batches would include the "
+                    "masked entries), got a masked array of shape (3,)")),
+    ("data-ragged-list", lambda: Minibatch([[1.0, 2.0], [3.0]], 1, dtype="float64"),
+     # NumPy 1.23 makes an object array of it (with a warning)
+     (ValueError, TypeError), "data must (be an array or a nested sequence of equal-length "
+     r"sequences of numbers, got list \[\[1.0, 2.0\], \[3.0\]\]|"
+     "have a dtype that casts to float64, got object)"),
+    ("data-strings-to-float", lambda: Minibatch(["a", "b"], 1, dtype="float64"), TypeError,
+     esc("data must have a dtype that casts to float64, got <U1 (casting='same_kind'")),
+    ("data-strings-to-float-unsafe",
+     lambda: Minibatch(["a", "b"], 1, dtype="float64", casting="unsafe"), ValueError,
+     "data cannot be cast to dtype float64: could not convert string to float: .*'a'"),
+    ("dtype-float-to-int", lambda: Minibatch([3e9], 1, dtype="int32"), TypeError,
+     esc("data must have a dtype that casts to int32, got float64 (casting='same_kind'; "
+         "casting='unsafe' allows any cast)")),
+    ("casting-bogus", lambda: Minibatch(X, 1, casting="sometimes"), ValueError,
+     esc("casting must be one of 'no', 'equiv', 'safe', 'same_kind', 'unsafe', "
+         "got 'sometimes'")),
+    ("casting-none", lambda: minibatches(X, X, batch_size=1, casting=None), ValueError,
+     esc("casting must be one of 'no', 'equiv', 'safe', 'same_kind', 'unsafe', got None")),
     # GeneratorAdapter
     ("generator-empty", lambda: GeneratorAdapter(iter(())), ValueError,
      esc("generator must yield at least one item, got an empty tuple_iterator")),
@@ -247,6 +299,11 @@ SET_VALUE_CASES = [
      esc("got object")),
     ("empty-sampled-axis", lambda: np.zeros((0, 3), np.int64), ValueError,
      esc("value has an empty sampled axis 0 (shape (0, 3))")),
+    ("masked", lambda: np.ma.zeros((100, 3), np.int64), TypeError,
+     esc("value must not be a numpy.ma.MaskedArray")),
+    ("ragged-list", lambda: [[1, 2, 3], [1]], (ValueError, TypeError),
+     "value must (be an array or a nested sequence|have a dtype that casts to int64, "
+     "got object)"),
 ]
 
 
@@ -305,3 +362,26 @@ def test_rejected_set_value_with_in_memory_size_loses_nothing():
 def test_replace_must_be_bool(bad):
     with pytest.raises(TypeError, match=r"replace must be a bool, got .*" + repr(bad)[:3]):
         Minibatch(np.zeros(10), 3, replace=bad)
+
+
+# ------------------------------------------------------------------ the kernel's own checks
+
+def test_sampler_refuses_sizes_whose_products_overflow():
+    # The index scratch of (2**61 + 1) indices would wrap around: refused
+    # before anything is allocated.
+    from mbcore._kernels._gather import Sampler
+    data = np.zeros((10, 1, 0), np.uint8)
+    key = twins.seed_key(1)
+    with pytest.raises(ValueError, match=esc("batch_size must be at most 2**31 "
+                                             "(2147483648) on every sampled axis, got "
+                                             "2305843009213693952 on axis 0")):
+        Sampler(data, [2 ** 61, 1, None], [key, key, None], True)
+    with pytest.raises(ValueError, match=esc("got 18446744073709551617 on axis 0")):
+        Sampler(data, [2 ** 64 + 1, 1, None], [key, key, None], False)
+    with pytest.raises(ValueError, match=esc("indices a batch in all, got 4294967296")):
+        Sampler(data, [2 ** 31, 2 ** 31, None], [key, key, None], True)
+
+
+def test_group_refuses_a_masked_array():
+    with pytest.raises(TypeError, match=esc("data must not be a numpy.ma.MaskedArray")):
+        minibatches(X, np.ma.zeros(100), batch_size=3)

@@ -1,12 +1,15 @@
 """The public API of mbcore: Minibatch, minibatches, GeneratorAdapter, get_data."""
 import collections
+import copy
 import functools
 import hashlib
 import io
 import itertools
 import pickle
+import re
 import sys
 import threading
+import time
 
 import numpy as np
 import pytest
@@ -344,7 +347,7 @@ def test_same_dtype_is_not_a_cast():
 
 def test_dtype_cast_makes_a_copy():
     data = np.arange(100.0) + 0.5
-    mb = Minibatch(data, 10, dtype="int32", random_seed=4)
+    mb = Minibatch(data, 10, dtype="int32", random_seed=4, casting="unsafe")
     assert mb.dtype == np.int32
     assert not np.shares_memory(mb.data, data)
     np.testing.assert_array_equal(mb.data, data.astype(np.int32))
@@ -567,6 +570,10 @@ def test_set_value_while_other_threads_draw():
     try:
         for v in range(1, versions):
             mb.set_value(np.full((n, 16), float(v)))   # the old array loses its last reference
+            drawn = len(seen)
+            deadline = time.monotonic() + 1.0
+            while len(seen) == drawn and time.monotonic() < deadline:
+                time.sleep(0.0005)                      # a batch or more of each version
     finally:
         stop.set()
         for th in threads:
@@ -781,3 +788,261 @@ def test_get_data_unknown_name_lists_files():
         get_data("nope.csv")
     with pytest.raises(TypeError, match="filename must be a str, got int 3"):
         get_data(3)
+
+
+# ------------------------------------------------------------------ last_indices
+
+def test_last_indices_after_set_value_and_seek_describe_the_current_data():
+    mb = Minibatch(np.arange(100.0), 8, random_seed=42)
+    for _ in range(5):
+        next(mb)
+    new = np.arange(10.0)
+    mb.set_value(new)
+    mb.seek(3)
+    next(mb)
+    batch = next(mb)
+    assert mb.step == 5
+    np.testing.assert_array_equal(new[mb.last_indices[0]], batch)
+    np.testing.assert_array_equal(mb.last_indices[0], twins.twin_indices(
+        new.shape, 8, 4, 42, True)[0])
+
+
+def test_last_indices_after_two_set_values_describe_the_batch_drawn():
+    old = np.arange(100.0)
+    mb = Minibatch(old, 5, random_seed=3)
+    batch = next(mb)
+    mb.set_value(np.arange(1000.0))
+    mb.set_value(np.arange(20.0))              # nothing drawn between the two
+    np.testing.assert_array_equal(old[mb.last_indices[0]], batch)
+    batch = next(mb)
+    np.testing.assert_array_equal(mb.data[mb.last_indices[0]], batch)
+
+
+# ------------------------------------------------------------------ out= overlapping data
+
+@pytest.mark.parametrize("case", ["head", "tail-rows", "reversed", "draw"])
+def test_out_that_overlaps_the_data_gets_the_batch_of_the_untouched_data(case):
+    memory = np.arange(400.0).reshape(200, 2)
+    data = memory[::-1] if case == "reversed" else memory
+    mb = Minibatch(data, 40, random_seed=6)
+    expected = Minibatch(data.copy(), 40, random_seed=6).draw(0)
+    out = {"head": memory[:40], "tail-rows": memory[160:], "reversed": memory[:40],
+           "draw": memory[10:50]}[case]
+    got = mb.draw(0, out=out) if case == "draw" else mb.next(out=out)
+    assert got is out
+    np.testing.assert_array_equal(out, expected)
+
+
+def test_out_that_overlaps_another_array_of_a_group():
+    from mbcore._kernels._gather import draw_group
+    X = np.arange(60.0).reshape(30, 2)
+    y = np.arange(100.0, 130.0)
+    group = minibatches(X, y, batch_size=10, random_seed=2)
+    expected = minibatches(X.copy(), y.copy(), batch_size=10, random_seed=2).draw(0)
+    samplers = [m._sampler for m in group.members]
+    outs = [np.empty((10, 2)), y[5:15]]          # y's batch written over y itself
+    got = draw_group(samplers, 0, outs)
+    np.testing.assert_array_equal(got[0], expected[0])
+    np.testing.assert_array_equal(got[1], expected[1])
+    X = np.arange(60.0).reshape(30, 2)
+    y = np.arange(100.0, 130.0)
+    samplers = [m._sampler for m in minibatches(X, y, batch_size=10, random_seed=2).members]
+    outs = [X[:10], X.reshape(-1)[30:40]]         # both over X
+    xb, yb = draw_group(samplers, 0, outs)
+    np.testing.assert_array_equal(xb, expected[0])
+    np.testing.assert_array_equal(yb, expected[1])
+
+
+def test_batch_of_empty_rows_draws_nothing():
+    # 2**31 indices of rows of no bytes: nothing to copy, so nothing drawn
+    # (drawing them takes seconds); the indices stay addressable.
+    mb = Minibatch(np.zeros((10, 0)), 2 ** 31, random_seed=1)
+    t0 = time.perf_counter()
+    batch = next(mb)
+    assert time.perf_counter() - t0 < 0.5
+    assert batch.shape == (2 ** 31, 0) and mb.step == 1
+    small = Minibatch(np.zeros((10, 0)), 7, random_seed=1)
+    next(small)
+    np.testing.assert_array_equal(small.last_indices[0],
+                                  Minibatch(np.arange(10), 7, random_seed=1).indices(0)[0])
+
+
+# ------------------------------------------------------------------ minibatches: steps, pickling, set_value
+
+def test_minibatches_stop_at_the_last_step():
+    X = np.arange(40.0).reshape(20, 2)
+    y = np.arange(20.0)
+    group = minibatches(X, y, batch_size=4, random_seed=3)
+    last = 2 ** 64 - 1
+    group.seek(last)
+    for _ in range(2):
+        with pytest.raises(OverflowError, match=re.escape(f"step is {last} (2**64 - 1)")):
+            next(group)
+        assert group.step == last
+    idx = group.last_indices
+    np.testing.assert_array_equal(idx[1][0], Minibatch(y, 4, random_seed=3).indices(last - 1)[0])
+    xb, yb = group.draw(last)
+    np.testing.assert_array_equal(xb[:, 0], 2 * yb)
+    group.seek(last - 1)
+    xb, yb = next(group)
+    assert group.step == last
+    np.testing.assert_array_equal(yb, Minibatch(y, 4, random_seed=3).draw(last - 1))
+
+
+@pytest.mark.parametrize("how", ["deepcopy", "copy"] + [f"pickle-{p}" for p in
+                                                        range(pickle.HIGHEST_PROTOCOL + 1)])
+def test_minibatches_pickle_and_copy_continue_the_stream(how):
+    X = np.arange(300.0).reshape(100, 3)
+    y = np.arange(100)
+    group = minibatches(X, y, batch_size=[7], random_seed=9, replace=False)
+    for _ in range(3):
+        next(group)
+    if how == "deepcopy":
+        clone = copy.deepcopy(group)
+    elif how == "copy":
+        clone = copy.copy(group)
+    else:
+        clone = pickle.loads(pickle.dumps(group, protocol=int(how.split("-")[1])))
+    assert clone.step == 3 and clone.batch_size == [7] and clone.replace is False
+    for a, b in zip(clone.last_indices, group.last_indices):
+        np.testing.assert_array_equal(a[0], b[0])
+    for _ in range(4):
+        for a, b in zip(next(clone), next(group)):
+            assert_batches_equal(a, b)
+    clone.set_value(X[:50], y[:50])            # the clone is a group of its own
+    assert group.members[0].data.shape == (100, 3)
+
+
+def test_minibatches_pickle_keeps_last_indices_of_replaced_data():
+    X = np.arange(300.0).reshape(100, 3)
+    group = minibatches(X, X[:, 0], batch_size=5, random_seed=1)
+    xb, _ = next(group)
+    group.set_value(np.zeros((10, 3)), np.zeros(10))
+    clone = pickle.loads(pickle.dumps(group))
+    np.testing.assert_array_equal(X[clone.last_indices[0][0]], xb)
+
+
+def test_minibatches_set_value_replaces_every_array_and_keeps_the_step():
+    X = np.arange(300.0).reshape(100, 3)
+    y = np.arange(100.0)
+    group = minibatches(X, y, batch_size=6, random_seed=4)
+    batches = [next(group) for _ in range(3)]
+    X2 = np.arange(3000.0, 3000.0 + 150 * 3).reshape(150, 3)
+    y2 = X2[:, 0] / 3
+    group.set_value(X2, y2)
+    assert group.step == 3
+    assert group.members[0].data is X2 and group.members[1].data is y2
+    # the last batch came from the old data
+    np.testing.assert_array_equal(X[group.last_indices[0][0]], batches[-1][0])
+    for t in range(3, 13):
+        xb, yb = next(group)
+        np.testing.assert_array_equal(xb[:, 0] / 3, yb)
+        assert_batches_equal(yb, twins.twin_minibatch(y2, 6, t, 4))
+        np.testing.assert_array_equal(y2[group.last_indices[1][0]], yb)
+
+
+@pytest.mark.parametrize("arrays, exc, pattern", [
+    (lambda X, y: (X[:50], y[:40]), ValueError,
+     re.escape("arrays must agree in length along sampled axis 0, got arrays[0]: 50, "
+               "arrays[1]: 40")),
+    (lambda X, y: (X,), TypeError,
+     re.escape("set_value takes 2 arrays (one per array of the group), got 1")),
+    (lambda X, y: (X, y, y), TypeError, re.escape("got 3")),
+    (lambda X, y: (X, y.astype(complex)), TypeError,
+     re.escape("arrays[1] must have a dtype that casts to float64, got complex128")),
+    (lambda X, y: (X[:, :, None], y), ValueError,
+     re.escape("arrays[0] must have ndim=2, got ndim=3")),
+    (lambda X, y: (np.zeros((0, 3)), y[:0]), ValueError,
+     re.escape("arrays[0] has an empty sampled axis 0 (shape (0, 3))")),
+], ids=["lengths", "too-few", "too-many", "dtype", "ndim", "empty"])
+def test_minibatches_rejected_set_value_loses_nothing(arrays, exc, pattern):
+    X = np.arange(300.0).reshape(100, 3)
+    y = np.arange(100.0)
+    group = minibatches(X, y, batch_size=6, random_seed=4)
+    next(group)
+    with pytest.raises(exc, match=pattern):
+        group.set_value(*arrays(X * 2, y * 2))
+    assert group.members[0].data is X and group.members[1].data is y
+    assert group.step == 1
+    xb, yb = next(group)
+    assert_batches_equal(yb, twins.twin_minibatch(y, 6, 1, 4))
+    assert_batches_equal(xb, twins.twin_minibatch(X, 6, 1, 4))
+
+
+def test_member_set_value_keeps_the_group_aligned():
+    X = np.arange(300.0).reshape(100, 3)
+    y = np.arange(100.0)
+    group = minibatches(X, y, batch_size=6, random_seed=4)
+    next(group)
+    with pytest.raises(ValueError, match=re.escape(
+            "value must keep length 100 along sampled axis 0 (the length of every array "
+            "of its minibatches() group), got shape (120,)")):
+        group.members[1].set_value(np.arange(120.0))
+    assert group.members[1].data is y
+    xb, yb = next(group)
+    np.testing.assert_array_equal(xb[:, 0], 3 * yb)
+    group.members[1].set_value(-y)             # the same length: still aligned
+    xb, yb = next(group)
+    np.testing.assert_array_equal(xb[:, 0], -3 * yb)
+    assert group.step == 3
+
+
+# ------------------------------------------------------------------ pickling: protocols, views
+
+@pytest.mark.parametrize("protocol", range(pickle.HIGHEST_PROTOCOL + 1))
+def test_pickle_every_protocol_continues_the_stream(protocol):
+    mb = Minibatch(np.arange(60.0).reshape(20, 3), 4, random_seed=8)
+    next(mb)
+    clone = pickle.loads(pickle.dumps(mb, protocol=protocol))
+    assert clone.step == 1
+    np.testing.assert_array_equal(clone.last_indices[0], mb.last_indices[0])
+    assert_batches_equal(next(clone), next(mb))
+
+
+def test_deepcopy_continues_the_stream():
+    mb = Minibatch(np.arange(60.0).reshape(20, 3), 4, random_seed=8)
+    next(mb)
+    clone = copy.deepcopy(mb)
+    assert clone.data is not mb.data
+    assert_batches_equal(next(clone), next(mb))
+
+
+def test_pickle_of_a_zero_stride_view_stores_its_elements_only():
+    row = np.arange(100.0)
+    view = np.broadcast_to(row, (100000, 100))        # 80 MB as an array, 800 bytes of data
+    mb = Minibatch(view, 16, random_seed=2)
+    next(mb)
+    blob = pickle.dumps(mb)
+    assert len(blob) < 10000
+    clone = pickle.loads(blob)
+    assert clone.data.shape == view.shape and clone.data.strides[0] == 0
+    assert_batches_equal(next(clone), next(mb))
+    assert len(pickle.dumps(minibatches(view, view[:, 0], batch_size=3))) < 10000
+
+
+def test_pickle_keeps_last_indices_of_replaced_data():
+    old = np.arange(100.0)
+    mb = Minibatch(old, 5, random_seed=3)
+    batch = next(mb)
+    mb.set_value(np.arange(10.0))
+    clone = pickle.loads(pickle.dumps(mb))
+    np.testing.assert_array_equal(old[clone.last_indices[0]], batch)
+
+
+# ------------------------------------------------------------------ casting
+
+def test_dtype_casts_same_kind_by_default_and_unsafe_on_request():
+    mb = Minibatch(np.arange(10.0), 3, dtype="float32")       # same kind: allowed
+    assert mb.dtype == np.float32
+    with pytest.raises(TypeError, match=re.escape(
+            "data must have a dtype that casts to int32, got float64 (casting='same_kind'")):
+        Minibatch(np.array([3e9, 1.0]), 1, dtype="int32")
+    mb = Minibatch(np.array([3.7, 1.0]), 1, dtype="int32", casting="unsafe")
+    np.testing.assert_array_equal(mb.data, [3, 1])
+    with pytest.raises(TypeError, match=re.escape("got int64 (casting='safe'")):
+        Minibatch(np.arange(4), 1, dtype="int32", casting="safe")
+    mb = Minibatch(np.arange(10), 3, casting="unsafe")        # set_value follows the rule
+    mb.set_value(np.arange(5) + 0.5)
+    assert mb.dtype == np.int64
+    np.testing.assert_array_equal(mb.data, np.arange(5))
+    assert pickle.loads(pickle.dumps(mb)).casting == "unsafe"
