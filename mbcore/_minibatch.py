@@ -111,7 +111,9 @@ class Minibatch(BatchIterator):
     last_indices : tuple or None
         For batch ``step - 1`` (the last batch drawn, unless ``seek`` moved
         the stream): int64 indices per sampled axis, None per whole axis.
-        None while ``step`` is 0.
+        None while ``step`` is 0.  After ``set_value`` and before the next
+        batch, the indices of the last batch drawn from the replaced data;
+        after ``seek``, those of batch ``step - 1`` of the current data.
     total_size : int or list
         What to pass as PyMC3's ``total_size``.
 
