@@ -1198,6 +1198,11 @@ cdef class BatchIterator:
         """Number of batches drawn so far; the next batch is batch ``step``."""
         return self._step
 
+    def __reduce__(self):
+        raise TypeError(f"cannot pickle a bare {type(self).__name__}: it holds no spec to "
+                        "rebuild its Sampler from; subclasses that do (mbcore.Minibatch) "
+                        "define __reduce__ and pickle with every protocol")
+
     def _seek(self, uint64_t step):
         """Make ``step`` the next batch's, and forget the batch before the
         last ``_swap`` (``_last``)."""
