@@ -301,7 +301,9 @@ class Minibatches:
                  casting="same_kind"):
         if not arrays:
             raise ValueError("minibatches needs at least one array, got none")
-        members = [Minibatch(a, batch_size, dtype, random_seed, replace, casting=casting)
+        check_casting(casting)
+        arrays = [check_data(a, dtype, f"arrays[{i}]", casting) for i, a in enumerate(arrays)]
+        members = [Minibatch(a, batch_size, None, random_seed, replace, casting=casting)
                    for a in arrays]
         self._check_lengths([mb._sampler for mb in members], "arrays")
         for mb in members:
