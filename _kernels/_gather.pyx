@@ -941,8 +941,8 @@ cdef class Sampler:
         span = isz
         self.src_lo = self.src_hi = <const char *>cnp.PyArray_DATA(data)
         for k in range(nd):
+            span += abs(self.plan.ax[k].stride) * (self.plan.ax[k].n - 1)
             reach = self.plan.ax[k].stride * (self.plan.ax[k].n - 1)
-            span += abs(reach)
             if reach < 0:
                 self.src_lo += reach
             else:
