@@ -941,8 +941,8 @@ cdef class Sampler:
         span = isz
         self.src_lo = self.src_hi = <const char *>cnp.PyArray_DATA(data)
         for k in range(nd):
+            span += abs(self.plan.ax[k].stride) * (self.plan.ax[k].n - 1)
             reach = self.plan.ax[k].stride * (self.plan.ax[k].n - 1)
-            span += abs(reach)
             if reach < 0:
                 self.src_lo += reach
             else:
@@ -1197,6 +1197,11 @@ cdef class BatchIterator:
     def step(self):
         """Number of batches drawn so far; the next batch is batch ``step``."""
         return self._step
+
+    def __reduce__(self):
+        raise TypeError(f"cannot pickle a bare {type(self).__name__}: it holds no spec to "
+                        "rebuild its Sampler from; subclasses that do (mbcore.Minibatch) "
+                        "define __reduce__ and pickle with every protocol")
 
     def _seek(self, uint64_t step):
         """Make ``step`` the next batch's, and forget the batch before the

@@ -111,7 +111,9 @@ class Minibatch(BatchIterator):
     last_indices : tuple or None
         For batch ``step - 1`` (the last batch drawn, unless ``seek`` moved
         the stream): int64 indices per sampled axis, None per whole axis.
-        None while ``step`` is 0.
+        None while ``step`` is 0.  After ``set_value`` and before the next
+        batch, the indices of the last batch drawn from the replaced data;
+        after ``seek``, those of batch ``step - 1`` of the current data.
     total_size : int or list
         What to pass as PyMC3's ``total_size``.
 
@@ -299,7 +301,9 @@ class Minibatches:
                  casting="same_kind"):
         if not arrays:
             raise ValueError("minibatches needs at least one array, got none")
-        members = [Minibatch(a, batch_size, dtype, random_seed, replace, casting=casting)
+        check_casting(casting)
+        arrays = [check_data(a, dtype, f"arrays[{i}]", casting) for i, a in enumerate(arrays)]
+        members = [Minibatch(a, batch_size, None, random_seed, replace, casting=casting)
                    for a in arrays]
         self._check_lengths([mb._sampler for mb in members], "arrays")
         for mb in members:

@@ -382,6 +382,13 @@ def test_sampler_refuses_sizes_whose_products_overflow():
         Sampler(data, [2 ** 31, 2 ** 31, None], [key, key, None], True)
 
 
-def test_group_refuses_a_masked_array():
-    with pytest.raises(TypeError, match=esc("data must not be a numpy.ma.MaskedArray")):
-        minibatches(X, np.ma.zeros(100), batch_size=3)
+@pytest.mark.parametrize("arrays, exc, pattern", [
+    ((X, np.ma.zeros(100)), TypeError, esc("arrays[1] must not be a numpy.ma.MaskedArray")),
+    ((X, np.full(100, "a")), TypeError,
+     esc("arrays[1] must have a dtype that casts to float32, got <U1")),
+    ((np.zeros(3, dtype=object), X), TypeError,
+     esc("arrays[0] must have a dtype that casts to float32, got object")),
+], ids=["masked", "strings", "object"])
+def test_group_names_the_array_it_refuses(arrays, exc, pattern):
+    with pytest.raises(exc, match=pattern):
+        minibatches(*arrays, batch_size=3, dtype="float32")

@@ -999,6 +999,14 @@ def test_pickle_every_protocol_continues_the_stream(protocol):
     assert_batches_equal(next(clone), next(mb))
 
 
+@pytest.mark.parametrize("protocol", range(pickle.HIGHEST_PROTOCOL + 1))
+def test_bare_batch_iterator_refuses_pickling_with_a_clear_error(protocol):
+    from mbcore._kernels._gather import BatchIterator
+    with pytest.raises(TypeError, match="cannot pickle a bare BatchIterator: it holds no "
+                                        "spec"):
+        pickle.dumps(BatchIterator(), protocol=protocol)
+
+
 def test_deepcopy_continues_the_stream():
     mb = Minibatch(np.arange(60.0).reshape(20, 3), 4, random_seed=8)
     next(mb)
