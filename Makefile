@@ -12,10 +12,15 @@ PYTHON ?= python3
 VENV := .venv
 VENV_NP123 := .venv-np123
 VENV_PYMC3 := .venv-pymc3
+VENV_PYMC5 := .venv-pymc
+# PyTensor's compile cache lives in the venv: tests never depend on a warm
+# cache in the home directory (a cold one costs about 40 s per first fit).
+PYTENSOR_ENV := PYTENSOR_FLAGS=compiledir=$(CURDIR)/$(VENV_PYMC5)/pytensor-compiledir
 SOURCES := setup.py pyproject.toml $(wildcard _kernels/*.pyx _kernels/*.pxd _kernels/mb_*.h _kernels/*.py mbcore/*.py mbcore/data/* adapters/*.py adapters/*.pth)
 PIP_QUIET ?= -q
 
 .PHONY: test test-core test-np123 test-adapter gates gates-core gates-adapter demo bench clean
+.PHONY: test-pymc gates-pymc
 
 # NumPy 2.x: the core, its tests, the benchmarks.
 $(VENV)/.installed: $(SOURCES)
@@ -41,10 +46,18 @@ $(VENV_PYMC3)/.installed: $(SOURCES)
 	$(VENV_PYMC3)/bin/pip install $(PIP_QUIET) ".[pymc3,test,plot]"
 	touch $@
 
+# PyMC 5 on PyTensor (NumPy 2.x, Numba): the PyTensor adapter.
+$(VENV_PYMC5)/.installed: $(SOURCES)
+	test -x $(VENV_PYMC5)/bin/python || $(PYTHON) -m venv $(VENV_PYMC5)
+	$(VENV_PYMC5)/bin/pip install $(PIP_QUIET) --upgrade pip
+	$(VENV_PYMC5)/bin/pip install $(PIP_QUIET) --force-reinstall --no-deps .
+	$(VENV_PYMC5)/bin/pip install $(PIP_QUIET) ".[pymc,test]"
+	touch $@
+
 # Tests import the installed package, never the source tree: pytest runs
 # from the venv's own pytest script (which, unlike python -m pytest, does not
 # put the repo root on sys.path) with --import-mode=importlib (pyproject.toml).
-test: test-core test-np123 test-adapter
+test: test-core test-np123 test-adapter test-pymc
 
 test-core: $(VENV)/.installed
 	$(VENV)/bin/pytest tests benchmarks/test_memory_gate.py \
@@ -57,8 +70,14 @@ test-adapter: $(VENV_PYMC3)/.installed
 	$(VENV_PYMC3)/bin/pytest tests/adapters \
 	    benchmarks/test_memory_gate.py::test_adapter_memory_growth_under_64mb
 
+test-pymc: $(VENV_PYMC5)/.installed
+	$(PYTENSOR_ENV) $(VENV_PYMC5)/bin/pytest tests/pytensor tests/test_batchspec.py
+
+gates-pymc: $(VENV_PYMC5)/.installed
+	$(PYTENSOR_ENV) $(VENV_PYMC5)/bin/pytest -s benchmarks/test_pytensor_gates.py
+
 # The speed goals, as ratios measured side by side in one run (-s prints them).
-gates: gates-core gates-adapter
+gates: gates-core gates-adapter gates-pymc
 
 gates-core: $(VENV)/.installed
 	$(VENV)/bin/pytest -s benchmarks/test_gates.py benchmarks/test_manycore_gates.py
@@ -84,4 +103,4 @@ bench: $(VENV)/.installed $(VENV_PYMC3)/.installed
 	    --markdown bench-out/table.md
 
 clean:
-	rm -rf $(VENV) $(VENV_NP123) $(VENV_PYMC3) build dist *.egg-info bench-out demo-out
+	rm -rf $(VENV) $(VENV_NP123) $(VENV_PYMC3) $(VENV_PYMC5) build dist *.egg-info bench-out demo-out

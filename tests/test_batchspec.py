@@ -115,3 +115,23 @@ def test_equality_hash_pickle():
     assert c == a and repr(c) == repr(a)
     data = np.arange(12.0).reshape(4, 3)
     twins.assert_same_array(c.draw(7, data)[0], a.draw(7, data)[0])
+
+
+def test_bind_equals_draw_and_reads_in_place_changes(xy):
+    X, y = xy
+    spec = BatchSpec(6, random_seed=9)
+    f = spec.bind(X, y)
+    outs = [np.empty((6, 3)), np.empty(6)]
+    for t in (0, 1, 2 ** 64 - 1):
+        got = f(t, outs)
+        assert got[0] is outs[0]
+        for a, b in zip(got, spec.draw(t, X, y)):
+            twins.assert_same_array(a, b)
+    y[:] = 1.0
+    assert (f(3)[1] == 1.0).all()
+    with pytest.raises(OverflowError):
+        f(-1)
+    with pytest.raises(ValueError, match="same length along sampled axis 0"):
+        spec.bind(X, y[:-1])
+    with pytest.raises(ValueError, match="at least one array"):
+        spec.bind()
