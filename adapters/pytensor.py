@@ -39,6 +39,7 @@ thunk that calls ``BatchSpec.draw`` with the output buffers of the previous
 call, when PyTensor leaves them for reuse; the Numba linker through a
 registered ``numba.objmode`` call of the same draw.
 """
+import hashlib
 import sys
 
 import numpy as np
@@ -47,7 +48,9 @@ import pytensor.tensor as pt
 from pytensor.compile.sharedvalue import SharedVariable
 from pytensor.gradient import DisconnectedType, grad_not_implemented
 from pytensor.graph.basic import Apply, Constant, Variable
-from pytensor.graph.op import Op
+from pytensor.graph.op import Op  # noqa: F401 (documented base)
+from pytensor.link.c.op import COp
+from pytensor.link.c.type import generic
 from pytensor.graph.traversal import ancestors
 from pytensor.tensor.random.op import RNGConsumerOp
 
@@ -83,7 +86,7 @@ def _next_step(step):
     return t
 
 
-class MinibatchDraw(Op):
+class MinibatchDraw(COp):
     """``(data_0, ..., data_{m-1}, step) -> (batch_0, ..., batch_{m-1}, step + 1)``.
 
     ``batch_j`` is ``spec.draw(step, data_0, ..., data_{m-1})[j]``: one kernel
@@ -97,6 +100,7 @@ class MinibatchDraw(Op):
     """
 
     __props__ = ("spec",)
+    params_type = generic
 
     def __init__(self, spec):
         if not isinstance(spec, BatchSpec):
@@ -139,7 +143,16 @@ class MinibatchDraw(Op):
             s[0] = b
         output_storage[-1][0] = np.array(t + 1, dtype=np.int64)
 
+    def get_params(self, node):
+        return self.spec
+
     def make_thunk(self, node, storage_map, compute_map, no_recycling, impl=None):
+        """The C thunk where a C compiler is configured, else the Python one."""
+        if (impl is None and pytensor.config.cxx) or impl == "c":
+            return super().make_thunk(node, storage_map, compute_map, no_recycling, impl="c")
+        return self.make_py_thunk(node, storage_map, compute_map, no_recycling)
+
+    def make_py_thunk(self, node, storage_map, compute_map, no_recycling, debug=False):
         """A thunk with no per-call ``perform`` frame.
 
         It draws into the batches of its previous call when no one else
@@ -196,6 +209,42 @@ class MinibatchDraw(Op):
         thunk.perform = self.perform
         return thunk
 
+    # -- C implementation: no Python frame per call.  The struct keeps the
+    # data arrays it last saw and ``spec.bind`` of them (a C-level callable
+    # over the core's draw), rebinding when an input is another object; the
+    # batches of the previous call are drawn into when PyTensor hands them
+    # back for reuse and they still fit.
+    def c_support_code_struct(self, node, name):
+        return f"PyObject *mb_bound_{name};\nPyObject *mb_data_{name};\n"
+
+    def c_init_code_struct(self, node, name, sub):
+        return f"mb_bound_{name} = NULL;\nmb_data_{name} = NULL;\n"
+
+    def c_cleanup_code_struct(self, node, name):
+        return f"Py_XDECREF(mb_bound_{name});\nPy_XDECREF(mb_data_{name});\n"
+
+    def c_code(self, node, name, inp, out, sub):
+        *data, step = inp
+        *batches, nxt = out
+        m = len(data)
+        same = " && ".join(f"PyTuple_GET_ITEM(mb_data_{name}, {k}) == (PyObject *){d}"
+                           for k, d in enumerate(data))
+        fits = []
+        for k, (d, b, var) in enumerate(zip(data, batches, node.inputs)):
+            dims = " && ".join(
+                f"PyArray_DIMS({b})[{a}] == "
+                + (f"PyArray_DIMS({d})[{a}]" if p.size is None else f"{p.size}")
+                for a, p in enumerate(self.spec.plans(var.type.ndim)))
+            fits.append(_C_FIT.format(k=k, b=b, d=d, ndim=var.type.ndim, dims=dims))
+        stores = "".join(_C_STORE.format(k=k, b=b) for k, b in enumerate(batches))
+        return _C_CODE.format(
+            name=name, step=step, nxt=nxt, m=m, same=same, fits="".join(fits), stores=stores,
+            data_args=", ".join(f"(PyObject *){d}" for d in data), params=sub["params"],
+            fail=sub["fail"], last=_LAST_STEP)
+
+    def c_code_cache_version(self):
+        return (1, _C_VERSION)
+
     def connection_pattern(self, node):
         m = len(node.inputs) - 1
         return [[i == j for j in range(m)] + [False] for i in range(m)] + \
@@ -209,6 +258,73 @@ class MinibatchDraw(Op):
 
     def __str__(self):
         return f"MinibatchDraw{{batch_size={self.spec.batch_size!r}}}"
+
+
+_C_CODE = """
+{{
+    npy_int64 t = ((npy_int64 *)PyArray_DATA({step}))[0];
+    PyObject *outs = NULL, *res = NULL, *pystep = NULL, *o = NULL;
+    if (t < 0 || t >= {last}LL) {{
+        if (t < 0)
+            PyErr_Format(PyExc_ValueError, "the minibatch step must be >= 0, got %lld",
+                         (long long)t);
+        else
+            PyErr_Format(PyExc_OverflowError, "the minibatch step is %lld, the largest an "
+                         "int64 state can advance from: set the step variable to an earlier "
+                         "step", (long long)t);
+        {fail}
+    }}
+    if (mb_data_{name} == NULL || !({same})) {{
+        PyObject *data = PyTuple_Pack({m}, {data_args});
+        PyObject *bind = data ? PyObject_GetAttrString({params}, "bind") : NULL;
+        PyObject *bound = bind ? PyObject_CallObject(bind, data) : NULL;
+        Py_XDECREF(bind);
+        if (bound == NULL) {{
+            Py_XDECREF(data);
+            {fail}
+        }}
+        Py_XDECREF(mb_bound_{name});
+        Py_XDECREF(mb_data_{name});
+        mb_bound_{name} = bound;
+        mb_data_{name} = data;
+    }}
+    outs = PyList_New({m});
+    if (outs == NULL) {{ {fail} }}
+{fits}
+    pystep = PyLong_FromLongLong(t);
+    res = pystep ? PyObject_CallFunctionObjArgs(mb_bound_{name}, pystep, outs, NULL) : NULL;
+    Py_XDECREF(pystep);
+    Py_DECREF(outs);
+    if (res == NULL) {{ {fail} }}
+{stores}
+    Py_DECREF(res);
+    Py_XDECREF({nxt});
+    {nxt} = (PyArrayObject *)PyArray_ZEROS(0, NULL, NPY_INT64, 0);
+    if ({nxt} == NULL) {{ {fail} }}
+    ((npy_int64 *)PyArray_DATA({nxt}))[0] = t + 1;
+}}
+"""
+
+_C_FIT = """
+    o = Py_None;
+    if ({b} != NULL && PyArray_IS_C_CONTIGUOUS({b}) && PyArray_ISWRITEABLE({b})
+            && PyArray_NDIM({b}) == {ndim} && PyArray_TYPE({b}) == PyArray_TYPE({d})
+            && {dims})
+        o = (PyObject *){b};
+    Py_INCREF(o);
+    PyList_SET_ITEM(outs, {k}, o);
+"""
+
+_C_STORE = """
+    o = PyTuple_GET_ITEM(res, {k});
+    Py_INCREF(o);
+    Py_XDECREF({b});
+    {b} = (PyArrayObject *)o;
+"""
+
+# The C code's cache version: a hash of its templates, so any change to them
+# recompiles.
+_C_VERSION = hashlib.sha256((_C_CODE + _C_FIT + _C_STORE).encode()).hexdigest()[:16]
 
 
 def _reusable(value, var):

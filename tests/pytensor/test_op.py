@@ -12,7 +12,11 @@ from mbcore import Minibatch as CoreMinibatch
 from mbcore import minibatches
 from mbcore.adapters.pytensor import Minibatch, MinibatchDraw, minibatch_step, total_size
 
-MODES = ["FAST_RUN", "NUMBA"]
+# The C thunk (PyTensor's default linker), the Python thunk (linker="py"),
+# and Numba.
+MODES = [pytest.param("FAST_RUN", id="c"),
+         pytest.param(pytensor.compile.mode.Mode(linker="py", optimizer="fast_run"), id="py"),
+         pytest.param("NUMBA", id="numba")]
 
 
 def compile_fn(outputs, mode, **kwargs):
@@ -48,6 +52,27 @@ def test_aligned_by_one_draw_like_minibatches(mode, xy):
         r = next(ref)
         twins.assert_same_array(a, r[0])
         twins.assert_same_array(b, r[1])
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_step_out_of_range(mode):
+    xb = Minibatch(np.arange(10.0), batch_size=2)
+    f = compile_fn(xb, mode)
+    step = minibatch_step(xb)
+    step.set_value(np.int64(2 ** 63 - 2))
+    f()
+    with pytest.raises(OverflowError, match="the minibatch step is 9223372036854775807"):
+        f()
+    step.set_value(np.int64(-1))
+    with pytest.raises(ValueError, match="the minibatch step must be >= 0, got -1"):
+        f()
+
+
+def test_default_backend_runs_c_code():
+    f = pytensor.function([], Minibatch(np.arange(10.0), batch_size=2))
+    if not pytensor.config.cxx:
+        pytest.skip("no C compiler configured for PyTensor")
+    assert all(hasattr(t, "cthunk") for t in f.vm.thunks)
 
 
 def test_one_variable_returns_a_variable_several_a_list(xy):
@@ -165,11 +190,12 @@ def test_unequal_lengths_are_rejected_naming_the_variables():
         Minibatch(X, np.zeros(9), batch_size=2)
 
 
-def test_unequal_lengths_at_run_time():
+@pytest.mark.parametrize("mode", MODES)
+def test_unequal_lengths_at_run_time(mode):
     X = pytensor.shared(np.zeros((10, 2)))
     y = pytensor.shared(np.zeros(10))
     xb, yb = Minibatch(X, y, batch_size=2)
-    f = pytensor.function([], [xb, yb])
+    f = compile_fn([xb, yb], mode)
     f()
     y.set_value(np.zeros(9))
     with pytest.raises(ValueError, match=r"same length along sampled axis 0, got "
