@@ -51,7 +51,7 @@ $(VENV_PYMC5)/.installed: $(SOURCES)
 	test -x $(VENV_PYMC5)/bin/python || $(PYTHON) -m venv $(VENV_PYMC5)
 	$(VENV_PYMC5)/bin/pip install $(PIP_QUIET) --upgrade pip
 	$(VENV_PYMC5)/bin/pip install $(PIP_QUIET) --force-reinstall --no-deps .
-	$(VENV_PYMC5)/bin/pip install $(PIP_QUIET) ".[pymc,test]"
+	$(VENV_PYMC5)/bin/pip install $(PIP_QUIET) ".[pymc,jax,test]"
 	touch $@
 
 # Tests import the installed package, never the source tree: pytest runs

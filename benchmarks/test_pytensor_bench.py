@@ -6,7 +6,8 @@ Run in the PyMC 5 venv (``.venv-pymc``).  Each case compiles ours and
 function    a compiled ``pytensor.function([], batch)`` over a (1e6,) float64
             vector (``pymc.compile`` for pm.Minibatch, which only advances its
             generator through PyMC's compile path), with ``trust_input``, on
-            the C backend (PyTensor's default) and on Numba.
+            the C backend (PyTensor's default), on Numba, and on JAX when
+            it is installed (not gated: there the draw is a host callback).
 advi        one ADVI step (the function pm.fit calls each iteration: ELBO
             gradient and Adam update) of a linear regression on aligned X/y
             minibatches of 1e6 rows with total_size: ours from
@@ -40,8 +41,10 @@ from cases import interleaved_min  # noqa: E402
 
 N = 10**6
 FUNCTION_CASES = [("c", 128), ("c", 10**5), ("numba", 128), ("numba", 10**5)]
+# JAX: measured (make bench), not gated; the adapter's JAX draw is a host callback.
+JAX_CASES = [("jax", 128), ("jax", 10**5)] if importlib.util.find_spec("jax") else []
 ADVI_CASES = [128, 10**5]
-MODES = {"c": "FAST_RUN", "numba": "NUMBA"}
+MODES = {"c": "FAST_RUN", "numba": "NUMBA", "jax": "JAX"}
 
 
 def regression_data(n):
@@ -99,7 +102,8 @@ def case_id(kind, case):
 
 
 @pytest.mark.parametrize("impl", ["ours", "reference"])
-@pytest.mark.parametrize("case", FUNCTION_CASES, ids=lambda c: case_id("function", c))
+@pytest.mark.parametrize("case", FUNCTION_CASES + JAX_CASES,
+                         ids=lambda c: case_id("function", c))
 def test_function(benchmark, case, impl):
     impls = cached_impls("function", case)
     benchmark(impls[impl])
