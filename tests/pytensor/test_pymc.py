@@ -142,3 +142,22 @@ def test_compiling_a_second_function_does_not_reseed(xy):
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         pm.compile([], xb)
+
+
+def test_per_axis_grammar_and_its_total_size_in_a_model():
+    """Both axes of a matrix sampled ([rows, cols] from PyMC3's grammar): the
+    likelihood scales by (N0 / b0) * (N1 / b1), with total_size from the
+    adapter's helper."""
+    from mbcore.adapters.pytensor import total_size
+
+    Y = np.random.default_rng(3).normal(size=(60, 40))
+    yb = Minibatch(Y, batch_size=[6, (4, 17)], random_seed=5)
+    assert total_size(yb) == [60, 40]
+    with pm.Model() as model:
+        mu = pm.Normal("mu", 0.0, 1.0)
+        pm.Normal("obs", mu, 1.0, observed=yb, total_size=total_size(yb))
+    f = model.compile_fn(model.logp(vars=model.observed_RVs))
+    batch = CoreMinibatch(Y, [6, (4, 17)], random_seed=5).draw(0)
+    expect = (-0.5 * np.sum((batch - 0.2) ** 2) - batch.size * 0.5 * np.log(2 * np.pi))
+    np.testing.assert_allclose(f({"mu": np.array(0.2)}), expect * (60 / 6) * (40 / 4),
+                               rtol=1e-10)
