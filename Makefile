@@ -16,7 +16,8 @@ VENV_PYMC5 := .venv-pymc
 # PyTensor's compile cache lives in the venv: tests never depend on a warm
 # cache in the home directory (a cold one costs about 40 s per first fit).
 PYTENSOR_ENV := PYTENSOR_FLAGS=compiledir=$(CURDIR)/$(VENV_PYMC5)/pytensor-compiledir
-SOURCES := setup.py pyproject.toml $(wildcard _kernels/*.pyx _kernels/*.pxd _kernels/mb_*.h _kernels/*.py mbcore/*.py mbcore/data/* adapters/*.py adapters/*.pth)
+SOURCES := setup.py pyproject.toml $(wildcard _kernels/*.pyx _kernels/*.pxd _kernels/mb_*.h _kernels/*.py mbcore/*.py mbcore/data/* adapters/*.py adapters/*.pth \
+           adapters/pytensor/*.py)
 PIP_QUIET ?= -q
 
 .PHONY: test test-core test-np123 test-adapter gates gates-core gates-adapter demo bench clean
