@@ -21,7 +21,7 @@ SOURCES := setup.py pyproject.toml $(wildcard _kernels/*.pyx _kernels/*.pxd _ker
 PIP_QUIET ?= -q
 
 .PHONY: test test-core test-np123 test-adapter gates gates-core gates-adapter demo bench clean
-.PHONY: test-pymc gates-pymc
+.PHONY: test-pymc gates-pymc demo-pymc
 
 # NumPy 2.x: the core, its tests, the benchmarks.
 $(VENV)/.installed: $(SOURCES)
@@ -52,7 +52,7 @@ $(VENV_PYMC5)/.installed: $(SOURCES)
 	test -x $(VENV_PYMC5)/bin/python || $(PYTHON) -m venv $(VENV_PYMC5)
 	$(VENV_PYMC5)/bin/pip install $(PIP_QUIET) --upgrade pip
 	$(VENV_PYMC5)/bin/pip install $(PIP_QUIET) --force-reinstall --no-deps .
-	$(VENV_PYMC5)/bin/pip install $(PIP_QUIET) ".[pymc,jax,test]"
+	$(VENV_PYMC5)/bin/pip install $(PIP_QUIET) ".[pymc,jax,test,plot]"
 	touch $@
 
 # Tests import the installed package, never the source tree: pytest runs
@@ -90,6 +90,10 @@ gates-adapter: $(VENV_PYMC3)/.installed
 # (with its compiled kernels) is imported, not the source tree.
 demo: $(VENV_PYMC3)/.installed
 	$(VENV_PYMC3)/bin/python -P -m mbcore.demo --out demo-out
+
+# The main job on PyMC 5 (pm.fit on mbcore.adapters.pytensor.Minibatch).
+demo-pymc: $(VENV_PYMC5)/.installed
+	$(PYTENSOR_ENV) $(VENV_PYMC5)/bin/python -P -m mbcore.adapters.pytensor.demo --out demo-out
 
 bench: $(VENV)/.installed $(VENV_PYMC3)/.installed
 	mkdir -p bench-out
