@@ -34,11 +34,12 @@ minibatches: the ``total_size`` warning, ``is_valid_observed``,
 ``extract_obs_data`` and ``remove_minibatched_nodes`` before posterior
 predictive sampling.  Compilation inlines the wrapper away.
 
-Backends: the C linker (PyTensor's default) runs the node through a Python
-thunk that calls ``BatchSpec.draw`` with the output buffers of the previous
-call, when PyTensor leaves them for reuse; the Numba linker through a
-registered ``numba.objmode`` call of the same draw; the JAX linker (when
-JAX is installed) through ``jax.pure_callback`` into the same draw.
+Backends: the C linker (PyTensor's default) runs the node's C code
+(``_ccode.py``), which calls ``BatchSpec.bind`` of the data, a C-level
+callable, with the output buffers PyTensor hands back for reuse; the Python
+linker a thunk over the same callable; the Numba linker a registered
+``numba.objmode`` call of the draw; the JAX linker (when JAX is installed)
+``jax.pure_callback`` into it.  See docs/pytensor.md.
 """
 import numpy as np
 import pytensor

@@ -74,7 +74,8 @@ class MinibatchDraw(COp):
     def perform(self, node, inputs, output_storage):
         *data, step = inputs
         t = next_step(step)
-        outs = [_reusable(s[0], v) for s, v in zip(output_storage, node.outputs)]
+        outs = [_reusable(s[0], v, self.spec.batch_shape(d.shape))
+                for s, v, d in zip(output_storage, node.outputs, data)]
         batches = self.spec.draw(t, *data, out=outs)
         for s, b in zip(output_storage, batches):
             s[0] = b
@@ -177,9 +178,9 @@ class MinibatchDraw(COp):
         return f"MinibatchDraw{{batch_size={self.spec.batch_size!r}}}"
 
 
-def _reusable(value, var):
-    """``value`` when a batch may be drawn into it, else None."""
+def _reusable(value, var, shape):
+    """``value`` when a batch of this shape may be drawn into it, else None."""
     if (isinstance(value, np.ndarray) and value.flags.c_contiguous and value.flags.writeable
-            and value.dtype == var.type.dtype):
+            and value.dtype == var.type.dtype and value.shape == shape):
         return value
     return None

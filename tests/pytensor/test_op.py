@@ -219,3 +219,22 @@ def test_bad_arguments():
         Minibatch(np.zeros(10), batch_size=2, replace="no")
     with pytest.raises(ValueError, match="has an empty sampled axis 0"):
         Minibatch(np.zeros((0, 3)), batch_size=2)
+
+
+def test_perform_draws_into_fitting_outputs_only():
+    """PyTensor's reference implementation (``perform``): reuses an output
+    storage that fits, allocates when the data changed length on a whole
+    axis."""
+    X = pytensor.shared(np.arange(40.0).reshape(10, 4))
+    xb = Minibatch(X, batch_size=3, random_seed=2)
+    node = [n for n in pytensor.function([], xb).maker.fgraph.apply_nodes
+            if isinstance(n.op, MinibatchDraw)][0]
+    storage = [[None], [None]]
+    node.op.perform(node, [X.get_value(), np.array(0, np.int64)], storage)
+    first = storage[0][0]
+    twins.assert_same_array(first, CoreMinibatch(X.get_value(), 3, random_seed=2).draw(0))
+    node.op.perform(node, [X.get_value(), np.array(1, np.int64)], storage)
+    assert storage[0][0] is first and storage[1][0] == 2
+    wider = np.arange(60.0).reshape(10, 6)
+    node.op.perform(node, [wider, np.array(1, np.int64)], storage)
+    twins.assert_same_array(storage[0][0], CoreMinibatch(wider, 3, random_seed=2).draw(1))
