@@ -1,8 +1,9 @@
-"""The Numba implementation of ``MinibatchDraw``: a registered
-``numba.objmode`` call of the core's draw (no object-mode fallback warning)."""
+"""The Numba implementations of ``MinibatchDraw`` and ``MinibatchIndices``:
+registered ``numba.objmode`` calls of the core (no object-mode fallback
+warning)."""
 import numpy as np
 
-from ._op import MinibatchDraw
+from ._op import MinibatchDraw, MinibatchIndices
 from ._step import next_step
 
 
@@ -46,6 +47,25 @@ def _register_numba():
                     ret = py_draw(inputs)
                 return ret
         return minibatch_draw
+
+    @numba_funcify.register(MinibatchIndices)
+    def numba_funcify_MinibatchIndices(op, node, **kwargs):
+        types = [get_numba_type(o.type, layout="C") for o in node.outputs]
+        ret_sig = types[0] if len(types) == 1 else numba.types.Tuple(types)
+        perform = op.perform
+        n_out = len(node.outputs)
+
+        def py_indices(shape, step):
+            storage = [[None] for _ in range(n_out)]
+            perform(node, [shape, step], storage)
+            return storage[0][0] if n_out == 1 else tuple(s[0] for s in storage)
+
+        @numba_njit
+        def minibatch_indices(shape, step):
+            with numba.objmode(ret=ret_sig):
+                ret = py_indices(shape, step)
+            return ret
+        return minibatch_indices
 
 
 _register_numba()

@@ -12,6 +12,7 @@ import pytensor
 import pytensor.tensor as pt
 from pytensor.gradient import DisconnectedType, grad_not_implemented
 from pytensor.graph.basic import Apply
+from pytensor.graph.op import Op
 from pytensor.link.c.op import COp
 from pytensor.link.c.type import generic
 
@@ -20,7 +21,7 @@ from mbcore import BatchSpec
 from ._ccode import C_VERSION, c_code, struct_cleanup, struct_init, struct_support
 from ._step import LAST_STEP, next_step
 
-__all__ = ["MinibatchDraw"]
+__all__ = ["MinibatchDraw", "MinibatchIndices"]
 
 
 class MinibatchDraw(COp):
@@ -169,13 +170,67 @@ class MinibatchDraw(COp):
                [[False] * m + [True]]
 
     def L_op(self, inputs, outputs, output_grads):
+        """With respect to data ``j``: its output gradient added back to the
+        rows (entries) batch ``step`` was drawn from, repeats summed, as
+        ``pm.Minibatch``'s advanced indexing gives.  Implemented when the
+        sampled axes lead (an int ``batch_size``, or ``[b0, b1, ...]``
+        followed by whole axes); otherwise refused at ``grad`` time."""
         *data, step = inputs
-        return [grad_not_implemented(self, i, d, "the gradient of a minibatch with respect "
-                                     "to its data") for i, d in enumerate(data)] + \
-               [DisconnectedType()()]
+        grads = []
+        for i, (d, g) in enumerate(zip(data, output_grads)):
+            if isinstance(g.type, DisconnectedType):
+                grads.append(d.zeros_like())
+                continue
+            sampled = self.spec.sampled_axes(d.type.ndim)
+            if sampled != tuple(range(len(sampled))):
+                grads.append(grad_not_implemented(
+                    self, i, d, "the gradient of a minibatch with respect to its data when "
+                    "a whole axis comes before a sampled one"))
+                continue
+            idx = MinibatchIndices(self.spec, d.type.ndim)(d.shape, step)
+            idx = idx if isinstance(idx, (list, tuple)) else [idx]
+            k = len(idx)
+            index = tuple(v.reshape((-1,) + (1,) * (k - 1 - a)) if k > 1 else v
+                          for a, v in enumerate(idx))
+            grads.append(pt.inc_subtensor(d.zeros_like()[index], g))
+        return grads + [DisconnectedType()()]
 
     def __str__(self):
         return f"MinibatchDraw{{batch_size={self.spec.batch_size!r}}}"
+
+
+class MinibatchIndices(Op):
+    """``(shape, step) -> (idx_0, ..., idx_{k-1})``: the int64 indices batch
+    ``step`` of an array of this shape takes on each sampled axis, in axis
+    order (``BatchSpec.indices``).  Used by the gradient of ``MinibatchDraw``."""
+
+    __props__ = ("spec", "ndim")
+
+    def __init__(self, spec, ndim):
+        self.spec = spec
+        self.ndim = int(ndim)
+
+    def make_node(self, shape, step):
+        shape = pt.as_tensor_variable(shape)
+        step = pt.as_tensor_variable(step)
+        k = len(self.spec.sampled_axes(self.ndim))
+        plans = self.spec.plans(self.ndim)
+        sizes = [p.size for p in plans if p.size is not None]
+        return Apply(self, [shape, step],
+                     [pt.tensor(dtype="int64", shape=(sizes[a],)) for a in range(k)])
+
+    def perform(self, node, inputs, output_storage):
+        shape, step = inputs
+        idx = [v for v in self.spec.indices(next_step(step), tuple(int(n) for n in shape))
+               if v is not None]
+        for s, v in zip(output_storage, idx):
+            s[0] = v
+
+    def L_op(self, inputs, outputs, output_grads):
+        return [DisconnectedType()(), DisconnectedType()()]
+
+    def connection_pattern(self, node):
+        return [[False] * len(node.outputs), [False] * len(node.outputs)]
 
 
 def _reusable(value, var, shape):

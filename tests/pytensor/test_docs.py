@@ -22,14 +22,3 @@ def test_docstring_examples(module):
 def test_docs_page_examples():
     result = doctest.testfile(str(DOCS), module_relative=False, optionflags=doctest.ELLIPSIS)
     assert result.attempted > 0 and result.failed == 0
-
-
-def test_gradient_with_respect_to_the_data_is_refused_at_grad_time():
-    x = pytensor.shared(np.arange(10.0))
-    xb = adapter.Minibatch(x, batch_size=3)
-    w = pytensor.shared(2.0)
-    g = pytensor.grad((xb * w).sum(), w)          # parameters: fine
-    assert pytensor.function([], g)() == pytest.approx(
-        mbcore.BatchSpec(3).draw(0, np.arange(10.0))[0].sum())
-    with pytest.raises(Exception, match="gradient of a minibatch with respect to its data"):
-        pytensor.grad(xb.sum(), x)

@@ -238,3 +238,41 @@ def test_perform_draws_into_fitting_outputs_only():
     wider = np.arange(60.0).reshape(10, 6)
     node.op.perform(node, [wider, np.array(1, np.int64)], storage)
     twins.assert_same_array(storage[0][0], CoreMinibatch(wider, 3, random_seed=2).draw(1))
+
+
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("batch_size", [6, [4, 1], [(3, 1), None], [4, 3]], ids=repr)
+def test_gradient_with_respect_to_the_data(mode, batch_size):
+    """The output gradient is added back where batch t came from, repeats
+    summed: what pm.Minibatch's advanced indexing gives."""
+    X0 = np.arange(30.0).reshape(10, 3)
+    X = pytensor.shared(X0)
+    xb = Minibatch(X * 1.0, batch_size=batch_size, random_seed=3)
+    w = pytensor.shared(np.float64(1.5))
+    g, gw = pytensor.grad((w * xb ** 2).sum(), [X, w])
+    with warnings.catch_warnings():
+        warnings.filterwarnings("error", message=".*object mode.*")
+        f = pytensor.function([], [xb, g, gw], mode=mode)
+    spec_idx = [mbcore_indices(batch_size, t, X0.shape) for t in range(2)]
+    for t in range(2):
+        batch, got, got_w = f()
+        ix = np.ix_(*spec_idx[t])
+        twins.assert_same_array(batch, X0[ix])
+        expect = np.zeros_like(X0)
+        np.add.at(expect, ix, 2 * 1.5 * X0[ix])
+        np.testing.assert_allclose(got, expect)
+        assert got_w == pytest.approx((X0[ix] ** 2).sum())
+
+
+def mbcore_indices(batch_size, t, shape):
+    from mbcore import BatchSpec
+
+    idx = BatchSpec(batch_size, random_seed=3).indices(t, shape)
+    return [np.arange(n) if i is None else i for i, n in zip(idx, shape)]
+
+
+def test_gradient_refused_when_a_whole_axis_leads():
+    X = pytensor.shared(np.zeros((4, 5)))
+    xb = Minibatch(X, batch_size=[None, 2])
+    with pytest.raises(Exception, match="a whole axis comes before a sampled one"):
+        pytensor.grad(xb.sum(), X)
