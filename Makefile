@@ -95,7 +95,7 @@ demo: $(VENV_PYMC3)/.installed
 demo-pymc: $(VENV_PYMC5)/.installed
 	$(PYTENSOR_ENV) $(VENV_PYMC5)/bin/python -P -m mbcore.adapters.pytensor.demo --out demo-out
 
-bench: $(VENV)/.installed $(VENV_PYMC3)/.installed
+bench: $(VENV)/.installed $(VENV_PYMC3)/.installed $(VENV_PYMC5)/.installed
 	mkdir -p bench-out
 	$(VENV)/bin/pytest benchmarks/test_core_bench.py --benchmark-only \
 	    --benchmark-json=bench-out/core.json --benchmark-columns=min,median,iqr,rounds \
@@ -103,6 +103,9 @@ bench: $(VENV)/.installed $(VENV_PYMC3)/.installed
 	$(VENV_PYMC3)/bin/pytest benchmarks/test_adapter_bench.py --benchmark-only \
 	    --benchmark-json=bench-out/adapter.json --benchmark-columns=min,median,iqr,rounds \
 	    --benchmark-save=adapter --benchmark-storage=bench-out/history
+	$(PYTENSOR_ENV) $(VENV_PYMC5)/bin/pytest benchmarks/test_pytensor_bench.py --benchmark-only \
+	    --benchmark-json=bench-out/pytensor.json --benchmark-columns=min,median,iqr,rounds \
+	    --benchmark-save=pytensor --benchmark-storage=bench-out/history
 	$(VENV)/bin/python benchmarks/report.py bench-out/*.json \
 	    --plot bench-out/bench.png --threads-plot bench-out/bench-threads.png \
 	    --markdown bench-out/table.md
