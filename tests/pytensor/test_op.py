@@ -276,3 +276,14 @@ def test_gradient_refused_when_a_whole_axis_leads():
     xb = Minibatch(X, batch_size=[None, 2])
     with pytest.raises(Exception, match="a whole axis comes before a sampled one"):
         pytensor.grad(xb.sum(), X)
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_three_variables_aligned(mode):
+    a, b, c = np.arange(50.0), np.arange(100.0).reshape(50, 2), np.arange(50, dtype=np.int32)
+    ab, bb, cb = Minibatch(a, b, c, batch_size=7, random_seed=6)
+    f = compile_fn([ab, bb, cb], mode)
+    ref = minibatches(a, b, c, batch_size=7, random_seed=6)
+    for t in range(3):
+        for got, want in zip(f(), next(ref)):
+            twins.assert_same_array(got, want)
