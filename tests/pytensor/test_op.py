@@ -287,3 +287,15 @@ def test_three_variables_aligned(mode):
     for t in range(3):
         for got, want in zip(f(), next(ref)):
             twins.assert_same_array(got, want)
+
+
+def test_pickled_function_continues_its_stream():
+    import pickle
+
+    x = np.arange(100.0)
+    f = pytensor.function([], Minibatch(x, batch_size=5, random_seed=3))
+    f(), f()
+    g = pickle.loads(pickle.dumps(f))
+    core = CoreMinibatch(x, 5, random_seed=3)
+    twins.assert_same_array(g(), core.draw(2))     # the copy carries step 2
+    twins.assert_same_array(f(), core.draw(2))     # and the original is untouched
