@@ -1,9 +1,9 @@
-"""The JAX implementation of ``MinibatchDraw``: ``jax.pure_callback`` into
-the core's draw (when JAX is installed)."""
+"""The JAX implementations of ``MinibatchDraw`` and ``MinibatchIndices``:
+``jax.pure_callback`` into the core (when JAX is installed)."""
 import numpy as np
 from pytensor.graph.basic import Constant
 
-from ._op import MinibatchDraw
+from ._op import MinibatchDraw, MinibatchIndices
 from ._step import next_step
 
 
@@ -36,12 +36,12 @@ def _register_jax():
 
     @jax_funcify.register(MinibatchDraw)
     def jax_funcify_MinibatchDraw(op, node, **kwargs):
-        _jax_drain_at_exit(jax)
         """A host callback into the core (``jax.pure_callback``): the step and
         the data that are not constants go to the host, the batches come
         back.  Constant data (NumPy arrays given to ``Minibatch``) stay on the
         host, read in place.  The step is an explicit input and output, so
         the function stays pure."""
+        _jax_drain_at_exit(jax)
         spec = op.spec
         inputs_ = node.inputs
         n_data = len(inputs_) - 1
@@ -69,6 +69,25 @@ def _register_jax():
                                      *[inputs[i] for i in passed])
 
         return minibatch_draw
+
+    @jax_funcify.register(MinibatchIndices)
+    def jax_funcify_MinibatchIndices(op, node, **kwargs):
+        """The gradient's indices, by a host callback into the core."""
+        _jax_drain_at_exit(jax)
+        shapes = tuple(jax.ShapeDtypeStruct(o.type.shape, np.int64) for o in node.outputs)
+        perform = op.perform
+        n_out = len(node.outputs)
+
+        def host(shape, step):
+            storage = [[None] for _ in range(n_out)]
+            perform(node, [np.asarray(shape), np.asarray(step)], storage)
+            return tuple(s[0] for s in storage)
+
+        def minibatch_indices(shape, step):
+            res = jax.pure_callback(host, shapes, shape, step)
+            return res[0] if n_out == 1 else res
+
+        return minibatch_indices
 
 
 _register_jax()

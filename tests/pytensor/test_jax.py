@@ -37,6 +37,17 @@ SCRIPT = textwrap.dedent("""
     for t in range(3):
         assert np.array_equal(np.asarray(g()), CoreMinibatch(new, 10, random_seed=2,
                                                               replace=False).draw(t))
+    # The gradient with respect to the data.
+    Xs = pytensor.shared(X)
+    xg = Minibatch(Xs, batch_size=6, random_seed=8)
+    grad = pytensor.grad((xg ** 2).sum(), Xs)
+    h = pytensor.function([], [xg, grad], mode="JAX")
+    for t in range(2):
+        batch, g = (np.asarray(v) for v in h())
+        idx = CoreMinibatch(X, 6, random_seed=8).indices(t)[0]
+        expect = np.zeros_like(X)
+        np.add.at(expect, idx, 2 * X[idx])
+        assert np.array_equal(batch, X[idx]) and np.allclose(g, expect), t
     print("JAX OK")
 """)
 
