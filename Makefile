@@ -6,6 +6,8 @@
 #                catch only gross regressions, so it passes on any machine
 #   make gates   the speed goals: ratio gates of the core and the adapter
 #   make demo    the main job on the bundled dataset
+#   make demo-pymc  the same on PyMC 5 (mbcore.adapters.pytensor)
+#   (test and gates include the PyMC 5 / PyTensor adapter: test-pymc, gates-pymc)
 #   make bench   the benchmark suite: table, JSON, plot in bench-out/
 
 PYTHON ?= python3
