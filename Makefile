@@ -6,16 +6,24 @@
 #                catch only gross regressions, so it passes on any machine
 #   make gates   the speed goals: ratio gates of the core and the adapter
 #   make demo    the main job on the bundled dataset
+#   make demo-pymc  the same on PyMC 5 (mbcore.adapters.pytensor)
+#   (test and gates include the PyMC 5 / PyTensor adapter: test-pymc, gates-pymc)
 #   make bench   the benchmark suite: table, JSON, plot in bench-out/
 
 PYTHON ?= python3
 VENV := .venv
 VENV_NP123 := .venv-np123
 VENV_PYMC3 := .venv-pymc3
-SOURCES := setup.py pyproject.toml $(wildcard _kernels/*.pyx _kernels/*.pxd _kernels/mb_*.h _kernels/*.py mbcore/*.py mbcore/data/* adapters/*.py adapters/*.pth)
+VENV_PYMC5 := .venv-pymc
+# PyTensor's compile cache lives in the venv: tests never depend on a warm
+# cache in the home directory (a cold one costs about 40 s per first fit).
+PYTENSOR_ENV := PYTENSOR_FLAGS=compiledir=$(CURDIR)/$(VENV_PYMC5)/pytensor-compiledir
+SOURCES := setup.py pyproject.toml $(wildcard _kernels/*.pyx _kernels/*.pxd _kernels/mb_*.h _kernels/*.py mbcore/*.py mbcore/data/* adapters/*.py adapters/*.pth \
+           adapters/pytensor/*.py)
 PIP_QUIET ?= -q
 
 .PHONY: test test-core test-np123 test-adapter gates gates-core gates-adapter demo bench clean
+.PHONY: test-pymc gates-pymc demo-pymc
 
 # NumPy 2.x: the core, its tests, the benchmarks.
 $(VENV)/.installed: $(SOURCES)
@@ -41,10 +49,18 @@ $(VENV_PYMC3)/.installed: $(SOURCES)
 	$(VENV_PYMC3)/bin/pip install $(PIP_QUIET) ".[pymc3,test,plot]"
 	touch $@
 
+# PyMC 5 on PyTensor (NumPy 2.x, Numba): the PyTensor adapter.
+$(VENV_PYMC5)/.installed: $(SOURCES)
+	test -x $(VENV_PYMC5)/bin/python || $(PYTHON) -m venv $(VENV_PYMC5)
+	$(VENV_PYMC5)/bin/pip install $(PIP_QUIET) --upgrade pip
+	$(VENV_PYMC5)/bin/pip install $(PIP_QUIET) --force-reinstall --no-deps .
+	$(VENV_PYMC5)/bin/pip install $(PIP_QUIET) ".[pymc,jax,test,plot]"
+	touch $@
+
 # Tests import the installed package, never the source tree: pytest runs
 # from the venv's own pytest script (which, unlike python -m pytest, does not
 # put the repo root on sys.path) with --import-mode=importlib (pyproject.toml).
-test: test-core test-np123 test-adapter
+test: test-core test-np123 test-adapter test-pymc
 
 test-core: $(VENV)/.installed
 	$(VENV)/bin/pytest tests benchmarks/test_speed_regressions.py benchmarks/test_timing.py \
@@ -57,8 +73,14 @@ test-adapter: $(VENV_PYMC3)/.installed
 	$(VENV_PYMC3)/bin/pytest tests/adapters \
 	    benchmarks/test_memory_gate.py::test_adapter_memory_growth_under_64mb
 
+test-pymc: $(VENV_PYMC5)/.installed
+	$(PYTENSOR_ENV) $(VENV_PYMC5)/bin/pytest tests/pytensor tests/test_batchspec.py
+
+gates-pymc: $(VENV_PYMC5)/.installed
+	$(PYTENSOR_ENV) $(VENV_PYMC5)/bin/pytest -s benchmarks/test_pytensor_gates.py
+
 # The speed goals, as ratios measured side by side in one run (-s prints them).
-gates: gates-core gates-adapter
+gates: gates-core gates-adapter gates-pymc
 
 gates-core: $(VENV)/.installed
 	$(VENV)/bin/pytest -s benchmarks/test_gates.py benchmarks/test_manycore_gates.py
@@ -71,7 +93,11 @@ gates-adapter: $(VENV_PYMC3)/.installed
 demo: $(VENV_PYMC3)/.installed
 	$(VENV_PYMC3)/bin/python -P examples/pymc3_demo.py --out demo-out
 
-bench: $(VENV)/.installed $(VENV_PYMC3)/.installed
+# The main job on PyMC 5 (pm.fit on mbcore.adapters.pytensor.Minibatch).
+demo-pymc: $(VENV_PYMC5)/.installed
+	$(PYTENSOR_ENV) $(VENV_PYMC5)/bin/python -P -m mbcore.adapters.pytensor.demo --out demo-out
+
+bench: $(VENV)/.installed $(VENV_PYMC3)/.installed $(VENV_PYMC5)/.installed
 	mkdir -p bench-out
 	$(VENV)/bin/pytest benchmarks/test_core_bench.py --benchmark-only \
 	    --benchmark-json=bench-out/core.json --benchmark-columns=min,median,iqr,rounds \
@@ -79,9 +105,12 @@ bench: $(VENV)/.installed $(VENV_PYMC3)/.installed
 	$(VENV_PYMC3)/bin/pytest benchmarks/test_adapter_bench.py --benchmark-only \
 	    --benchmark-json=bench-out/adapter.json --benchmark-columns=min,median,iqr,rounds \
 	    --benchmark-save=adapter --benchmark-storage=bench-out/history
+	$(PYTENSOR_ENV) $(VENV_PYMC5)/bin/pytest benchmarks/test_pytensor_bench.py --benchmark-only \
+	    --benchmark-json=bench-out/pytensor.json --benchmark-columns=min,median,iqr,rounds \
+	    --benchmark-save=pytensor --benchmark-storage=bench-out/history
 	$(VENV)/bin/python benchmarks/report.py bench-out/*.json \
 	    --plot bench-out/bench.png --threads-plot bench-out/bench-threads.png \
 	    --markdown bench-out/table.md
 
 clean:
-	rm -rf $(VENV) $(VENV_NP123) $(VENV_PYMC3) build dist *.egg-info bench-out demo-out
+	rm -rf $(VENV) $(VENV_NP123) $(VENV_PYMC3) $(VENV_PYMC5) build dist *.egg-info bench-out demo-out

@@ -7,10 +7,11 @@ Layers
 ``mbcore``            This package: ``Minibatch``, ``minibatches``, plain NumPy.
 ``mbcore.adapters``   Thin graph adapters (Theano/PyMC3) over the same core.
 """
+from ._batchspec import BatchSpec
 from ._data import available_data, get_data
 from ._generator import GeneratorAdapter
 from ._minibatch import Minibatch, Minibatches, minibatches
 
-__all__ = ["Minibatch", "Minibatches", "minibatches", "GeneratorAdapter", "get_data",
+__all__ = ["Minibatch", "Minibatches", "minibatches", "BatchSpec", "GeneratorAdapter", "get_data",
            "available_data"]
 __version__ = "0.1.0"

@@ -1,0 +1,186 @@
+"""mbcore's minibatches in PyMC 5 / PyTensor graphs: a drop-in ``pm.Minibatch``.
+
+>>> import numpy as np, pytensor
+>>> from mbcore.adapters.pytensor import Minibatch
+>>> X = np.arange(20.0).reshape(10, 2); y = np.arange(10.0)
+>>> xb, yb = Minibatch(X, y, batch_size=4, random_seed=1)
+>>> f = pytensor.function([], [xb, yb])
+>>> a, b = f()
+>>> bool((a[:, 0] == 2 * b).all())             # one draw picks the rows of both
+True
+>>> bool((f()[1] != b).any())                  # every call advances the stream
+True
+
+Design
+------
+``Minibatch(X, y, ...)`` builds one node of :class:`MinibatchDraw`,
+``(X, y, step) -> (X_batch, y_batch, step + 1)``, where ``step`` is a shared
+int64 scalar whose ``default_update`` is the node's last output.  The step is
+the whole stream state (batch ``t`` is a pure function of seed, spec, data
+shapes and ``t``: :class:`mbcore.BatchSpec`), so:
+
+- every compiled function that uses the batches advances the stream by one
+  per call: ``pytensor.function`` collects ``default_update`` of the shared
+  variables in its graph, and ``pm.fit`` and ``pymc.compile`` go through it;
+- two ``Minibatch`` calls own two step variables: no rewrite can merge their
+  nodes or fold one into a constant;
+- batch ``t`` equals ``mbcore.minibatches(X, y, ...).draw(t)`` on every
+  backend, and ``step.set_value(t)`` moves the stream to batch ``t``.
+
+The node is wrapped in PyMC's ``MinibatchOp`` (an inlined ``OpFromGraph``,
+inputs ``(X, y, step)`` and outputs ``(X_batch, y_batch, step + 1)`` in the
+order PyMC's own Minibatch uses), so PyMC finds it where it looks for
+minibatches: the ``total_size`` warning, ``is_valid_observed``,
+``extract_obs_data`` and ``remove_minibatched_nodes`` before posterior
+predictive sampling.  Compilation inlines the wrapper away.
+
+Backends: the C linker (PyTensor's default) runs the node's C code
+(``_ccode.py``), which calls ``BatchSpec.bind`` of the data, a C-level
+callable, with the output buffers PyTensor hands back for reuse; the Python
+linker a thunk over the same callable; the Numba linker a registered
+``numba.objmode`` call of the draw; the JAX linker (when JAX is installed)
+``jax.pure_callback`` into it.  See docs/pytensor.md.
+"""
+import numpy as np
+import pytensor
+import pytensor.tensor as pt
+from pytensor.compile.sharedvalue import SharedVariable
+from pytensor.graph.basic import Constant
+from pytensor.graph.traversal import ancestors
+from pytensor.tensor.random.op import RNGConsumerOp
+
+from mbcore import BatchSpec
+
+from . import _jax, _numba  # noqa: F401 (register the Numba and JAX implementations)
+from ._op import MinibatchDraw
+
+try:     # PyMC looks for its own MinibatchOp; without PyMC, the same wrapper
+    from pymc.data import MinibatchOp
+except ImportError:       # pragma: no cover - PyMC is installed with the extra
+    from pytensor.compile.builders import OpFromGraph
+
+    class MinibatchOp(OpFromGraph):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs, inline=True)
+
+        def __str__(self):
+            return "Minibatch"
+
+__all__ = ["Minibatch", "MinibatchOp", "MinibatchDraw", "minibatch_step", "total_size"]
+
+
+def _is_random(var):
+    return any(v.owner is not None and isinstance(v.owner.op, RNGConsumerOp)
+               for v in ancestors([var]))
+
+
+def _static_value(var):
+    if isinstance(var, Constant):
+        return var.data
+    if isinstance(var, SharedVariable):
+        return var.get_value(borrow=True)
+    return None
+
+
+def Minibatch(variable, *variables, batch_size=128, random_seed=42, replace=True):
+    """Aligned random minibatches of one or more variables, one draw for all.
+
+    A drop-in for ``pymc.Minibatch``: the same call, the same return (one
+    variable, or a list for several), recognised by PyMC (``total_size``,
+    ``pm.Data``, ``pm.set_data``, posterior predictive sampling); in addition
+    mbcore's grammar and sampling modes, a seed, and a stream that every
+    compiled function advances, plain ``pytensor.function`` included.
+
+    Parameters
+    ----------
+    variable, *variables : array_like or TensorVariable
+        Data: NumPy arrays, ``pm.Data`` / shared variables, constants, or
+        graphs of them without random variables.  They must agree in length
+        along the sampled axes.
+    batch_size : int or list, default 128
+        The grammar of :class:`mbcore.Minibatch`: an int samples axis 0; a
+        list gives one entry per leading axis (an int, ``(size, seed)``, None
+        for a whole axis, one Ellipsis for as many whole axes as needed).
+    random_seed : int or numpy.random.SeedSequence, default 42
+        Seed of every sampled axis without a seed of its own.
+    replace : bool, default True
+        Sample with replacement (as ``pm.Minibatch`` does); False draws no
+        index twice within a batch.
+
+    Returns
+    -------
+    TensorVariable or list of TensorVariable
+        The batches, named ``minibatch.0``, ``minibatch.1``, ...  The step
+        variable of the stream is :func:`minibatch_step` of any of them.
+
+    Examples
+    --------
+    >>> import numpy as np, pymc as pm
+    >>> from mbcore.adapters.pytensor import Minibatch
+    >>> X = np.random.default_rng(0).normal(size=(1000, 2)); y = X @ [1.0, -2.0]
+    >>> xb, yb = Minibatch(X, y, batch_size=64)
+    >>> with pm.Model():
+    ...     w = pm.Normal("w", 0, 10, shape=2)
+    ...     obs = pm.Normal("obs", xb @ w, 1.0, observed=yb, total_size=len(y))
+    """
+    spec = BatchSpec(batch_size, random_seed, replace)
+    tensors = [pt.as_tensor_variable(v) for v in (variable, *variables)]
+    names = []
+    for i, v in enumerate(tensors):
+        names.append(v.name or f"variable {i}")
+        if _is_random(v):
+            raise ValueError(f"{i}: {v} is not valid for Minibatch, only non-random variables "
+                             "are allowed")
+        if v.type.ndim < spec.min_ndim:
+            raise ValueError(f"{names[i]} must have at least ndim={spec.min_ndim} for "
+                             f"batch_size={batch_size!r}, got ndim={v.type.ndim}")
+    values = [_static_value(v) for v in tensors]
+    for name, value in zip(names, values):
+        if value is not None:
+            spec.prepare(value, what=name)
+    shapes = [tuple(np.shape(val)) if val is not None else v.type.shape
+              for v, val in zip(tensors, values)]
+    known = [(n, s) for n, s in zip(names, shapes)
+             if all(s[a] is not None for a in spec.sampled_axes(len(s)))]
+    if len(known) > 1:
+        spec.check_aligned([s for _, s in known], [n for n, _ in known])
+    step = pytensor.shared(np.int64(0), name="minibatch_step")
+    inner_in = [v.type() for v in tensors] + [step.type()]
+    inner_out = MinibatchDraw(spec)(*inner_in)
+    *batches, next_step = MinibatchOp(inner_in, inner_out)(*tensors, step)
+    step.default_update = next_step
+    for i, b in enumerate(batches):
+        b.name = f"minibatch.{i}"
+    return batches if variables else batches[0]
+
+
+def minibatch_step(batch):
+    """The shared int64 step variable of the stream ``batch`` comes from.
+
+    ``minibatch_step(xb).set_value(t)`` makes the next batch batch ``t``;
+    ``get_value()`` is the number of batches drawn since step 0.
+    """
+    node = batch.owner
+    if node is None or not isinstance(node.op, MinibatchOp) or not isinstance(
+            _inner_draw(node.op), MinibatchDraw):
+        raise ValueError(f"{batch} is not a batch of mbcore.adapters.pytensor.Minibatch")
+    return node.inputs[-1]
+
+
+def _inner_draw(op):
+    nodes = op.fgraph.apply_nodes
+    return next((n.op for n in nodes if isinstance(n.op, MinibatchDraw)), None)
+
+
+def total_size(batch):
+    """What to pass as ``total_size`` for an observed ``batch``: PyMC's
+    convention for this spec (an int for an int ``batch_size``, else a list),
+    computed from the current data."""
+    node = batch.owner
+    draw = _inner_draw(node.op) if node is not None and isinstance(node.op, MinibatchOp) else None
+    if not isinstance(draw, MinibatchDraw):
+        raise ValueError(f"{batch} is not a batch of mbcore.adapters.pytensor.Minibatch")
+    data = node.inputs[node.outputs.index(batch)]
+    value = _static_value(data)
+    shape = np.shape(value) if value is not None else tuple(data.shape.eval())
+    return draw.spec.total_size(shape)

@@ -1,0 +1,245 @@
+"""``BatchSpec``: the one object a graph adapter needs from the core.
+
+A batch spec is what ``Minibatch`` and ``minibatches`` are built from, with
+the data left out: the ``batch_size`` grammar, the seed, ``replace``.  Given
+arrays, it checks them (dtype, ndim, lengths along shared sampled axes, batch
+sizes against ``replace=False``), tells their ``total_size`` and batch shapes,
+and draws batch ``step`` of all of them into given outputs in one kernel call.
+The step is the whole stream state: batch ``t`` is a pure function of (seed,
+spec, data shapes, ``t``), so an adapter keeps one integer as its state.
+"""
+import functools
+
+import numpy as np
+
+from ._kernels._gather import draw_group
+from ._minibatch import _build
+from ._spec import check_data, parse_batch_size, total_size_of
+
+__all__ = ["BatchSpec"]
+
+
+class BatchSpec:
+    """A minibatch spec without data: grammar, seed and sampling mode.
+
+    Parameters
+    ----------
+    batch_size : int or list of (int | (int, int) | None | Ellipsis), default 128
+        The grammar of :class:`mbcore.Minibatch`: an int samples axis 0; a
+        list gives one entry per leading axis (an int, ``(size, seed)``, None
+        for a whole axis, one Ellipsis for as many whole axes as needed).
+    random_seed : int or numpy.random.SeedSequence, default 42
+        Seed of every sampled axis without a seed of its own.
+    replace : bool, default True
+        Sample with replacement.
+
+    Notes
+    -----
+    ``spec.draw(t, *arrays)`` equals ``minibatches(*arrays, batch_size=...,
+    random_seed=..., replace=...).draw(t)`` (and, for one array,
+    ``Minibatch(array, ...).draw(t)``) for every ``t``.  The spec is parsed
+    at construction, so a malformed ``batch_size`` fails there; the number of
+    axes it needs is checked against each array.
+
+    ``draw`` keeps the samplers it built for the last arrays it was given and
+    reuses them while it is given the same array objects with the same shapes
+    and strides; the samplers hold references to those arrays, so an id cannot
+    be reused by another object meanwhile.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from mbcore import BatchSpec, minibatches
+    >>> X = np.arange(30.0).reshape(10, 3); y = np.arange(10.0)
+    >>> spec = BatchSpec(4, random_seed=1)
+    >>> xb, yb = spec.draw(0, X, y)
+    >>> bool((xb[:, 0] == 3 * yb).all())
+    True
+    >>> all((a == b).all() for a, b in zip(spec.draw(5, X, y),
+    ...                                    minibatches(X, y, batch_size=4, random_seed=1).draw(5)))
+    True
+    >>> spec.total_size(X.shape), spec.batch_shape(X.shape)
+    (10, (4, 3))
+    """
+
+    __slots__ = ("batch_size", "random_seed", "replace", "_plans", "_samplers")
+
+    def __init__(self, batch_size=128, random_seed=42, replace=True):
+        if not isinstance(replace, (bool, np.bool_)):
+            raise TypeError(f"replace must be a bool, got {type(replace).__name__} {replace!r}")
+        self.batch_size = batch_size
+        self.random_seed = random_seed
+        self.replace = bool(replace)
+        self._plans = {}
+        self._samplers = ()
+        # Parse once with the fewest axes the spec can describe: every error
+        # of the grammar itself is raised here, not at the first array.
+        self.plans(self.min_ndim)
+
+    # -- the grammar ---------------------------------------------------------
+    @property
+    def min_ndim(self):
+        """The fewest axes an array needs for this spec."""
+        if isinstance(self.batch_size, (list, tuple)):
+            return max(1, sum(1 for t in self.batch_size if t is not Ellipsis))
+        return 1
+
+    def plans(self, ndim):
+        """One ``(size, seed)`` per axis of an ``ndim``-d array: the batch size
+        and seed of a sampled axis, ``(None, None)`` for a whole axis."""
+        plans = self._plans.get(ndim)
+        if plans is None:
+            plans = parse_batch_size(self.batch_size, ndim, self.random_seed)
+            self._plans[ndim] = plans
+        return plans
+
+    def sampled_axes(self, ndim):
+        """The sampled axes of an ``ndim``-d array, in order."""
+        return tuple(k for k, p in enumerate(self.plans(ndim)) if p.size is not None)
+
+    # -- values --------------------------------------------------------------
+    def prepare(self, value, dtype=None, what="data"):
+        """The array batches of ``value`` are read from, checked.
+
+        ``value`` itself when it is an ndarray and no ``dtype`` cast is asked
+        for.  Raises TypeError for Python objects, ValueError for a 0-d
+        value, too few axes for the spec, an empty sampled axis, or (with
+        ``replace=False``) a batch larger than its axis; ``what`` names the
+        value in the message.
+        """
+        arr = check_data(value, dtype, what)
+        if arr.ndim < self.min_ndim:
+            raise ValueError(f"{what} must have at least ndim={self.min_ndim} for "
+                             f"batch_size={self.batch_size!r}, got ndim={arr.ndim} "
+                             f"(shape {arr.shape})")
+        for axis, p in enumerate(self.plans(arr.ndim)):
+            if p.size is None:
+                continue
+            n = arr.shape[axis]
+            if n == 0:
+                raise ValueError(f"{what} has an empty sampled axis {axis} (shape {arr.shape})")
+            if not self.replace and p.size > n:
+                raise ValueError(
+                    f"batch_size must be <= {n} (the length of axis {axis} of {what}) when "
+                    f"replace=False, got {p.size}")
+        return arr
+
+    def check_aligned(self, shapes, names=None):
+        """Raise ValueError unless the shapes agree in length along every
+        sampled axis (the condition for one draw to pick the same rows of
+        all of them).  ``names`` label the arrays in the message."""
+        shapes = [tuple(s) for s in shapes]
+        if names is None:
+            names = [f"arrays[{i}]" for i in range(len(shapes))]
+        lengths = {}
+        for name, shape in zip(names, shapes):
+            for axis in self.sampled_axes(len(shape)):
+                lengths.setdefault(axis, []).append((name, shape[axis]))
+        for axis, seen in sorted(lengths.items()):
+            if len({n for _, n in seen}) > 1:
+                raise ValueError(
+                    f"all variables must have the same length along sampled axis {axis}, got "
+                    + ", ".join(f"{name}: {n}" for name, n in seen))
+
+    def total_size(self, shape):
+        """PyMC's ``total_size`` for an array of this shape: an int for an
+        int spec, else a list with the full length of each sampled axis, None
+        for a listed whole axis and the Ellipsis kept."""
+        shape = tuple(shape)
+        return total_size_of(self.batch_size, self.plans(len(shape)), shape)
+
+    def batch_shape(self, shape):
+        """The shape of every batch of an array of this shape."""
+        shape = tuple(shape)
+        return tuple(n if p.size is None else p.size
+                     for n, p in zip(shape, self.plans(len(shape))))
+
+    # -- drawing -------------------------------------------------------------
+    @staticmethod
+    def check_step(step):
+        """``step`` as an int in ``[0, 2**64)``; TypeError or ValueError otherwise."""
+        if isinstance(step, (bool, np.bool_)) or not isinstance(step, (int, np.integer)):
+            raise TypeError(f"step must be an int, got {type(step).__name__} {step!r}")
+        if not 0 <= step < 2 ** 64:
+            raise ValueError(f"step must be in [0, 2**64), got {step}")
+        return int(step)
+
+    def _samplers_for(self, arrays):
+        cached = self._samplers
+        if len(cached) == len(arrays) and all(
+                s.data is a and s.data.shape == a.shape and s.data.strides == a.strides
+                for s, a in zip(cached, arrays)):
+            return cached
+        arrays = [self.prepare(a, what=f"arrays[{i}]") for i, a in enumerate(arrays)]
+        if len(arrays) > 1:
+            self.check_aligned([a.shape for a in arrays])
+        samplers = tuple(_build(a, self.plans(a.ndim), self.replace, f"arrays[{i}]")
+                         for i, a in enumerate(arrays))
+        self._samplers = samplers
+        return samplers
+
+    def draw(self, step, *arrays, out=None):
+        """Batch ``step`` of each array, as a tuple, in one kernel call.
+
+        Parameters
+        ----------
+        step : int
+            The batch's position in the stream, in ``[0, 2**64)``.
+        *arrays : ndarray
+            The data; they must agree in length along shared sampled axes.
+        out : sequence of (ndarray | None), optional
+            One entry per array: a C-contiguous array of the batch's shape
+            and dtype to fill, or None for a new one.
+
+        Returns
+        -------
+        tuple of ndarray
+            The batches; row ``i`` of every batch comes from the same
+            position of the sampled axes.
+        """
+        if not arrays:
+            raise ValueError("draw needs at least one array, got none")
+        return draw_group(self._samplers_for(arrays), self.check_step(step), out)
+
+    def bind(self, *arrays):
+        """``draw`` for these arrays, checked once, as a C-level callable.
+
+        Returns ``f`` with ``f(step, out=None)`` equal to
+        ``self.draw(step, *arrays, out=out)``, without the per-call checks
+        of ``draw`` in Python: ``step`` must be an int in ``[0, 2**64)``
+        (OverflowError otherwise), ``out`` None or one entry per array.  A
+        call costs about a third of ``draw``'s at small batches (0.29 against
+        2.4 us at 128 rows of float64, 2-vCPU AMD EPYC Zen 5).  The arrays
+        are read when ``f`` is called: changes in place are seen; a new
+        array needs a new ``bind``.
+        """
+        if not arrays:
+            raise ValueError("bind needs at least one array, got none")
+        return functools.partial(draw_group, self._samplers_for(arrays))
+
+    def indices(self, step, shape):
+        """Per-axis int64 indices of batch ``step`` for an array of this
+        shape (None on whole axes)."""
+        shape = tuple(shape)
+        # Indices depend on the shape only: a zero-stride view stands in for data.
+        stand_in = np.lib.stride_tricks.as_strided(np.empty(1, np.uint8), shape,
+                                                   (0,) * len(shape))
+        sampler = _build(stand_in, self.plans(len(shape)), self.replace)
+        return sampler.indices(self.check_step(step))
+
+    # -- identity ------------------------------------------------------------
+    def _key(self):
+        return (repr(self.batch_size), repr(self.random_seed), self.replace)
+
+    def __eq__(self, other):
+        return type(other) is type(self) and self._key() == other._key()
+
+    def __hash__(self):
+        return hash(self._key())
+
+    def __reduce__(self):
+        return (type(self), (self.batch_size, self.random_seed, self.replace))
+
+    def __repr__(self):
+        return (f"BatchSpec(batch_size={self.batch_size!r}, "
+                f"random_seed={self.random_seed!r}, replace={self.replace})")
