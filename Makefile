@@ -15,6 +15,8 @@ VENV := .venv
 VENV_NP123 := .venv-np123
 VENV_PYMC3 := .venv-pymc3
 VENV_PYMC5 := .venv-pymc
+# The pin of pyproject.toml's pymc extra.
+PYMC_VERSION := 5.28.5
 # PyTensor's compile cache lives in the venv: tests never depend on a warm
 # cache in the home directory (a cold one costs about 40 s per first fit).
 PYTENSOR_ENV := PYTENSOR_FLAGS=compiledir=$(CURDIR)/$(VENV_PYMC5)/pytensor-compiledir
@@ -55,6 +57,13 @@ $(VENV_PYMC5)/.installed: $(SOURCES)
 	$(VENV_PYMC5)/bin/pip install $(PIP_QUIET) --upgrade pip
 	$(VENV_PYMC5)/bin/pip install $(PIP_QUIET) --force-reinstall --no-deps .
 	$(VENV_PYMC5)/bin/pip install $(PIP_QUIET) ".[pymc,jax,test,plot]"
+	# PyMC's own tests/test_data.py (TestMinibatch), from the sdist of the
+	# pinned release: tests/pytensor/test_pymc_peer.py runs it on the adapter.
+	rm -rf $(VENV_PYMC5)/pymc-sdist
+	$(VENV_PYMC5)/bin/pip download $(PIP_QUIET) --no-deps --no-binary :all: \
+	    -d $(VENV_PYMC5)/pymc-sdist "pymc==$(PYMC_VERSION)"
+	tar -xzf $(VENV_PYMC5)/pymc-sdist/pymc-$(PYMC_VERSION).tar.gz -C $(VENV_PYMC5)/pymc-sdist \
+	    pymc-$(PYMC_VERSION)/tests/test_data.py
 	touch $@
 
 # Tests import the installed package, never the source tree: pytest runs
