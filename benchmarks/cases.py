@@ -193,3 +193,21 @@ class ThreadedFloor:
     def close(self):
         if self.pool is not None:
             self.pool.shutdown()
+
+
+MARGIN = 1.15   # the noise a gate allows a shared machine: it asserts goal / MARGIN
+
+
+def assert_goal(label, impls, baseline, goal, margin=MARGIN, names=None):
+    """The gate of one case: ``times[baseline] / times["ours"]`` (the best of
+    ``best_ratio``'s measurements) printed with the machine, whether ``goal``
+    is met, and asserted at ``goal / margin``.  ``names`` relabels the two
+    sides in the printout."""
+    from machine import cpu_model, usable_cpus
+    ratio, t = best_ratio(impls, baseline, goal)
+    ours, base = (names or ("ours", baseline))
+    print(f"\n{label} on {cpu_model()} ({usable_cpus()} CPUs): {ours} "
+          f"{t['ours'] * 1e6:.1f} us, {base} {t[baseline] * 1e6:.1f} us, {ratio:.2f}x "
+          f"(goal {goal}x: {'met' if ratio >= goal else 'NOT met'})")
+    assert ratio >= goal / margin, f"{label}: {ratio:.2f}x < {goal}x / {margin} ({t})"
+    return ratio, t

@@ -26,11 +26,10 @@ if importlib.util.find_spec("theano") is None or importlib.util.find_spec("pymc3
     pytest.skip("the adapter gates need theano-pymc and pymc3 (make test-adapter runs "
                 "them in .venv-pymc3)", allow_module_level=True)
 
-from cases import best_ratio  # noqa: E402
+from cases import MARGIN, assert_goal  # noqa: E402,F401 (the docstring's MARGIN)
 from test_adapter_bench import (ADVI_CASES, FUNCTION_CASES, cached_impls,  # noqa: E402
                                 case_id)
 
-MARGIN = 1.15
 
 GOALS = {  # (kind, batch): goal, x the reference graph
     ("function", 128): 1.8,
@@ -41,13 +40,8 @@ GOALS = {  # (kind, batch): goal, x the reference graph
 
 
 def gate(kind, case):
-    goal = GOALS[(kind, case[2])]
-    speedup, t = best_ratio(cached_impls(kind, case), "reference", goal)
-    print(f"\n{case_id(kind, case)}: ours {t['ours'] * 1e6:.1f} us, reference "
-          f"{t['reference'] * 1e6:.1f} us, speedup {speedup:.2f}x (goal "
-          f"{goal}x: {'met' if speedup >= goal else 'NOT met'})")
-    assert speedup >= goal / MARGIN, (
-        f"{case_id(kind, case)}: {speedup:.2f}x < {goal}x / {MARGIN} ({t})")
+    assert_goal(case_id(kind, case), cached_impls(kind, case), "reference",
+                GOALS[(kind, case[2])])
 
 
 @pytest.mark.parametrize("case", FUNCTION_CASES, ids=lambda c: case_id("function", c))

@@ -22,12 +22,11 @@ whether the goal itself is met (``pytest -s``).  The correctness suite
 """
 import pytest
 
-from cases import (GRID, MULTI, best_ratio, case_id, grid_impls, make_data, multi_id,
-                   multi_impls)
+from cases import (GRID, MARGIN, MULTI, best_ratio, case_id, grid_impls, make_data,
+                   multi_id, multi_impls)
 from mbcore import Minibatch
 from mbcore._kernels import _gather
 
-MARGIN = 1.15
 BATCH_128_NEED = 8.0     # x NumPy, rows of 1 and of 10 values
 GRID_NEED = 1.5          # x NumPy, every other grid case ...
 FLOOR_NEED = 1.25        # ... or within this factor of the contiguous floor
