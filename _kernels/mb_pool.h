@@ -1,0 +1,237 @@
+/* A persistent pool of worker threads for splitting one batch into chunks.
+ *
+ * mb_pool_run(fn, ctx, nchunks, nthreads) runs fn(ctx, c) for every chunk
+ * c < nchunks on the calling thread and up to nthreads - 1 workers, each
+ * claiming the next chunk from a shared counter: the caller starts at once
+ * and never waits for a chunk nobody has claimed, so a worker that wakes late
+ * (or is descheduled, or whose core is busy with the caller's BLAS or
+ * OpenMP threads) costs at most the chunk it holds.
+ *
+ * - Workers are created at first need, up to the number asked for, and
+ *   sleep on a condition variable when idle: no spinning, so an idle pool
+ *   costs nothing to other processes on the machine.
+ * - One batch at a time: a caller that finds the pool in use by another
+ *   thread runs its batch alone instead of queueing behind it or starting
+ *   threads of its own (no oversubscription when several Python threads
+ *   draw at once).
+ * - fork: the child starts with no workers (pthread_atfork); its first
+ *   split batch creates them again.
+ * - Serial whenever a thread cannot be created.
+ *
+ * mb_pool_wake_ns() measures how long a sleeping worker takes to start a
+ * chunk after a job is posted (the median of a few tries): the cost a split
+ * must win back, used by the dispatcher in _gather.pyx.
+ */
+#ifndef MB_POOL_H
+#define MB_POOL_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <time.h>
+
+typedef void (*mb_chunk_fn)(void *ctx, int64_t chunk);
+
+typedef struct {
+    atomic_llong next;         /* next chunk to claim */
+    long long nchunks;
+    mb_chunk_fn fn;
+    void *ctx;
+    int joined;                /* workers inside this job (under the pool's mutex) */
+    int open;                  /* workers may still join (under the mutex) */
+} mb_pool_job;
+
+typedef struct {
+    pthread_cond_t cond;
+    int go;                    /* a job was posted for this worker (under the mutex) */
+} mb_pool_slot;
+
+#define MB_POOL_MAX 1024       /* workers, at most */
+
+static struct {
+    pthread_mutex_t mu;
+    pthread_cond_t left;       /* the last worker left a closed job */
+    mb_pool_job *job;          /* the job being run, NULL when none */
+    int nworkers;              /* workers created */
+    mb_pool_slot *slots[MB_POOL_MAX];
+    atomic_int busy;           /* a caller owns the pool */
+    int atfork_done;
+} mb_pool = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, NULL, 0, {0}, 0, 0};
+
+static void mb_pool_claim(mb_pool_job *j) {
+    for (;;) {
+        long long c = atomic_fetch_add_explicit(&j->next, 1, memory_order_relaxed);
+        if (c >= j->nchunks) return;
+        j->fn(j->ctx, (int64_t)c);
+    }
+}
+
+static void *mb_pool_worker(void *arg) {
+    mb_pool_slot *me = (mb_pool_slot *)arg;
+    pthread_mutex_lock(&mb_pool.mu);
+    for (;;) {
+        mb_pool_job *j;
+        while (!me->go)
+            pthread_cond_wait(&me->cond, &mb_pool.mu);
+        me->go = 0;
+        j = mb_pool.job;
+        if (j == NULL || !j->open)
+            continue;              /* woke after its job was closed */
+        j->joined++;
+        pthread_mutex_unlock(&mb_pool.mu);
+        mb_pool_claim(j);
+        pthread_mutex_lock(&mb_pool.mu);
+        if (--j->joined == 0 && !j->open)
+            pthread_cond_signal(&mb_pool.left);
+    }
+    return NULL;
+}
+
+/* The child of a fork has only the thread that called fork: forget the
+   workers (their memory is left as it is) and any job in progress. */
+static void mb_pool_atfork_prepare(void) { pthread_mutex_lock(&mb_pool.mu); }
+static void mb_pool_atfork_parent(void) { pthread_mutex_unlock(&mb_pool.mu); }
+static void mb_pool_atfork_child(void) {
+    pthread_mutex_init(&mb_pool.mu, NULL);
+    pthread_cond_init(&mb_pool.left, NULL);
+    mb_pool.job = NULL;
+    mb_pool.nworkers = 0;
+    atomic_store(&mb_pool.busy, 0);
+}
+
+/* Create workers until there are n (under the mutex); returns how many exist. */
+static int mb_pool_grow(int n) {
+    if (n > MB_POOL_MAX) n = MB_POOL_MAX;
+    if (!mb_pool.atfork_done) {
+        if (pthread_atfork(mb_pool_atfork_prepare, mb_pool_atfork_parent,
+                           mb_pool_atfork_child) != 0)
+            return mb_pool.nworkers;
+        mb_pool.atfork_done = 1;
+    }
+    while (mb_pool.nworkers < n) {
+        pthread_t th;
+        pthread_attr_t at;
+        mb_pool_slot *s = (mb_pool_slot *)calloc(1, sizeof(mb_pool_slot));
+        int ok;
+        if (s == NULL || pthread_cond_init(&s->cond, NULL) != 0) { free(s); break; }
+        ok = pthread_attr_init(&at) == 0;
+        ok = ok && pthread_attr_setdetachstate(&at, PTHREAD_CREATE_DETACHED) == 0;
+        ok = ok && pthread_attr_setstacksize(&at, 1 << 20) == 0;
+        ok = ok && pthread_create(&th, &at, mb_pool_worker, s) == 0;
+        pthread_attr_destroy(&at);
+        if (!ok) { pthread_cond_destroy(&s->cond); free(s); break; }
+        mb_pool.slots[mb_pool.nworkers++] = s;
+    }
+    return mb_pool.nworkers;
+}
+
+/* Workers created so far (for tests). */
+static int mb_pool_size(void) {
+    int n;
+    pthread_mutex_lock(&mb_pool.mu);
+    n = mb_pool.nworkers;
+    pthread_mutex_unlock(&mb_pool.mu);
+    return n;
+}
+
+/* Run fn(ctx, c), c < nchunks, on this thread and up to nthreads - 1 workers.
+   Returns the number of workers asked to join (0: run alone). */
+static int mb_pool_run(mb_chunk_fn fn, void *ctx, int64_t nchunks, int nthreads) {
+    mb_pool_job j;
+    int expected = 0, w, i;
+    long long c;
+    if (nthreads > nchunks) nthreads = (int)nchunks;
+    if (nthreads <= 1 || !atomic_compare_exchange_strong(&mb_pool.busy, &expected, 1)) {
+        for (c = 0; c < nchunks; c++) fn(ctx, c);
+        return 0;
+    }
+    atomic_init(&j.next, 0);
+    j.nchunks = nchunks;
+    j.fn = fn;
+    j.ctx = ctx;
+    j.joined = 0;
+    j.open = 1;
+    pthread_mutex_lock(&mb_pool.mu);
+    w = mb_pool_grow(nthreads - 1);
+    if (w > nthreads - 1) w = nthreads - 1;
+    mb_pool.job = &j;
+    for (i = 0; i < w; i++) {
+        mb_pool.slots[i]->go = 1;
+        pthread_cond_signal(&mb_pool.slots[i]->cond);
+    }
+    pthread_mutex_unlock(&mb_pool.mu);
+    mb_pool_claim(&j);
+    /* Every chunk is claimed; wait for the workers that hold one. */
+    pthread_mutex_lock(&mb_pool.mu);
+    j.open = 0;
+    mb_pool.job = NULL;
+    for (i = 0; i < w; i++)
+        mb_pool.slots[i]->go = 0;   /* not yet awake: it must not join the next job */
+    while (j.joined > 0)
+        pthread_cond_wait(&mb_pool.left, &mb_pool.mu);
+    pthread_mutex_unlock(&mb_pool.mu);
+    atomic_store(&mb_pool.busy, 0);
+    return w;
+}
+
+static int64_t mb_now_ns(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+typedef struct {
+    int64_t posted;
+    pthread_t caller;
+    atomic_llong started;      /* when a worker started its chunk; 0: not yet */
+} mb_wake_probe;
+
+static void mb_wake_chunk(void *ctx, int64_t c) {
+    mb_wake_probe *p = (mb_wake_probe *)ctx;
+    int64_t t0 = mb_now_ns();
+    long long zero = 0;
+    (void)c;
+    if (pthread_equal(pthread_self(), p->caller)) {
+        /* The caller's chunk: wait (at most 5 ms) for a worker to take the other. */
+        while (atomic_load(&p->started) == 0 && mb_now_ns() - t0 < 5000000) {}
+        return;
+    }
+    atomic_compare_exchange_strong(&p->started, &zero, (long long)t0);
+}
+
+static int mb_cmp_i64(const void *a, const void *b) {
+    int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
+    return (x > y) - (x < y);
+}
+
+/* Median over `tries` of the time from posting a job to a sleeping worker
+   starting its chunk, in ns; -1 if no worker could be used.  Each try sleeps
+   `gap_us` first, so that the worker (and its core) is idle as between
+   batches. */
+static int64_t mb_pool_wake_ns(int tries, int gap_us) {
+    int64_t t[16];
+    int i, k = 0;
+    if (tries > 16) tries = 16;
+    for (i = 0; i < tries; i++) {
+        mb_wake_probe p;
+        struct timespec gap = {0, (long)gap_us * 1000};
+        nanosleep(&gap, NULL);
+        atomic_init(&p.started, 0);
+        p.caller = pthread_self();
+        p.posted = mb_now_ns();
+        if (mb_pool_run(mb_wake_chunk, &p, 2, 2) == 0) return -1;
+        if (atomic_load(&p.started) > 0) t[k++] = atomic_load(&p.started) - p.posted;
+    }
+    if (k == 0) return -1;
+    qsort(t, k, sizeof(int64_t), mb_cmp_i64);
+    return t[k / 2];
+}
+
+/* Relaxed atomic access to the dispatcher's calibration results (plain
+   int64_t cells, read on every batch, written once by whichever thread
+   calibrates first). */
+static inline int64_t mb_load(const int64_t *p) { return __atomic_load_n(p, __ATOMIC_RELAXED); }
+static inline void mb_store(int64_t *p, int64_t v) { __atomic_store_n(p, v, __ATOMIC_RELAXED); }
+
+#endif
