@@ -191,13 +191,19 @@ cdef int64_t draw_ps() noexcept nogil:
     return v
 
 
+# The wake time is measured with the worker idle for 2 ms first: long
+# enough for an idle virtual CPU to have halted (KVM's guest halt-polling
+# stops after 200 us at most), as between the batches of a training loop.
+cdef int WAKE_GAP_US = 2000
+
+
 cdef int64_t wake_ns() noexcept nogil:
     """How long a sleeping pool worker takes to start its chunk (median of 5
-    tries, 200 us apart), measured at first need; 0 if the pool is busy or
+    tries, WAKE_GAP_US apart), measured at first need; 0 if the pool is busy or
     has no worker (then no batch is split until it is measured)."""
     cdef int64_t v = mb_load(&cal_wake_ns)
     if v == 0:
-        v = mb_pool_wake_ns(5, 200)
+        v = mb_pool_wake_ns(5, WAKE_GAP_US)
         if v <= 0:
             return 0
         mb_store(&cal_wake_ns, v)
@@ -691,7 +697,12 @@ cdef void run_chunk(void *ctx, int64_t c) noexcept nogil:
     run_job(&g)
 
 
-cdef int64_t SHARE_CHUNKS = 4   # chunks a split batch is cut into, per thread
+# A split batch is cut into SHARE_CHUNKS chunks a thread, of at least
+# SHARE_MIN_CHUNK positions: small chunks, so that the caller, which claims
+# whatever is left, waits at the end only for the chunk a worker holds (a
+# worker that is descheduled, or woke late, holds up little).
+cdef int64_t SHARE_CHUNKS = 16
+cdef int64_t SHARE_MIN_CHUNK = 64
 
 
 cdef void draw_gather_k(int k, const mb_plan **p, const char **src, char **dst,
@@ -734,7 +745,7 @@ cdef void draw_gather_k(int k, const mb_plan **p, const char **src, char **dst,
     # chunk's draws start on the vector path); at least two, or no helper.
     if nthreads > 1 and a.sampled:
         shared.chunk = (a.m + SHARE_CHUNKS * nthreads - 1) // (SHARE_CHUNKS * nthreads)
-        shared.chunk = (shared.chunk + 7) // 8 * 8
+        shared.chunk = max(SHARE_MIN_CHUNK, (shared.chunk + 7) // 8 * 8)
         if a.m > shared.chunk:
             shared.job = job
             mb_pool_run(run_chunk, &shared, (a.m + shared.chunk - 1) // shared.chunk,
@@ -852,6 +863,15 @@ def _forget_calibration():
     for i in range(3):
         mb_store(&cal_draw_ps[i], 0)
     mb_store(&cal_wake_ns, 0)
+
+
+def _measure_wake(int tries, int gap_us):
+    """_measure_wake(tries, gap_us): a fresh measurement of wake_ns (for
+    benchmarks), ns; None when no worker could be used."""
+    cdef int64_t v
+    with nogil:
+        v = mb_pool_wake_ns(tries, gap_us)
+    return v if v > 0 else None
 
 
 def _pool_workers():

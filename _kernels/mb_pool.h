@@ -26,6 +26,7 @@
 #define MB_POOL_H
 
 #include <pthread.h>
+#include <sched.h>
 #include <stdatomic.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -33,37 +34,64 @@
 
 typedef void (*mb_chunk_fn)(void *ctx, int64_t chunk);
 
-typedef struct {
-    atomic_llong next;         /* next chunk to claim */
-    long long nchunks;
-    mb_chunk_fn fn;
-    void *ctx;
-    int joined;                /* workers inside this job (under the pool's mutex) */
-    int open;                  /* workers may still join (under the mutex) */
-} mb_pool_job;
+/* The job lives in the pool (one caller owns the pool at a time), so that a
+   worker that wakes late never reads a caller's stack.  `state` packs the
+   job's generation (bits 32-63), a closed flag (bit 31) and the number of
+   workers inside it (bits 0-30): a worker joins with a compare-and-swap
+   that fails once the caller has closed the job or posted a newer one, and
+   the caller closes it and waits for the workers inside without taking the
+   mutex (a worker descheduled while holding it cannot stall the caller). */
+#define MB_POOL_CLOSED (1ULL << 31)
+#define MB_POOL_JOINED ((1ULL << 31) - 1)
 
 typedef struct {
     pthread_cond_t cond;
-    int go;                    /* a job was posted for this worker (under the mutex) */
+    unsigned long long gen;    /* the job generation it is asked to join (under the mutex) */
+    unsigned long long seen;   /* the last generation it woke for (its own) */
+    int id;                    /* its index in the pool's slots */
 } mb_pool_slot;
 
 #define MB_POOL_MAX 1024       /* workers, at most */
 
 static struct {
     pthread_mutex_t mu;
-    pthread_cond_t left;       /* the last worker left a closed job */
-    mb_pool_job *job;          /* the job being run, NULL when none */
+    atomic_ullong state;       /* generation << 32 | closed | joined */
+    atomic_llong next;         /* the job's next chunk to claim */
+    long long nchunks;
+    mb_chunk_fn fn;
+    void *ctx;
+    int want;                  /* workers asked to join */
     int nworkers;              /* workers created */
     mb_pool_slot *slots[MB_POOL_MAX];
     atomic_int busy;           /* a caller owns the pool */
     int atfork_done;
-} mb_pool = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, NULL, 0, {0}, 0, 0};
+} mb_pool = {PTHREAD_MUTEX_INITIALIZER, MB_POOL_CLOSED};
 
-static void mb_pool_claim(mb_pool_job *j) {
+/* Ask worker i to join generation gen (under the mutex).  Wakes spread as
+   a tree: the caller wakes workers 0 and 1, worker i wakes 2i + 2 and
+   2i + 3, so that n workers start after about log2(n) wake-ups rather than
+   the caller making n system calls before its own first chunk. */
+static void mb_pool_wake(int i, int want, unsigned long long gen) {
+    if (i < want) {
+        mb_pool.slots[i]->gen = gen;
+        pthread_cond_signal(&mb_pool.slots[i]->cond);
+    }
+}
+
+static void mb_pool_claim(void) {
     for (;;) {
-        long long c = atomic_fetch_add_explicit(&j->next, 1, memory_order_relaxed);
-        if (c >= j->nchunks) return;
-        j->fn(j->ctx, (int64_t)c);
+        long long c = atomic_fetch_add_explicit(&mb_pool.next, 1, memory_order_relaxed);
+        if (c >= mb_pool.nchunks) return;
+        mb_pool.fn(mb_pool.ctx, (int64_t)c);
+    }
+}
+
+/* Enter generation gen if it is still open; 1 if entered. */
+static int mb_pool_join(unsigned long long gen) {
+    unsigned long long st = atomic_load(&mb_pool.state);
+    for (;;) {
+        if ((st >> 32) != (gen & 0xFFFFFFFFULL) || (st & MB_POOL_CLOSED)) return 0;
+        if (atomic_compare_exchange_weak(&mb_pool.state, &st, st + 1)) return 1;
     }
 }
 
@@ -71,19 +99,18 @@ static void *mb_pool_worker(void *arg) {
     mb_pool_slot *me = (mb_pool_slot *)arg;
     pthread_mutex_lock(&mb_pool.mu);
     for (;;) {
-        mb_pool_job *j;
-        while (!me->go)
+        unsigned long long gen;
+        while (me->gen == me->seen)
             pthread_cond_wait(&me->cond, &mb_pool.mu);
-        me->go = 0;
-        j = mb_pool.job;
-        if (j == NULL || !j->open)
-            continue;              /* woke after its job was closed */
-        j->joined++;
+        gen = me->seen = me->gen;
+        mb_pool_wake(2 * me->id + 2, mb_pool.want, gen);
+        mb_pool_wake(2 * me->id + 3, mb_pool.want, gen);
         pthread_mutex_unlock(&mb_pool.mu);
-        mb_pool_claim(j);
+        if (mb_pool_join(gen)) {
+            mb_pool_claim();
+            atomic_fetch_sub(&mb_pool.state, 1);   /* leave */
+        }
         pthread_mutex_lock(&mb_pool.mu);
-        if (--j->joined == 0 && !j->open)
-            pthread_cond_signal(&mb_pool.left);
     }
     return NULL;
 }
@@ -94,8 +121,8 @@ static void mb_pool_atfork_prepare(void) { pthread_mutex_lock(&mb_pool.mu); }
 static void mb_pool_atfork_parent(void) { pthread_mutex_unlock(&mb_pool.mu); }
 static void mb_pool_atfork_child(void) {
     pthread_mutex_init(&mb_pool.mu, NULL);
-    pthread_cond_init(&mb_pool.left, NULL);
-    mb_pool.job = NULL;
+    atomic_store(&mb_pool.state,
+                 (atomic_load(&mb_pool.state) & ~MB_POOL_JOINED) | MB_POOL_CLOSED);
     mb_pool.nworkers = 0;
     atomic_store(&mb_pool.busy, 0);
 }
@@ -115,6 +142,7 @@ static int mb_pool_grow(int n) {
         mb_pool_slot *s = (mb_pool_slot *)calloc(1, sizeof(mb_pool_slot));
         int ok;
         if (s == NULL || pthread_cond_init(&s->cond, NULL) != 0) { free(s); break; }
+        s->id = mb_pool.nworkers;
         ok = pthread_attr_init(&at) == 0;
         ok = ok && pthread_attr_setdetachstate(&at, PTHREAD_CREATE_DETACHED) == 0;
         ok = ok && pthread_attr_setstacksize(&at, 1 << 20) == 0;
@@ -138,39 +166,35 @@ static int mb_pool_size(void) {
 /* Run fn(ctx, c), c < nchunks, on this thread and up to nthreads - 1 workers.
    Returns the number of workers asked to join (0: run alone). */
 static int mb_pool_run(mb_chunk_fn fn, void *ctx, int64_t nchunks, int nthreads) {
-    mb_pool_job j;
-    int expected = 0, w, i;
+    int expected = 0, w;
     long long c;
+    unsigned long long gen;
     if (nthreads > nchunks) nthreads = (int)nchunks;
     if (nthreads <= 1 || !atomic_compare_exchange_strong(&mb_pool.busy, &expected, 1)) {
         for (c = 0; c < nchunks; c++) fn(ctx, c);
         return 0;
     }
-    atomic_init(&j.next, 0);
-    j.nchunks = nchunks;
-    j.fn = fn;
-    j.ctx = ctx;
-    j.joined = 0;
-    j.open = 1;
     pthread_mutex_lock(&mb_pool.mu);
     w = mb_pool_grow(nthreads - 1);
     if (w > nthreads - 1) w = nthreads - 1;
-    mb_pool.job = &j;
-    for (i = 0; i < w; i++) {
-        mb_pool.slots[i]->go = 1;
-        pthread_cond_signal(&mb_pool.slots[i]->cond);
-    }
+    atomic_store(&mb_pool.next, 0);
+    mb_pool.nchunks = nchunks;
+    mb_pool.fn = fn;
+    mb_pool.ctx = ctx;
+    mb_pool.want = w;
+    /* Open the next generation (the last one is closed, with nobody inside). */
+    gen = (atomic_load(&mb_pool.state) >> 32) + 1;
+    atomic_store(&mb_pool.state, (gen & 0xFFFFFFFFULL) << 32);
+    mb_pool_wake(0, w, gen);
+    mb_pool_wake(1, w, gen);
     pthread_mutex_unlock(&mb_pool.mu);
-    mb_pool_claim(&j);
-    /* Every chunk is claimed; wait for the workers that hold one. */
-    pthread_mutex_lock(&mb_pool.mu);
-    j.open = 0;
-    mb_pool.job = NULL;
-    for (i = 0; i < w; i++)
-        mb_pool.slots[i]->go = 0;   /* not yet awake: it must not join the next job */
-    while (j.joined > 0)
-        pthread_cond_wait(&mb_pool.left, &mb_pool.mu);
-    pthread_mutex_unlock(&mb_pool.mu);
+    mb_pool_claim();
+    /* Every chunk is claimed: close the job to late wakers, then wait for
+       the workers that hold a chunk (each a small part of the batch, so
+       yield rather than sleep: waking the caller would cost more). */
+    atomic_fetch_or(&mb_pool.state, MB_POOL_CLOSED);
+    while (atomic_load(&mb_pool.state) & MB_POOL_JOINED)
+        sched_yield();
     atomic_store(&mb_pool.busy, 0);
     return w;
 }
