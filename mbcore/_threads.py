@@ -22,44 +22,58 @@ __all__ = ["set_num_threads", "get_num_threads", "num_threads", "available_cpus"
 ENV = "MBCORE_NUM_THREADS"
 
 
-def _cgroup_cpus():
-    """CPUs allowed by this process's cgroup CPU quota (v2 ``cpu.max``, v1
-    ``cpu.cfs_quota_us`` / ``cpu.cfs_period_us``), rounded up; None when
-    there is no quota or it cannot be read."""
-    paths = []
+def _read_quota(kind, d):
+    """CPUs of the quota set in cgroup directory d, None if none or unreadable."""
     try:
-        with open("/proc/self/cgroup") as f:
-            for line in f:
-                hier, ctrls, path = line.rstrip("\n").split(":", 2)
-                if hier == "0":
-                    paths.append(("v2", "/sys/fs/cgroup" + path.rstrip("/")))
-                elif "cpu" in ctrls.split(","):
-                    paths.append(("v1", "/sys/fs/cgroup/cpu,cpuacct" + path.rstrip("/")))
-                    paths.append(("v1", "/sys/fs/cgroup/cpu" + path.rstrip("/")))
+        if kind == "v2":
+            with open(os.path.join(d, "cpu.max")) as f:
+                quota, period = f.read().split()[:2]
+            if quota == "max":
+                return None
+        else:
+            with open(os.path.join(d, "cpu.cfs_quota_us")) as f:
+                quota = f.read().strip()
+            with open(os.path.join(d, "cpu.cfs_period_us")) as f:
+                period = f.read().strip()
+        quota, period = int(quota), int(period)
+    except (OSError, ValueError):
+        return None
+    if quota <= 0 or period <= 0:
+        return None
+    return max(1, math.ceil(quota / period))
+
+
+def _cgroup_cpus(proc_cgroup="/proc/self/cgroup", root="/sys/fs/cgroup"):
+    """CPUs allowed by this process's cgroup CPU quota (v2 ``cpu.max``, v1
+    ``cpu.cfs_quota_us`` / ``cpu.cfs_period_us``), rounded up: the smallest
+    quota of its cgroup and the cgroups above it; None when none is set or
+    none can be read.  ``proc_cgroup`` names the process's cgroups (as
+    /proc/self/cgroup does), ``root`` is where the hierarchy is mounted."""
+    dirs = []
+    try:
+        with open(proc_cgroup) as f:
+            lines = f.read().splitlines()
     except OSError:
-        pass
-    paths += [("v2", "/sys/fs/cgroup"), ("v1", "/sys/fs/cgroup/cpu,cpuacct"),
-              ("v1", "/sys/fs/cgroup/cpu")]
-    for kind, d in paths:
-        try:
-            if kind == "v2":
-                with open(os.path.join(d, "cpu.max")) as f:
-                    quota, period = f.read().split()[:2]
-                if quota == "max":
-                    return None
-                quota, period = int(quota), int(period)
-            else:
-                with open(os.path.join(d, "cpu.cfs_quota_us")) as f:
-                    quota = int(f.read())
-                with open(os.path.join(d, "cpu.cfs_period_us")) as f:
-                    period = int(f.read())
-                if quota < 0:
-                    return None
-        except (OSError, ValueError):
+        lines = []
+    for line in lines:
+        parts = line.split(":", 2)
+        if len(parts) != 3:
             continue
-        if quota > 0 and period > 0:
-            return max(1, math.ceil(quota / period))
-    return None
+        hier, ctrls, path = parts
+        if hier == "0":
+            bases = [("v2", root)]
+        elif "cpu" in ctrls.split(","):
+            bases = [("v1", root + "/cpu,cpuacct"), ("v1", root + "/cpu")]
+        else:
+            continue
+        steps = [p for p in path.split("/") if p]
+        for kind, base in bases:
+            for k in range(len(steps), -1, -1):
+                dirs.append((kind, os.path.join(base, *steps[:k])))
+    if not dirs:
+        dirs = [("v2", root), ("v1", root + "/cpu,cpuacct"), ("v1", root + "/cpu")]
+    quotas = [q for q in (_read_quota(kind, d) for kind, d in dirs) if q is not None]
+    return min(quotas) if quotas else None
 
 
 def available_cpus():
