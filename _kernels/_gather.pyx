@@ -191,10 +191,12 @@ cdef int64_t draw_ps() noexcept nogil:
     return v
 
 
-# The wake time is measured with the worker idle for 2 ms first: long
-# enough for an idle virtual CPU to have halted (KVM's guest halt-polling
-# stops after 200 us at most), as between the batches of a training loop.
-cdef int WAKE_GAP_US = 2000
+# The wake time is measured with the worker asleep for 50 us first (0.3 ms
+# in all, so that the first large batch hardly waits for it).  After longer
+# idling the wake takes longer (an idle virtual CPU halts: 1.2x after 1 ms,
+# 2x after 20 ms, docs/tuning.md), but the wake time only bounds which thread
+# counts are tried; the batches' own times choose among them.
+cdef int WAKE_GAP_US = 50
 
 
 cdef int64_t wake_ns() noexcept nogil:
@@ -242,37 +244,86 @@ cdef int prefetch_for(const mb_plan *p, const char *src) noexcept nogil:
     return <int>(row_cell(p, src, plan_span(p)) & 255)
 
 
-cdef int threads_decide(const mb_plan *p, const char *src, int64_t nbytes,
-                        int cap) noexcept nogil:
-    """Threads (1 to cap) for one batch of plan p with nbytes of output
-    (several arrays' for draw_group).
+# Thread counts are chosen by timing real batches.  Batches are grouped by
+# their estimated one-thread time (calibrated costs of an index drawn and a
+# row copied), in classes of a power of two (ns).  In a class, the first
+# batches try each candidate count (1, 2, 4, ... up to the limit) TT_TRIES
+# times; from then on the class uses the count whose best time (per ns of
+# estimate) was lowest.  The candidates go up to one thread per wake time
+# of work (a worker's share must at least pay for its wake-up), and a
+# batch estimated under twice the wake time is never split.
+cdef enum:
+    TT_CLASSES = 48
+    TT_CANDS = 12          # candidate k: min(2**k, limit) threads
+    TT_TRIES = 3
 
-    The batch's one-thread time is estimated from the calibrated costs (an
-    index drawn, a row copied from this source's cell); a worker pays when
-    its share of the batch is at least the time it takes to wake: split
-    from twice the wake time, one thread per wake time of work."""
-    cdef int64_t est, wake, thr, rows, t
+cdef int64_t tt_best[TT_CLASSES][TT_CANDS]    # best ns * 1024 / estimate; 0: none
+cdef int64_t tt_tries[TT_CLASSES][TT_CANDS]
+
+
+cdef struct mb_threads:
+    int n                  # threads for this batch
+    int cls                # its class, -1 when the batch is not timed
+    int cand               # the candidate it tries
+    int64_t est            # estimated one-thread ns
+
+
+cdef void threads_decide(const mb_plan *p, const char *src, int64_t nbytes, int cap,
+                         mb_threads *r) noexcept nogil:
+    """Threads (1 to cap) for one batch of plan p with nbytes of output
+    (several arrays' for draw_group), into r.n; r.cls >= 0 asks the caller
+    to time the batch and pass it to threads_record."""
+    cdef int64_t wake, thr, rows, est, v, best = 0
+    cdef int k, top, c, pick = 0
+    r.n = 1
+    r.cls = -1
     if cap <= 1 or not p.ax[0].sampled or p.ax[0].m < 16:
-        return 1
+        return
     if forced_threads > 0:
-        return min(forced_threads, cap)
+        r.n = min(forced_threads, cap)
+        return
     if nbytes < PARALLEL_MIN_BYTES and PARALLEL_MIN_NS < 0:
-        return 1
+        return
     if PARALLEL_MIN_NS >= 0:
         thr = PARALLEL_MIN_NS
     else:
         wake = wake_ns()
         if wake <= 0:
-            return 1
+            return
         thr = 2 * wake
     rows = nbytes // p.block if p.block > 0 else 0
     est = (p.nidx * draw_ps() + rows * (row_cell(p, src, plan_span(p)) >> 8)) // 1000
+    r.est = est
     if est < thr:
-        return 1
-    if thr <= 0:
-        return cap
-    t = 2 * est // thr
-    return <int>max(2, min(t, <int64_t>cap))
+        return
+    if thr <= 0 or PARALLEL_MIN_NS >= 0:
+        # A threshold set by _tune: the model alone, nothing timed.
+        r.n = cap if thr <= 0 else <int>max(2, min(2 * est // thr, <int64_t>cap))
+        return
+    # Candidates 0..top: 1, 2, 4, ... threads, the last min(2**top, limit).
+    top = ceil_log2(min(2 * est // thr, <int64_t>cap))
+    top = min(top, TT_CANDS - 1)
+    c = min(ceil_log2(est), TT_CLASSES - 1)
+    for k in range(top + 1):
+        if mb_load(&tt_tries[c][k]) < TT_TRIES:
+            r.cls = c
+            r.cand = k
+            r.n = <int>min(<int64_t>1 << k, <int64_t>cap)
+            return
+        v = mb_load(&tt_best[c][k])
+        if k == 0 or v < best:
+            best = v
+            pick = k
+    r.n = <int>min(<int64_t>1 << pick, <int64_t>cap)
+
+
+cdef void threads_record(const mb_threads *r, int64_t ns) noexcept nogil:
+    """Note the time of a batch that tried candidate r.cand of class r.cls."""
+    cdef int64_t v = ns * 1024 // max(r.est, 1)
+    cdef int64_t old = mb_load(&tt_best[r.cls][r.cand])
+    if old == 0 or v < old:
+        mb_store(&tt_best[r.cls][r.cand], max(v, 1))
+    mb_store(&tt_tries[r.cls][r.cand], mb_load(&tt_tries[r.cls][r.cand]) + 1)
 
 
 cdef inline int threads_for(const mb_plan *p, int64_t nbytes, int64_t span) noexcept nogil:
@@ -640,6 +691,7 @@ cdef struct gather_job:
     int64_t start          # first axis-0 position of this job
     int64_t count          # axis-0 positions in this job
     int prefetch           # rows (runs) ahead, prefetch_for(p[0])
+    int64_t *scratch       # index scratch of a plan that is not fused
 
 
 cdef void run_job(void *arg) noexcept nogil:
@@ -721,10 +773,10 @@ cdef void draw_gather_k(int k, const mb_plan **p, const char **src, char **dst,
     own indices, positions [c * chunk, (c + 1) * chunk) of the stream).
     """
     cdef gather_job job
-    cdef chunked_job shared
     cdef const mb_axis *a = &p[0].ax[0]
-    cdef int64_t nbytes = 0
+    cdef int64_t nbytes = 0, t0 = 0
     cdef int i
+    cdef mb_threads tr
     job.k = k
     job.p = p
     job.src = src
@@ -734,24 +786,41 @@ cdef void draw_gather_k(int k, const mb_plan **p, const char **src, char **dst,
     job.start = 0
     job.count = a.m
     job.prefetch = prefetch_for(p[0], src[0])
+    job.scratch = scratch
+    tr.n = 1
+    tr.cls = -1
     if nthreads > 1 and a.sampled:
         for i in range(k):
             nbytes += p[i].row_out * a.m
-        nthreads = threads_decide(p[0], src[0], nbytes, nthreads)
-    if not p[0].fused:
-        draw_plan_indices(p[0], step, scratch, scratch + p[0].nidx)
-        job.idx = scratch
+        threads_decide(p[0], src[0], nbytes, nthreads, &tr)
+    nthreads = tr.n
+    if tr.cls >= 0:
+        t0 = mb_now_ns()
+    i = run_batch(&job, nthreads)
+    if tr.cls >= 0 and i == nthreads:     # not when the pool was busy
+        threads_record(&tr, mb_now_ns() - t0)
+
+
+cdef int run_batch(gather_job *job, int nthreads) noexcept nogil:
+    """Run a batch's job on up to nthreads threads (see draw_gather_k);
+    returns the threads it was given (1 when the pool was in use)."""
+    cdef chunked_job shared
+    cdef const mb_axis *a = &job.p[0].ax[0]
+    cdef const mb_plan *p0 = job.p[0]
+    if not p0.fused:
+        draw_plan_indices(p0, job.step, job.scratch, job.scratch + p0.nidx)
+        job.idx = job.scratch
     # Chunks of a multiple of 8 positions (whole Philox blocks, so a fused
     # chunk's draws start on the vector path); at least two, or no helper.
     if nthreads > 1 and a.sampled:
         shared.chunk = (a.m + SHARE_CHUNKS * nthreads - 1) // (SHARE_CHUNKS * nthreads)
         shared.chunk = max(SHARE_MIN_CHUNK, (shared.chunk + 7) // 8 * 8)
         if a.m > shared.chunk:
-            shared.job = job
-            mb_pool_run(run_chunk, &shared, (a.m + shared.chunk - 1) // shared.chunk,
-                        nthreads)
-            return
-    run_job(&job)
+            shared.job = job[0]
+            return 1 + mb_pool_run(run_chunk, &shared, (a.m + shared.chunk - 1) // shared.chunk,
+                                   nthreads)
+    run_job(job)
+    return 1
 
 
 cdef api int draw_gather(const mb_plan *p, const char *src, char *dst,
@@ -823,9 +892,10 @@ def _batch_threads(Sampler s not None):
     cdef const char *src = <const char *>cnp.PyArray_DATA(s.data)
     if cap <= 1 or not s.plan.ax[0].sampled:
         return 1
+    cdef mb_threads tr
     with nogil:
-        cap = threads_decide(&s.plan, src, s.out_bytes, cap)
-    return cap
+        threads_decide(&s.plan, src, s.out_bytes, cap, &tr)
+    return tr.n
 
 
 def _dispatch_info():

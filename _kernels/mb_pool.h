@@ -164,13 +164,16 @@ static int mb_pool_size(void) {
 }
 
 /* Run fn(ctx, c), c < nchunks, on this thread and up to nthreads - 1 workers.
-   Returns the number of workers asked to join (0: run alone). */
-static int mb_pool_run(mb_chunk_fn fn, void *ctx, int64_t nchunks, int nthreads) {
+   Returns the number of workers asked to join (0: run alone); with
+   `alone` 0, returns -1 and runs nothing instead of running alone. */
+static int mb_pool_run_ex(mb_chunk_fn fn, void *ctx, int64_t nchunks, int nthreads,
+                          int alone) {
     int expected = 0, w;
     long long c;
     unsigned long long gen;
     if (nthreads > nchunks) nthreads = (int)nchunks;
     if (nthreads <= 1 || !atomic_compare_exchange_strong(&mb_pool.busy, &expected, 1)) {
+        if (!alone) return -1;
         for (c = 0; c < nchunks; c++) fn(ctx, c);
         return 0;
     }
@@ -199,6 +202,10 @@ static int mb_pool_run(mb_chunk_fn fn, void *ctx, int64_t nchunks, int nthreads)
     return w;
 }
 
+static int mb_pool_run(mb_chunk_fn fn, void *ctx, int64_t nchunks, int nthreads) {
+    return mb_pool_run_ex(fn, ctx, nchunks, nthreads, 1);
+}
+
 static int64_t mb_now_ns(void) {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
@@ -217,8 +224,11 @@ static void mb_wake_chunk(void *ctx, int64_t c) {
     long long zero = 0;
     (void)c;
     if (pthread_equal(pthread_self(), p->caller)) {
-        /* The caller's chunk: wait (at most 5 ms) for a worker to take the other. */
-        while (atomic_load(&p->started) == 0 && mb_now_ns() - t0 < 5000000) {}
+        /* The caller's chunk: wait (at most 5 ms) for a worker, if one was
+           asked, to take the other. */
+        while (mb_pool.want > 0 && atomic_load(&p->started) == 0
+               && mb_now_ns() - t0 < 5000000)
+            sched_yield();   /* the worker may be waiting for this CPU */
         return;
     }
     atomic_compare_exchange_strong(&p->started, &zero, (long long)t0);
@@ -244,7 +254,7 @@ static int64_t mb_pool_wake_ns(int tries, int gap_us) {
         atomic_init(&p.started, 0);
         p.caller = pthread_self();
         p.posted = mb_now_ns();
-        if (mb_pool_run(mb_wake_chunk, &p, 2, 2) == 0) return -1;
+        if (mb_pool_run_ex(mb_wake_chunk, &p, 2, 2, 0) <= 0) return -1;
         if (atomic_load(&p.started) > 0) t[k++] = atomic_load(&p.started) - p.posted;
     }
     if (k == 0) return -1;
