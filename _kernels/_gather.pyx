@@ -63,8 +63,8 @@ cdef enum:
     CAL_SPANS = 64
     CAL_ROWS = 48
     CAL_NDIST = 5
-    CAL_SAMPLE = 256        # rows copied per timed gather
-    CAL_ROUNDS = 7          # shuffled rounds; the minimum of each is kept
+    CAL_SAMPLE = 512        # rows copied per timed gather
+    CAL_ROUNDS = 9          # shuffled rounds; the minimum of each is kept
     CAL_MAX_BYTES = 1 << 18 # bytes copied per timed gather, at most
 
 cdef int64_t cal_cells[CAL_SPANS][CAL_ROWS]
@@ -105,12 +105,13 @@ cdef inline uint64_t cal_rand(uint64_t *s) noexcept nogil:
 
 
 cdef int64_t calibrate_rows(const char *base, int64_t n, int64_t stride, int64_t block,
-                            int64_t span) noexcept nogil:
+                            int64_t span, int64_t *times=NULL) noexcept nogil:
     """Time copies of CAL_SAMPLE random rows of ``block`` bytes, row i at
     ``base + r_i * stride`` (r_i < n), with each prefetch distance of
     cal_dists (only 0 for a source of at most CAL_MIN_SPAN bytes), fresh
     rows for every copy, CAL_ROUNDS rounds in shuffled order; returns the
-    packed cell (best distance, its ps per row), 0 if memory ran out."""
+    packed cell (best distance, its ps per row), 0 if memory ran out, and
+    the best time (ns) of each distance into ``times`` when not NULL."""
     cdef int64_t rows = CAL_SAMPLE, best[CAL_NDIST]
     cdef int64_t *offs
     cdef char *dst
@@ -118,7 +119,7 @@ cdef int64_t calibrate_rows(const char *base, int64_t n, int64_t stride, int64_t
     cdef int nd = CAL_NDIST if span > CAL_MIN_SPAN else 1
     cdef int r, i, j, d, t
     cdef int64_t k, t0, dt, ps
-    cdef uint64_t s = 0x9E3779B97F4A7C15ULL ^ <uint64_t>n
+    cdef uint64_t s = 0x9E3779B97F4A7C15ULL ^ <uint64_t>mb_now_ns()
     if block * rows > CAL_MAX_BYTES:
         rows = max(16, CAL_MAX_BYTES // block)
     offs = <int64_t *>malloc(rows * sizeof(int64_t))
@@ -148,10 +149,17 @@ cdef int64_t calibrate_rows(const char *base, int64_t n, int64_t stride, int64_t
                 best[d] = dt
     free(offs)
     free(dst)
+    if times != NULL:
+        for i in range(nd):
+            times[i] = best[i]
     d = 0
     for i in range(nd):
         if best[i] < best[d]:
             d = i
+    # Prefetching is kept only when it gains 5%: rows already in a cache
+    # pay for the hints and gain nothing.
+    if best[0] * 20 <= best[d] * 21:
+        d = 0
     ps = best[d] * 1000 // rows
     return (ps if ps > 0 else 1) << 8 | cal_dists[d]
 
@@ -942,6 +950,19 @@ def _measure_wake(int tries, int gap_us):
     with nogil:
         v = mb_pool_wake_ns(tries, gap_us)
     return v if v > 0 else None
+
+
+def _calibration_times(Sampler s not None):
+    """_calibration_times(sampler): {rows ahead: best ns of a timed gather}
+    of a fresh calibration on this single-axis Sampler's rows (for
+    benchmarks and docs/tuning.md); the cells are left as they are."""
+    cdef int64_t times[CAL_NDIST]
+    cdef const char *src = <const char *>cnp.PyArray_DATA(s.data)
+    cdef int64_t span = plan_span(&s.plan)
+    cdef int nd = CAL_NDIST if span > CAL_MIN_SPAN else 1
+    with nogil:
+        calibrate_rows(src, s.plan.ax[0].n, s.plan.ax[0].stride, s.plan.block, span, times)
+    return {cal_dists[i]: times[i] for i in range(nd)}
 
 
 def _pool_workers():
