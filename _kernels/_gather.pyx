@@ -75,8 +75,8 @@ cal_dists = [0, 4, 8, 16, 32]        # prefetch distances tried (rows ahead)
 # Sources of at most 256 KB are copied without prefetching and measure only
 # the copy: every x86-64 core of the last decade has an L2 at least that big.
 cdef int64_t CAL_MIN_SPAN = 1 << 18
-# A split never pays below 64 KB of output: that is a few microseconds at
-# memory speed, less than a worker takes to wake on any machine measured.
+# A split never pays below 64 KB of output: a few microseconds of copying,
+# less than a pool worker took to wake on the machines in docs/tuning.md.
 cdef int64_t PARALLEL_MIN_BYTES = 1 << 16
 cdef int64_t PARALLEL_MIN_NS = -1    # _tune: split threshold (ns); -1: twice the wake time
 cdef int forced_prefetch = -1        # _tune: rows ahead for every batch; -1: calibrated
