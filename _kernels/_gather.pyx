@@ -973,6 +973,11 @@ def _pool_workers():
 MAX_THREADS = MB_POOL_MAX + 1
 
 
+def get_num_threads():
+    """get_num_threads(): the most threads one batch may use."""
+    return max_threads
+
+
 def set_num_threads(int n):
     """set_num_threads(n)
 

@@ -107,9 +107,7 @@ def set_num_threads(n):
 
 def get_num_threads():
     """The most threads one batch may use (see ``set_num_threads``)."""
-    old = _gather.set_num_threads(1)
-    _gather.set_num_threads(old)
-    return old
+    return _gather.get_num_threads()
 
 
 @contextmanager
