@@ -254,14 +254,14 @@ cdef int prefetch_for(const mb_plan *p, const char *src) noexcept nogil:
 
 # Thread counts are chosen by timing real batches.  Batches are grouped by
 # their estimated one-thread time (calibrated costs of an index drawn and a
-# row copied), in classes of a power of two (ns).  In a class, the first
-# batches try each candidate count (1, 2, 4, ... up to the limit) TT_TRIES
-# times; from then on the class uses the count whose best time (per ns of
+# row copied), in classes of a power of two (ns), multi-axis walks apart.
+# In a class, the first batches try each candidate count (1, 2, 4, ... up
+# to the limit) TT_TRIES times; from then on the class uses the count whose best time (per ns of
 # estimate) was lowest.  The candidates go up to one thread per wake time
 # of work (a worker's share must at least pay for its wake-up), and a
 # batch estimated under twice the wake time is never split.
 cdef enum:
-    TT_CLASSES = 48
+    TT_CLASSES = 96        # 48 estimate classes, single-axis and multi-axis apart
     TT_CANDS = 12          # candidate k: min(2**k, limit) threads
     TT_TRIES = 3
 
@@ -311,7 +311,7 @@ cdef void threads_decide(const mb_plan *p, const char *src, int64_t nbytes, int 
     # Candidates 0..top: 1, 2, 4, ... threads, the last min(2**top, limit).
     top = ceil_log2(min(2 * est // thr, <int64_t>cap))
     top = min(top, TT_CANDS - 1)
-    c = min(ceil_log2(est), TT_CLASSES - 1)
+    c = min(ceil_log2(est), TT_CLASSES // 2 - 1) + (TT_CLASSES // 2 if p.nouter > 1 else 0)
     for k in range(top + 1):
         if mb_load(&tt_tries[c][k]) < TT_TRIES:
             r.cls = c
@@ -930,8 +930,8 @@ def _dispatch_info():
 def _forget_calibration():
     """_forget_calibration()
 
-    For tests and benchmarks: drop every measurement, so that the next
-    batches measure again.
+    For tests and benchmarks: drop every measurement and thread choice, so
+    that the next batches measure again.
     """
     global cal_wake_ns
     cdef int i, j
@@ -941,6 +941,10 @@ def _forget_calibration():
     for i in range(3):
         mb_store(&cal_draw_ps[i], 0)
     mb_store(&cal_wake_ns, 0)
+    for i in range(TT_CLASSES):
+        for j in range(TT_CANDS):
+            mb_store(&tt_best[i][j], 0)
+            mb_store(&tt_tries[i][j], 0)
 
 
 def _measure_wake(int tries, int gap_us):
