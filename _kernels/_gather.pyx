@@ -34,6 +34,7 @@ cdef extern from "mb_pool.h":
     int64_t mb_now_ns() noexcept nogil
     int64_t mb_load(const int64_t *p) noexcept nogil
     void mb_store(int64_t *p, int64_t v) noexcept nogil
+    void mb_touch_rows(const char *base, int64_t n, int64_t stride, int64_t block) noexcept nogil
     enum: MB_POOL_MAX
 
 cdef extern from "numpy/arrayobject.h":
@@ -75,6 +76,11 @@ cal_dists = [0, 4, 8, 16, 32]        # prefetch distances tried (rows ahead)
 # Sources of at most 256 KB are copied without prefetching and measure only
 # the copy: every x86-64 core of the last decade has an L2 at least that big.
 cdef int64_t CAL_MIN_SPAN = 1 << 18
+# Sources of at most 16 MiB are read whole before the timed copies (0.1-2
+# ms): batches drawn again and again from a source that fits a cache find
+# it there, and where it does not fit, reading it leaves it where batches
+# would find it.  Larger sources are timed as they are.
+cdef int64_t CAL_WARM_SPAN = 16 << 20
 # A split never pays below 64 KB of output: a few microseconds of copying,
 # less than a pool worker took to wake on the machines in docs/tuning.md.
 cdef int64_t PARALLEL_MIN_BYTES = 1 << 16
@@ -129,6 +135,8 @@ cdef int64_t calibrate_rows(const char *base, int64_t n, int64_t stride, int64_t
         free(dst)
         return 0
     memset(dst, 0, rows * block)
+    if span <= CAL_WARM_SPAN:
+        mb_touch_rows(base, n, stride, block)
     for i in range(nd):
         best[i] = INT64_MAX
         order[i] = i
@@ -256,17 +264,20 @@ cdef int prefetch_for(const mb_plan *p, const char *src) noexcept nogil:
 # their estimated one-thread time (calibrated costs of an index drawn and a
 # row copied), in classes of a power of two (ns), multi-axis walks apart.
 # In a class, the first batches try each candidate count (1, 2, 4, ... up
-# to the limit) TT_TRIES times; from then on the class uses the count whose best time (per ns of
-# estimate) was lowest.  The candidates go up to one thread per wake time
-# of work (a worker's share must at least pay for its wake-up), and a
-# batch estimated under twice the wake time is never split.
+# to the limit) TT_TRIES times; from then on the class uses the count whose
+# best time (per ns of estimate) is lowest, and every TT_RETRY-th batch
+# retries one candidate in turn.  The candidates go up to one thread per
+# wake time of work (a worker's share must at least pay for its wake-up),
+# and a batch estimated under twice the wake time is never split.
 cdef enum:
     TT_CLASSES = 96        # 48 estimate classes, single-axis and multi-axis apart
     TT_CANDS = 12          # candidate k: min(2**k, limit) threads
     TT_TRIES = 3
+    TT_RETRY = 64          # then every 64th batch of a class retries a candidate
 
 cdef int64_t tt_best[TT_CLASSES][TT_CANDS]    # best ns * 1024 / estimate; 0: none
 cdef int64_t tt_tries[TT_CLASSES][TT_CANDS]
+cdef int64_t tt_seen[TT_CLASSES]               # batches of the class since decided
 
 
 cdef struct mb_threads:
@@ -322,6 +333,14 @@ cdef void threads_decide(const mb_plan *p, const char *src, int64_t nbytes, int 
         if k == 0 or v < best:
             best = v
             pick = k
+    # Retry the candidates in turn now and then: a count whose tries met a
+    # burst of load gets another chance (only the best time of each counts).
+    v = mb_load(&tt_seen[c]) + 1
+    mb_store(&tt_seen[c], v)
+    if v % TT_RETRY == 0:
+        pick = <int>((v // TT_RETRY) % (top + 1))
+        r.cls = c
+        r.cand = pick
     r.n = <int>min(<int64_t>1 << pick, <int64_t>cap)
 
 
@@ -945,6 +964,7 @@ def _forget_calibration():
         for j in range(TT_CANDS):
             mb_store(&tt_best[i][j], 0)
             mb_store(&tt_tries[i][j], 0)
+        mb_store(&tt_seen[i], 0)
 
 
 def _measure_wake(int tries, int gap_us):
