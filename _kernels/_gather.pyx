@@ -164,9 +164,10 @@ cdef int64_t calibrate_rows(const char *base, int64_t n, int64_t stride, int64_t
     for i in range(nd):
         if best[i] < best[d]:
             d = i
-    # Prefetching is kept only when it gains 5%: rows already in a cache
-    # pay for the hints and gain nothing.
-    if best[0] * 20 <= best[d] * 21:
+    # Prefetching is kept only when it gains 10%: rows already in a cache
+    # pay for the hints and gain nothing, and smaller gains are within the
+    # noise of one calibration on a busy machine.
+    if best[0] * 10 <= best[d] * 11:
         d = 0
     ps = best[d] * 1000 // rows
     return (ps if ps > 0 else 1) << 8 | cal_dists[d]
@@ -265,7 +266,7 @@ cdef int prefetch_for(const mb_plan *p, const char *src) noexcept nogil:
 # row copied), in classes of a power of two (ns), multi-axis walks apart.
 # In a class, the first batches try each candidate count (1, 2, 4, ... up
 # to the limit) TT_TRIES times; from then on the class uses the count whose
-# best time (per ns of estimate) is lowest, and every TT_RETRY-th batch
+# mean time (per ns of estimate) is lowest, and every TT_RETRY-th batch
 # retries one candidate in turn.  The candidates go up to one thread per
 # wake time of work (a worker's share must at least pay for its wake-up),
 # and a batch estimated under twice the wake time is never split.
@@ -275,7 +276,7 @@ cdef enum:
     TT_TRIES = 3
     TT_RETRY = 64          # then every 64th batch of a class retries a candidate
 
-cdef int64_t tt_best[TT_CLASSES][TT_CANDS]    # best ns * 1024 / estimate; 0: none
+cdef int64_t tt_best[TT_CLASSES][TT_CANDS]    # mean ns * 1024 / estimate
 cdef int64_t tt_tries[TT_CLASSES][TT_CANDS]
 cdef int64_t tt_seen[TT_CLASSES]               # batches of the class since decided
 
@@ -334,7 +335,7 @@ cdef void threads_decide(const mb_plan *p, const char *src, int64_t nbytes, int 
             best = v
             pick = k
     # Retry the candidates in turn now and then: a count whose tries met a
-    # burst of load gets another chance (only the best time of each counts).
+    # burst of load gets another chance, and the means follow the load.
     v = mb_load(&tt_seen[c]) + 1
     mb_store(&tt_seen[c], v)
     if v % TT_RETRY == 0:
@@ -345,12 +346,17 @@ cdef void threads_decide(const mb_plan *p, const char *src, int64_t nbytes, int 
 
 
 cdef void threads_record(const mb_threads *r, int64_t ns) noexcept nogil:
-    """Note the time of a batch that tried candidate r.cand of class r.cls."""
+    """Note the time of a batch that tried candidate r.cand of class r.cls:
+    a running mean (the last four tries weigh most), not the minimum: a
+    split's best case (the other cores free) is far from its usual one on
+    a busy machine."""
     cdef int64_t v = ns * 1024 // max(r.est, 1)
+    cdef int64_t n = mb_load(&tt_tries[r.cls][r.cand])
     cdef int64_t old = mb_load(&tt_best[r.cls][r.cand])
-    if old == 0 or v < old:
-        mb_store(&tt_best[r.cls][r.cand], max(v, 1))
-    mb_store(&tt_tries[r.cls][r.cand], mb_load(&tt_tries[r.cls][r.cand]) + 1)
+    if n > 0:
+        v = old + (v - old) // min(n + 1, 4)
+    mb_store(&tt_best[r.cls][r.cand], max(v, 1))
+    mb_store(&tt_tries[r.cls][r.cand], n + 1)
 
 
 cdef inline int threads_for(const mb_plan *p, int64_t nbytes, int64_t span) noexcept nogil:
