@@ -34,7 +34,7 @@ cdef extern from "mb_pool.h":
     int64_t mb_now_ns() noexcept nogil
     int64_t mb_load(const int64_t *p) noexcept nogil
     void mb_store(int64_t *p, int64_t v) noexcept nogil
-    void mb_touch_rows(const char *base, int64_t n, int64_t stride, int64_t block) noexcept nogil
+    void mb_touch(const char *p, int64_t bytes) noexcept nogil
     enum: MB_POOL_MAX
 
 cdef extern from "numpy/arrayobject.h":
@@ -136,7 +136,8 @@ cdef int64_t calibrate_rows(const char *base, int64_t n, int64_t stride, int64_t
         return 0
     memset(dst, 0, rows * block)
     if span <= CAL_WARM_SPAN:
-        mb_touch_rows(base, n, stride, block)
+        # The bytes the rows span (from the last row up with a negative stride).
+        mb_touch(base + (stride * (n - 1) if stride < 0 else 0), span)
     for i in range(nd):
         best[i] = INT64_MAX
         order[i] = i

@@ -268,18 +268,14 @@ static int64_t mb_pool_wake_ns(int tries, int gap_us) {
 static inline int64_t mb_load(const int64_t *p) { return __atomic_load_n(p, __ATOMIC_RELAXED); }
 static inline void mb_store(int64_t *p, int64_t v) { __atomic_store_n(p, v, __ATOMIC_RELAXED); }
 
-/* Read every cache line of n rows of `block` bytes at base + i * stride,
-   so that a source that fits a cache is there, as it is for batches drawn
-   from it again and again. */
-static void mb_touch_rows(const char *base, int64_t n, int64_t stride, int64_t block) {
+/* Read every cache line of [p, p + bytes), so that a source that fits a
+   cache is there, as it is for batches drawn from it again and again. */
+static void mb_touch(const char *p, int64_t bytes) {
     volatile char sink = 0;
     char acc = 0;
-    int64_t i, o;
-    for (i = 0; i < n; i++) {
-        const char *r = base + i * stride;
-        for (o = 0; o < block; o += 64) acc ^= r[o];
-        acc ^= r[block - 1];
-    }
+    int64_t o;
+    for (o = 0; o < bytes; o += 64) acc ^= p[o];
+    if (bytes > 0) acc ^= p[bytes - 1];
     sink = acc;
     (void)sink;
 }

@@ -6,6 +6,7 @@ import os
 import subprocess
 import sys
 import threading
+import time
 
 import numpy as np
 import pytest
@@ -306,3 +307,29 @@ def _cgroup_tree(tmp_path, proc_lines, files):
 def test_cgroup_cpu_quota(tmp_path, proc_lines, files, expected):
     proc, root = _cgroup_tree(tmp_path, proc_lines, files)
     assert _threads._cgroup_cpus(proc, root) == expected
+
+
+# ------------------------------------------------------------------ calibration
+
+def test_calibration_reads_what_a_source_spans_not_its_rows():
+    # 2**33 rows with stride 0 span 8 bytes: the calibration (run afresh
+    # here) reads those, not 2**33 rows, and the batch is right.
+    data = np.broadcast_to(np.arange(1, dtype=np.int64) + 7, (2 ** 33 + 5,))
+    s = mbcore.Minibatch(data, batch_size=1025, random_seed=1)._sampler
+    _gather._forget_calibration()
+    t0 = time.perf_counter()
+    assert _gather._prefetch_ahead(s) == 0
+    assert time.perf_counter() - t0 < 5.0      # reading 2**33 rows takes far longer
+    assert (s.draw(0) == 7).all()
+
+
+@pytest.mark.parametrize("view", ["reversed", "sliced"])
+def test_calibration_on_strided_sources(view):
+    base = np.arange(4_000_000, dtype=np.float64).reshape(400_000, 10)
+    data = base[::-1] if view == "reversed" else base[:, 2:7]
+    s = mbcore.Minibatch(data, batch_size=3000, random_seed=4)._sampler
+    _gather._forget_calibration()
+    assert _gather._prefetch_ahead(s) in (0, 4, 8, 16, 32)
+    twins.assert_same_array(s.draw(5), data[s.indices(5)[0]])
+    info = _gather._dispatch_info()
+    assert info["cells"]              # measured, and kept for the next batches
