@@ -47,7 +47,7 @@ extensions = [
         f"mbcore._kernels.{name}",
         [f"_kernels/{name}.pyx"],
         include_dirs=[np.get_include(), "_kernels"],
-        depends=["_kernels/mb_philox_simd.h"],
+        depends=["_kernels/mb_philox_simd.h", "_kernels/mb_pool.h"],
         define_macros=macros,
         extra_compile_args=extra + threads,
         extra_link_args=threads,

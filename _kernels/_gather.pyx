@@ -14,8 +14,9 @@ cimport numpy as cnp
 from cpython.ref cimport Py_INCREF
 from cpython.mem cimport PyMem_RawMalloc, PyMem_RawFree
 from cpython.pyport cimport PY_SSIZE_T_MAX
-from libc.string cimport memcpy
-from libc.stdint cimport uint32_t, uint64_t, int64_t
+from libc.string cimport memcpy, memset
+from libc.stdlib cimport malloc, free
+from libc.stdint cimport uint32_t, uint64_t, int64_t, INT64_MAX
 
 from _philox cimport (philox_pos, pos_init, fill_bounded, MB_PREFETCH, simd_switch,
                      mb_simd_set, mb_simd_get, mb_simd_detect)
@@ -24,80 +25,18 @@ from _samplers cimport sample_replace, sample_noreplace, noreplace_work_size
 cnp.import_array()
 mb_simd_set(mb_simd_detect())   # the widest vector level for drawing (_philox.pxd)
 
-cdef extern from *:
-    """
-    #include <pthread.h>
-    #include <stdatomic.h>
-    #include <stdlib.h>
-    #include <sched.h>
-    /* Run fn(ctx, c) for every chunk c < nchunks on the calling thread and
-       one new helper thread, each claiming the next chunk from a counter:
-       the caller starts at once, and the helper, which starts tens of
-       microseconds later (the wake-up of the idle second vCPU), takes what
-       is left.  The caller returns when every chunk is done; a helper that
-       starts after that finds no chunk and touches only this block, which
-       the last of the two frees.  A thread per call, not a pool: no
-       spinning workers to fight the caller for the two cores (OpenMP's
-       default active wait made each call up to 50x slower on a loaded
-       2-core machine).  Serial if no thread can start.
-
-       It replaced two equal halves, one per thread, whose time was the
-       helper's start-up plus half the work.  Time with halves / chunks
-       (next(mb), shuffled in one process, three measurements, the other
-       side's own seed): 2e6 x 64, b=2048: 137-175 / 111-123 us; 1e5 x 100,
-       b=4096: 253-264 / 209-236; 1e7 x 1, b=1e5: 467-635 / 441-528;
-       1e6 x 10, b=1e4: 133-138 / 102-106; 1e6 x 1, b=1e5: 176-189 /
-       133-175 (one thread: 149-153, 343-373, 816-837, 141-146, 220-315).
-       Batches of fewer than 512 positions were never split while they went
-       in halves; in chunks, 1e4 x 1000, b=256 (8 KB rows) took 118-136 us
-       against 154-162 on one thread. */
-    typedef void (*mb_chunk_fn)(void *ctx, int64_t chunk);
-    typedef struct {
-        atomic_llong next, done;
-        atomic_int refs;
-        long long nchunks;
-        mb_chunk_fn fn;
-        void *ctx;
-    } mb_share;
-    static void mb_share_work(mb_share *s) {
-        for (;;) {
-            long long c = atomic_fetch_add(&s->next, 1);
-            if (c >= s->nchunks) return;
-            s->fn(s->ctx, (int64_t)c);
-            atomic_fetch_add(&s->done, 1);
-        }
-    }
-    static void *mb_share_helper(void *p) {
-        mb_share *s = (mb_share *)p;
-        mb_share_work(s);
-        if (atomic_fetch_sub(&s->refs, 1) == 1) free(s);
-        return NULL;
-    }
-    static void mb_run_shared(mb_chunk_fn fn, void *ctx, int64_t nchunks) {
-        pthread_t th;
-        pthread_attr_t at;
-        long long c;
-        mb_share *s = (mb_share *)malloc(sizeof(mb_share));
-        if (s == NULL) { for (c = 0; c < nchunks; c++) fn(ctx, c); return; }
-        atomic_init(&s->next, 0);
-        atomic_init(&s->done, 0);
-        atomic_init(&s->refs, 2);
-        s->nchunks = nchunks;
-        s->fn = fn;
-        s->ctx = ctx;
-        if (pthread_attr_init(&at) != 0
-                || pthread_attr_setdetachstate(&at, PTHREAD_CREATE_DETACHED) != 0
-                || pthread_create(&th, &at, mb_share_helper, s) != 0)
-            atomic_store(&s->refs, 1);
-        pthread_attr_destroy(&at);
-        mb_share_work(s);
-        while (atomic_load(&s->done) < nchunks)    /* the helper's last chunk */
-            sched_yield();
-        if (atomic_fetch_sub(&s->refs, 1) == 1) free(s);
-    }
-    """
+cdef extern from "mb_pool.h":
+    # The persistent worker pool (mb_pool.h): a batch split into chunks that
+    # the caller and the workers claim from a shared counter.
     ctypedef void (*mb_chunk_fn)(void *, int64_t) noexcept nogil
-    void mb_run_shared(mb_chunk_fn fn, void *ctx, int64_t nchunks) noexcept nogil
+    int mb_pool_run(mb_chunk_fn fn, void *ctx, int64_t nchunks, int nthreads) noexcept nogil
+    int mb_pool_size() noexcept nogil
+    int64_t mb_pool_wake_ns(int tries, int gap_us) noexcept nogil
+    int64_t mb_now_ns() noexcept nogil
+    int64_t mb_load(const int64_t *p) noexcept nogil
+    void mb_store(int64_t *p, int64_t v) noexcept nogil
+    void mb_touch(const char *p, int64_t bytes) noexcept nogil
+    enum: MB_POOL_MAX
 
 cdef extern from "numpy/arrayobject.h":
     # numpy's __init__.pxd leaves this out; the descr reference is stolen.
@@ -107,186 +46,344 @@ cdef extern from "numpy/arrayobject.h":
 cdef enum:
     MB_MAXDIMS = 64      # NPY_MAXDIMS of NumPy 2 (NumPy 1.x has 32)
     MB_CHUNK = 256       # indices drawn ahead of the copy in the fused loop
-    MB_PREFETCH_AHEAD = 8   # rows between a prefetch and the copy that uses it
+    MB_PREFETCH_AHEAD = 8   # runs between a prefetch and its copy in a multi-axis walk
     MB_PREFETCH_LINES = 16  # at most this many 64-byte lines prefetched per row
-    MB_MAX_THREADS = 2
     MB_SMALL_SCRATCH = 512   # int64 of index scratch on the stack; more: _scratch
 
 
-# Thresholds of the two-thread split (bytes; earlier sessions: single-axis
-# plans now go by estimated time, see one_thread_ns below), chosen with
-# interleaved measurements on the 2-core machine, ratios to NumPy (take +
-# integers) with 1 / 2 threads:
-#   80 KB out (1e6 x 10, b=1024): 1.44x / 0.64x   (a thread costs ~25 us)
-#   234 KB out (1e6 x 1, b=3e4):  1.16x / 1.25x
-#   781 KB out (1e7 x 1, b=1e5):  0.93x / 1.69x
-#   3.2 MB out (1e5 x 100, b=4096): 1.45x / 1.79x
-# A walk over several outer axes (multi-axis specs) copies 8-byte elements
-# from rows in the cache: less work per byte, so two threads pay only from
-# PARALLEL_ND_FACTOR times PARALLEL_MIN_BYTES (2 MB) of output.  Times with
-# 1 / 2 threads, 2000 x 500 float64 (that session's machine: a thread cost
-# 40-75 us, the wake-up of the idle second vCPU; a sleeping worker thread
-# measured the same):
-#   [512, 64], 256 KB:   43 / 98 us      [2048, 64], 1 MB:  169 / 185 us
-#   [1024, 64], 512 KB:  86 / 121 us     [4096, 64], 2 MB:  337 / 260 us
-# Prefetching the row MB_PREFETCH_AHEAD positions ahead of each copy pays for
-# rows over 32 bytes from a source beyond the L2 (and for multi-axis runs of
-# 32 bytes or more, see gather_nd).  Time with prefetching off / on,
-# ``next(mb)`` on the same data, each with its own seed, both in shuffled
-# order in one process, 41 rounds, two measurements each, b=128 / b=1024,
-# rows copied by mb_copy_short_rows (whose prefetch is two to six fixed
-# hints a row):
-#   rows      8 MB source           64 MB                 512 MB
-#   32 B      1.02 1.03 / 0.99 0.94 1.00 0.97 / 0.97 0.96 1.00 1.05 / 1.04 1.01
-#   40 B      0.96 1.22 / 1.09 0.95 1.05 1.06 / 1.06 1.04 1.05 1.03 / 1.03 1.03
-#   48 B      1.28 0.99 / 1.26 1.07 1.03 1.03 / 1.04 1.01 1.03 1.03 / 1.04 1.02
-#   64 B      1.05 1.08 / 1.02 1.02 1.19 1.03 / 1.05 1.09 1.04 1.06 / 0.94 1.04
-#   80 B      1.15 1.10 / 1.11 1.10 1.20 1.14 / 1.16 1.11 1.14 1.14 / 1.14 1.15
-# (A first series, with one seed for both, so that the second to run found
-# the rows in the cache, had shown larger gains: 40-96 B 1.01-2.22.)
-# The line was at 64 bytes while rows were copied by a loop of 16-byte moves
-# per row, whose prefetch was a loop of hints per row too; then, time with
-# prefetching off / on, Sampler.next(out=), b=128 and 1024:
-#   rows      8 MB source   64 MB       512 MB
-#   32 B      0.76-0.93     0.81-0.83   0.84-0.97
-#   48 B      0.74-1.01     0.79-0.82   0.83-0.86
-#   64 B      0.82-1.06     0.88-1.04   0.89-0.93
-#   80 B      0.82-1.03     1.29-1.35   1.22-2.24   (16-48 MB: 0.93-1.48)
-#   96 B      0.97-1.04     1.28-1.34   1.20-1.28
-#   128 B     0.95-0.98     1.42-1.49   1.12-3.36
-#   256 B     1.05-1.11     0.88-1.34   1.29-1.61
-# (An order-fixed measurement, on first, off second, had put the line at 128
-# bytes: the first of two callables timed in turn came out up to 30% slower.)
-# Older measurements, ratios to NumPy with
-# prefetching off / on, three runs of one process each, both modes measured
-# interleaved in random order on the same data (measured while rows of up to
-# 256 bytes were copied by a loop of 16-byte moves per row, before
-# mb_copy_short_rows; see copy_run):
-#   1e5 x 10, b=128 (8 MB source):     4.2, 6.6, 7.6x / 6.5, 7.0, 6.3x
-#   1e5 x 100, b=4096 (80 MB):         1.27, 1.65, 1.17x / 1.64, 2.11, 1.63x
-#   2e6 x 64, b=2048 (1 GB):           1.40, 0.95, 1.41x / 1.72, 1.23, 1.89x
-#   1e4 x 1000, b=256 (80 MB):         1.09, 1.15, 1.09x / 1.13, 1.20, 1.12x
-#   1e6 x 10, b=1024 (80 MB):          1.47, 1.39, 1.49x / 1.40, 1.77, 1.40x
-#   8-byte rows (1e6 and 1e7 x 1, b=1e5): 1.5-2.3x / 1.2-2.1x, 10-20% worse:
-#   their independent loads the core overlaps alone.
-# Prefetching a whole chunk of 256 rows before copying them was no better
-# than either (1.26-1.37x at 1e6 x 10, b=1024) and was dropped.  So was
-# prefetching each row as soon as its index is drawn (draw a piece of 2-64
-# indices, prefetch its rows, copy the piece before, so that the misses
-# overlap the drawing; any of the four prefetch hints), against copy-time
-# prefetching in the same runs (in a fixed order, copy-time first), ratios to
-# NumPy: 1e5 x 10, b=128 3.9-6.5x / 6.4-7.0x, 1e6 x 10, b=1024 0.8-1.6x /
-# 1.5-1.8x, 2e6 x 64, b=2048 1.33-1.55x / 1.78-1.94x; again in shuffled order
-# (pieces of 8-32): 5.5-8.0x / 5.4-6.4x (noise), 1.3-1.6x / 1.7x,
-# 0.96-2.0x / 1.43-2.02x.
-cdef int64_t PREFETCH_MIN_SPAN = 1 << 20        # the L2
-cdef int64_t PREFETCH_MIN_ROW = 33               # rows of a single-axis plan
-cdef int64_t PREFETCH_MIN_BLOCK = 32             # runs of a multi-axis walk
-# Rows of up to 128 bytes from a source within FAR_SPAN (in the L3) are
-# prefetched further ahead: with many short misses in flight the L3 serves
-# them faster (a guess; measured is only the time).  Time with 8 / 16 rows
-# ahead (_tune(prefetch="on") / auto), next(mb), each with its own seed,
-# shuffled in one process, 41 rounds, two to six measurements:
-#   1e5 x 10 (8 MB), b=128: 1.03-1.13    1e5 x 16 (13 MB), b=128: 1.10-1.22
-#   1e5 x 10, b=1024: 1.00-1.01          1e5 x 6 (48 B rows), b=128: 0.94-1.02
-#   1e6 x 10 (76 MB: 8 ahead on both sides, the noise): 1.00-1.05
-# (A test build, 16-32 rows against 8: 1e5 x 10 b=128 +5-20%; 1e5 x 16
-# b=128 +11-13%; from 32 MB or more 1-5% slower; 800-byte rows from an 8 MB
-# source 10-15% slower, hence the 128-byte limit.)
-cdef int PREFETCH_AHEAD_NEAR = 16
-cdef int64_t PREFETCH_NEAR_MAX_ROW = 128
-cdef int forced_prefetch = -1                   # _tune: 0 / 1 for every new plan
-# Two threads for one batch of a single-axis plan only when its one-thread
-# time, estimated by one_thread_ns, reaches PARALLEL_MIN_NS: a thread costs
-# 60-85 us here (the two-thread time less half the one-thread time, in the
-# first six rows below; the wake-up of the idle second vCPU), so the batch
-# must take about twice that.  The output-bytes rule it replaces (256 KB) split batches
-# that take 15-90 us.  Times with 1 / 2 threads, ``next(mb)`` in shuffled
-# order in one process (est: one_thread_ns):
-#   2e4 x 64, b=512 (10 MB source, 256 KB out, est 16 us):   15 / 77 us
-#   2e4 x 64, b=2048 (1 MB out, est 64 us):                  52 / 109 us
-#   1e5 x 10, b=4096 (8 MB source, 320 KB out, est 41 us):   41 / 99 us
-#   1e6 x 10, b=4096 (76 MB source, 320 KB out, est 90 us):  89 / 123 us
-#   2e6 x 64, b=512 (977 MB source, 256 KB out, est 55 us):  38 / 80 us
-#   1e5 x 100, b=512 (76 MB source, 400 KB out, est 83 us):  64 / 117 us
-#   1e6 x 1, b=32768 (8 MB source, 256 KB out, est 210 us): 215 / 200 us
-#   1e6 x 10, b=1e4 (76 MB source, 781 KB out, est 220 us): 226 / 146 us
-#   2e6 x 64, b=2048 (977 MB, 1 MB out, est 222 us):        227 / 203 us
-#   1e6 x 2, b=5e4 (15 MB source, 781 KB out, est 340 us):  579 / 385 us
-#   1e5 x 100, b=4096 (76 MB source, 3.2 MB out, est 655 us): 499 / 370 us
-#   1e7 x 1, b=1e5 (76 MB source, 781 KB out, est 640 us): 1041 / 786 us
-#   1e4 x 1000, b=256 (76 MB source, 2 MB out, est 411 us): 170 / 173 us
-#   1e6 x 1, b=1e5 (8 MB source, 781 KB out, est 640 us):   557 / 558 us
-#     (an earlier session: 0.58-0.77x the time with two threads)
-# Those were measured with the scalar draw.  Drawing with AVX-512
-# (mb_philox_simd.h) took 0.53-0.64x the one-thread time at w=1 (scalar /
-# AVX-512, each 1 / 2 threads, in one process, two measurements each):
-#   1e6 x 1, b=32768:  173 / 161-168 us scalar,  91-94 / 121-138 us AVX-512
-#   1e6 x 1, b=5e4:    167-170 / 209-248 us,     108-110 / 146-197 us
-#   1e6 x 1, b=1e5:    326-331 / 328-347 us,     202-210 / 204-223 us
-#   1e6 x 2, b=5e4:    241-245 / 260-271 us,     181-187 / 194-206 us
-#   1e7 x 1, b=32768:  292-299 / 271-272 us,     254-259 / 231-235 us
-#   1e7 x 1, b=1e5:    867-881 / 502-545 us,     760-770 / 455-527 us
-# so an index is counted 4 ns with AVX-512 and 4.5 ns with AVX2 (0.72-0.80x
-# the scalar time at 1e6 x 1, b=1e5), against 6 ns scalar.  (In these runs
-# two threads rarely won from a source in the L3 at any level: the second
-# vCPU was busier than when the table above was measured.)
-# With the chunks shared instead of halves (mb_run_shared), a split forced
-# on smaller batches still lost or barely won, 1 thread / split, AVX-512:
-#   2e4 x 64, b=512: 7.6-9.5 / 22 us       2e4 x 64, b=2048: 38 / 42 us
-#   1e5 x 10, b=4096: 17-18 / 26-27 us     1e6 x 10, b=4096: 62-67 / 54-59 us
-#   1e6 x 1, b=32768: 79-88 / 107-111 us   1e5 x 100, b=512: 46 / 46-77 us
-# so PARALLEL_MIN_NS stays.
-cdef int64_t PARALLEL_MIN_NS = 150000
-cdef int64_t PARALLEL_MIN_BYTES = 1 << 16        # and never below this output
-cdef int64_t FAR_SPAN = 16 << 20                 # half the L3: rows from memory beyond
+# ---------------------------------------------------------------- dispatch
+# Every choice below is measured on the machine the batch runs on (at first
+# need, once per process), or is a rule with its reason; docs/tuning.md has
+# the method and the tables that chose each rule, with the machines named.
+#
+# Calibration cells: one per (source span, row size) class, both rounded up
+# to a power of two.  A cell holds the prefetch distance that copied random
+# rows of that class fastest and the time per row at that distance, packed
+# as (ps per row) << 8 | distance; 0 while not measured.
+
+cdef enum:
+    CAL_SPANS = 64
+    CAL_ROWS = 48
+    CAL_NDIST = 5
+    CAL_SAMPLE = 512        # rows copied per timed gather
+    CAL_ROUNDS = 9          # shuffled rounds; the minimum of each is kept
+    CAL_MAX_BYTES = 1 << 18 # bytes copied per timed gather, at most
+
+cdef int64_t cal_cells[CAL_SPANS][CAL_ROWS]
+cdef int64_t cal_draw_ps[3]          # ps an index drawn, per vector level; 0: not measured
+cdef int64_t cal_wake_ns = 0         # a sleeping worker's start; 0: not measured
+cdef int cal_dists[CAL_NDIST]
+cal_dists = [0, 4, 8, 16, 32]        # prefetch distances tried (rows ahead)
+# Sources of at most 256 KB are copied without prefetching and measure only
+# the copy: every x86-64 core of the last decade has an L2 at least that big.
+cdef int64_t CAL_MIN_SPAN = 1 << 18
+# Sources of at most 16 MiB are read whole before the timed copies (0.1-2
+# ms): batches drawn again and again from a source that fits a cache find
+# it there, and where it does not fit, reading it leaves it where batches
+# would find it.  Larger sources are timed as they are.
+cdef int64_t CAL_WARM_SPAN = 16 << 20
+# A split never pays below 64 KB of output: a few microseconds of copying,
+# less than a pool worker took to wake on the machines in docs/tuning.md.
+cdef int64_t PARALLEL_MIN_BYTES = 1 << 16
+cdef int64_t PARALLEL_MIN_NS = -1    # _tune: split threshold (ns); -1: twice the wake time
+cdef int forced_prefetch = -1        # _tune: rows ahead for every batch; -1: calibrated
+cdef int forced_threads = 0          # _tune: threads for every batch; 0: calibrated
+cdef int max_threads = 1             # set_num_threads (mbcore sets it at import)
 # Batches this small (a microsecond or two) are drawn with the GIL held, as
-# NumPy does below 500 elements: releasing and taking it back cost more than
-# another thread could win (n=1e4, b=128: 502-506 ns a batch against 536-537,
-# three of four alternating runs of the two builds).
+# NumPy does below 500 elements: releasing and taking it back costs more
+# than another thread could win.
 cdef int64_t KEEP_GIL_MAX_INDICES = 512
 cdef int64_t KEEP_GIL_MAX_BYTES = 1 << 14
-cdef int64_t PARALLEL_ND_FACTOR = 32
 
 
-cdef inline int64_t one_thread_ns(int64_t nidx, int64_t nbytes, int64_t span) noexcept nogil:
-    """Rough one-thread time (ns) of a single-axis batch, fitted to the
-    table above: 6 ns an index (draw and copy; 4.5 with AVX2, 4 with AVX-512
-    draws), and 0.05 ns a byte of output from a source within FAR_SPAN, 0.2
-    ns beyond (rows from memory)."""
+cdef inline int ceil_log2(int64_t x) noexcept nogil:
+    cdef int k = 0
+    while k < 62 and (<int64_t>1 << k) < x:
+        k += 1
+    return k
+
+
+cdef inline uint64_t cal_rand(uint64_t *s) noexcept nogil:
+    """xorshift64*: row choices of a calibration (not the batch stream)."""
+    s[0] ^= s[0] >> 12
+    s[0] ^= s[0] << 25
+    s[0] ^= s[0] >> 27
+    return s[0] * 0x2545F4914F6CDD1DULL
+
+
+cdef int64_t calibrate_rows(const char *base, int64_t n, int64_t stride, int64_t block,
+                            int64_t span, int64_t *times=NULL) noexcept nogil:
+    """Time copies of CAL_SAMPLE random rows of ``block`` bytes, row i at
+    ``base + r_i * stride`` (r_i < n), with each prefetch distance of
+    cal_dists (only 0 for a source of at most CAL_MIN_SPAN bytes), fresh
+    rows for every copy, CAL_ROUNDS rounds in shuffled order; returns the
+    packed cell (best distance, its ps per row), 0 if memory ran out, and
+    the best time (ns) of each distance into ``times`` when not NULL."""
+    cdef int64_t rows = CAL_SAMPLE, best[CAL_NDIST]
+    cdef int64_t *offs
+    cdef char *dst
+    cdef int order[CAL_NDIST]
+    cdef int nd = CAL_NDIST if span > CAL_MIN_SPAN else 1
+    cdef int r, i, j, d, t
+    cdef int64_t k, t0, dt, ps
+    cdef uint64_t s = 0x9E3779B97F4A7C15ULL ^ <uint64_t>mb_now_ns()
+    if block * rows > CAL_MAX_BYTES:
+        rows = max(16, CAL_MAX_BYTES // block)
+    offs = <int64_t *>malloc(rows * sizeof(int64_t))
+    dst = <char *>malloc(rows * block)
+    if offs == NULL or dst == NULL:
+        free(offs)
+        free(dst)
+        return 0
+    memset(dst, 0, rows * block)
+    if span <= CAL_WARM_SPAN:
+        # The bytes the rows span (from the last row up with a negative stride).
+        mb_touch(base + (stride * (n - 1) if stride < 0 else 0), span)
+    for i in range(nd):
+        best[i] = INT64_MAX
+        order[i] = i
+    for r in range(CAL_ROUNDS):
+        for i in range(nd - 1, 0, -1):
+            j = <int>(cal_rand(&s) % <uint64_t>(i + 1))
+            t = order[i]
+            order[i] = order[j]
+            order[j] = t
+        for i in range(nd):
+            d = order[i]
+            for k in range(rows):
+                offs[k] = <int64_t>(cal_rand(&s) % <uint64_t>n) * stride
+            t0 = mb_now_ns()
+            copy_rows_of(dst, base, offs, 1, rows, block, cal_dists[d])
+            dt = mb_now_ns() - t0
+            if dt < best[d]:
+                best[d] = dt
+    free(offs)
+    free(dst)
+    if times != NULL:
+        for i in range(nd):
+            times[i] = best[i]
+    d = 0
+    for i in range(nd):
+        if best[i] < best[d]:
+            d = i
+    # Prefetching is kept only when it gains 10%: rows already in a cache
+    # pay for the hints and gain nothing, and smaller gains are within the
+    # noise of one calibration on a busy machine.
+    if best[0] * 10 <= best[d] * 11:
+        d = 0
+    ps = best[d] * 1000 // rows
+    return (ps if ps > 0 else 1) << 8 | cal_dists[d]
+
+
+cdef inline int64_t cell_for(const char *base, int64_t n, int64_t stride, int64_t block,
+                             int64_t span) noexcept nogil:
+    """The calibration cell of rows of ``block`` bytes from a source of
+    ``span`` bytes, measured on these rows at first need."""
+    cdef int64_t *c = &cal_cells[ceil_log2(span) if span < (<int64_t>1 << 62) else 62][
+        min(ceil_log2(block), CAL_ROWS - 1)]
+    cdef int64_t v = mb_load(c)
+    if v == 0 and n > 0 and block > 0:
+        v = calibrate_rows(base, n, stride, block, span)
+        mb_store(c, v)
+    return v
+
+
+cdef int64_t draw_ps() noexcept nogil:
+    """ps to draw one index at the current vector level (fill_bounded of
+    2048 indices, best of 5), measured at first need."""
     cdef int level = mb_simd_get()
-    cdef int64_t half_ns = 12 if level == 0 else (9 if level == 1 else 8)
-    return nidx * half_ns // 2 + (nbytes // 5 if span > FAR_SPAN else nbytes // 20)
+    cdef int64_t v = mb_load(&cal_draw_ps[level])
+    cdef int64_t buf[2048]
+    cdef philox_pos st
+    cdef int64_t t0, dt, best = INT64_MAX
+    cdef int r
+    if v != 0:
+        return v
+    pos_init(&st, 1, 2, 3, 0)
+    for r in range(5):
+        t0 = mb_now_ns()
+        fill_bounded(&st, <uint64_t>(r * 2048), 1000003, buf, 2048)
+        dt = mb_now_ns() - t0
+        best = min(best, dt)
+    v = max(1, best * 1000 // 2048)
+    mb_store(&cal_draw_ps[level], v)
+    return v
+
+
+# The wake time is measured with the worker asleep for 50 us first (0.3 ms
+# in all, so that the first large batch hardly waits for it).  After longer
+# idling the wake takes longer (an idle virtual CPU halts: 1.2x after 1 ms,
+# 2x after 20 ms, docs/tuning.md), but the wake time only bounds which thread
+# counts are tried; the batches' own times choose among them.
+cdef int WAKE_GAP_US = 50
+
+
+cdef int64_t wake_ns() noexcept nogil:
+    """How long a sleeping pool worker takes to start its chunk (median of 5
+    tries, WAKE_GAP_US apart), measured at first need; 0 if the pool is busy or
+    has no worker (then no batch is split until it is measured)."""
+    cdef int64_t v = mb_load(&cal_wake_ns)
+    if v == 0:
+        v = mb_pool_wake_ns(5, WAKE_GAP_US)
+        if v <= 0:
+            return 0
+        mb_store(&cal_wake_ns, v)
+    return v
+
+
+cdef inline int64_t plan_span(const mb_plan *p) noexcept nogil:
+    """Bytes the plan's source spans (its rows' extent)."""
+    cdef int64_t span = p.block
+    cdef int k
+    for k in range(p.nouter):
+        span += (p.ax[k].stride if p.ax[k].stride >= 0 else -p.ax[k].stride) * (p.ax[k].n - 1)
+    return span
+
+
+cdef inline int64_t row_cell(const mb_plan *p, const char *src, int64_t span) noexcept nogil:
+    """Cell of a plan's copies: its rows for a single-axis plan; for a
+    multi-axis walk, its blocks within one row of the last outer axis (the
+    blocks of a run are read from one such row)."""
+    cdef const mb_axis *a
+    if p.nouter == 1:
+        return cell_for(src, p.ax[0].n, p.ax[0].stride, p.block, span)
+    a = &p.ax[p.nouter - 1]
+    return cell_for(src, a.n, a.stride,
+                    p.block, p.block + (a.stride if a.stride >= 0 else -a.stride) * (a.n - 1))
+
+
+cdef int prefetch_for(const mb_plan *p, const char *src) noexcept nogil:
+    """Rows (runs) ahead that a batch of plan p prefetches: forced by
+    _tune, or fixed by the plan's rule (multi-axis walks, sources of at most
+    CAL_MIN_SPAN), else the calibrated best for its cell."""
+    if forced_prefetch >= 0:
+        return forced_prefetch
+    if p.prefetch >= 0:
+        return p.prefetch
+    return <int>(row_cell(p, src, plan_span(p)) & 255)
+
+
+# Thread counts are chosen by timing real batches.  Batches are grouped by
+# their estimated one-thread time (calibrated costs of an index drawn and a
+# row copied), in classes of a power of two (ns), multi-axis walks apart.
+# In a class, the first batches try each candidate count (1, 2, 4, ... up
+# to the limit) TT_TRIES times; from then on the class uses the count whose
+# mean time (per ns of estimate) is lowest, and every TT_RETRY-th batch
+# retries one candidate in turn.  The candidates go up to one thread per
+# wake time of work (a worker's share must at least pay for its wake-up),
+# and a batch estimated under twice the wake time is never split.
+cdef enum:
+    TT_CLASSES = 96        # 48 estimate classes, single-axis and multi-axis apart
+    TT_CANDS = 12          # candidate k: min(2**k, limit) threads
+    TT_TRIES = 3
+    TT_RETRY = 64          # then every 64th batch of a class retries a candidate
+
+cdef int64_t tt_best[TT_CLASSES][TT_CANDS]    # mean ns * 1024 / estimate
+cdef int64_t tt_tries[TT_CLASSES][TT_CANDS]
+cdef int64_t tt_seen[TT_CLASSES]               # batches of the class since decided
+
+
+cdef struct mb_threads:
+    int n                  # threads for this batch
+    int cls                # its class, -1 when the batch is not timed
+    int cand               # the candidate it tries
+    int64_t est            # estimated one-thread ns
+
+
+cdef void threads_decide(const mb_plan *p, const char *src, int64_t nbytes, int cap,
+                         mb_threads *r) noexcept nogil:
+    """Threads (1 to cap) for one batch of plan p with nbytes of output
+    (several arrays' for draw_group), into r.n; r.cls >= 0 asks the caller
+    to time the batch and pass it to threads_record."""
+    cdef int64_t wake, thr, rows, est, v, best = 0
+    cdef int k, top, c, pick = 0
+    r.n = 1
+    r.cls = -1
+    if cap <= 1 or not p.ax[0].sampled or p.ax[0].m < 16:
+        return
+    if forced_threads > 0:
+        r.n = min(forced_threads, cap)
+        return
+    if nbytes < PARALLEL_MIN_BYTES and PARALLEL_MIN_NS < 0:
+        return
+    if PARALLEL_MIN_NS >= 0:
+        thr = PARALLEL_MIN_NS
+    else:
+        wake = wake_ns()
+        if wake <= 0:
+            return
+        thr = 2 * wake
+    rows = nbytes // p.block if p.block > 0 else 0
+    est = (p.nidx * draw_ps() + rows * (row_cell(p, src, plan_span(p)) >> 8)) // 1000
+    r.est = est
+    if est < thr:
+        return
+    if thr <= 0 or PARALLEL_MIN_NS >= 0:
+        # A threshold set by _tune: the model alone, nothing timed.
+        r.n = cap if thr <= 0 else <int>max(2, min(2 * est // thr, <int64_t>cap))
+        return
+    # Candidates 0..top: 1, 2, 4, ... threads, the last min(2**top, limit).
+    top = ceil_log2(min(2 * est // thr, <int64_t>cap))
+    top = min(top, TT_CANDS - 1)
+    c = min(ceil_log2(est), TT_CLASSES // 2 - 1) + (TT_CLASSES // 2 if p.nouter > 1 else 0)
+    for k in range(top + 1):
+        if mb_load(&tt_tries[c][k]) < TT_TRIES:
+            r.cls = c
+            r.cand = k
+            r.n = <int>min(<int64_t>1 << k, <int64_t>cap)
+            return
+        v = mb_load(&tt_best[c][k])
+        if k == 0 or v < best:
+            best = v
+            pick = k
+    # Retry the candidates in turn now and then: a count whose tries met a
+    # burst of load gets another chance, and the means follow the load.
+    v = mb_load(&tt_seen[c]) + 1
+    mb_store(&tt_seen[c], v)
+    if v % TT_RETRY == 0:
+        pick = <int>((v // TT_RETRY) % (top + 1))
+        r.cls = c
+        r.cand = pick
+    r.n = <int>min(<int64_t>1 << pick, <int64_t>cap)
+
+
+cdef void threads_record(const mb_threads *r, int64_t ns) noexcept nogil:
+    """Note the time of a batch that tried candidate r.cand of class r.cls:
+    a running mean (the last four tries weigh most), not the minimum: a
+    split's best case (the other cores free) is far from its usual one on
+    a busy machine."""
+    cdef int64_t v = ns * 1024 // max(r.est, 1)
+    cdef int64_t n = mb_load(&tt_tries[r.cls][r.cand])
+    cdef int64_t old = mb_load(&tt_best[r.cls][r.cand])
+    if n > 0:
+        v = old + (v - old) // min(n + 1, 4)
+    mb_store(&tt_best[r.cls][r.cand], max(v, 1))
+    mb_store(&tt_tries[r.cls][r.cand], n + 1)
 
 
 cdef inline int threads_for(const mb_plan *p, int64_t nbytes, int64_t span) noexcept nogil:
-    """Threads (1 or max_threads) for a batch of plan p with nbytes of
-    output (several arrays' for draw_group) from sources spanning up to span
-    bytes.  Multi-axis walks: from PARALLEL_MIN_BYTES * PARALLEL_ND_FACTOR
-    (2 MB) of output (measured above)."""
-    if p.nouter > 1:
-        return max_threads if nbytes >= PARALLEL_MIN_BYTES * PARALLEL_ND_FACTOR else 1
-    if nbytes >= PARALLEL_MIN_BYTES and one_thread_ns(p.nidx, nbytes, span) >= PARALLEL_MIN_NS:
-        return max_threads
-    return 1
+    """The most threads a batch of plan p may use: set_num_threads' limit
+    (threads_decide picks the number in the kernel, where the source is at
+    hand to calibrate on)."""
+    return max_threads
 
 
 cdef inline int auto_prefetch(int64_t span, int64_t run, bint multi_axis) noexcept nogil:
-    """How many rows (runs) ahead copies of runs of ``run`` bytes from a
-    source spanning ``span`` bytes are prefetched, 0 for not at all (the
-    rules measured above)."""
-    if span <= PREFETCH_MIN_SPAN or run < (PREFETCH_MIN_BLOCK if multi_axis
-                                           else PREFETCH_MIN_ROW):
+    """The prefetch distance fixed when a plan is built, -1 for one
+    calibrated at its first batch (prefetch_for).  A multi-axis walk of runs
+    of at least 32 bytes from a source beyond CAL_MIN_SPAN prefetches
+    MB_PREFETCH_AHEAD runs ahead (a rule, see docs/tuning.md); sources
+    within CAL_MIN_SPAN are in the L2 and not prefetched."""
+    if span <= CAL_MIN_SPAN:
         return 0
-    if not multi_axis and run <= PREFETCH_NEAR_MAX_ROW and span <= FAR_SPAN:
-        return PREFETCH_AHEAD_NEAR
-    return MB_PREFETCH_AHEAD
+    if multi_axis:
+        return MB_PREFETCH_AHEAD if run >= 32 else 0
+    return -1
 
 
 cdef inline bint keeps_gil(int64_t nidx, int64_t nbytes) noexcept nogil:
     """Whether a batch of nidx indices and nbytes of output keeps the GIL."""
     return nidx <= KEEP_GIL_MAX_INDICES and nbytes <= KEEP_GIL_MAX_BYTES
-cdef int max_threads = MB_MAX_THREADS
 
 
 cdef struct mb_axis:
@@ -494,7 +591,7 @@ cdef inline bint odo_next(mb_odo *o, const mb_plan *p, const int64_t **ix,
 
 cdef void gather_nd(const mb_plan *p, const char *src, char *dst,
                     const int64_t *idx0, int64_t m0,
-                    const int64_t *idx) noexcept nogil:
+                    const int64_t *idx, int prefetch) noexcept nogil:
     """Outer-product gather (``src[np.ix_(...)]``) into C-contiguous dst.
 
     Axes ``0 .. nouter-1`` are walked with an odometer; axis k reads
@@ -504,8 +601,9 @@ cdef void gather_nd(const mb_plan *p, const char *src, char *dst,
     the other sampled axes take theirs, in axis order, from ``idx``.
     O(output bytes).
 
-    With ``p.prefetch``, the source lines of the run MB_PREFETCH_AHEAD runs
-    ahead are prefetched (a second odometer walks ahead of the first):
+    With ``prefetch`` (the batch's choice: rows ahead for a single-axis
+    plan, on or off for a walk), the source lines of the run
+    MB_PREFETCH_AHEAD runs ahead are prefetched (a second odometer walks ahead of the first):
     10x20x30x40x50 [2, None, 20, ..., 10], whose runs jump every 40 rows,
     went from 2.8-3.1x to 3.3-3.9x NumPy; [2, ..., 10] measured 4.4-4.6x
     without and 4.2-4.5x with (two runs, interleaved on the same data).
@@ -534,13 +632,13 @@ cdef void gather_nd(const mb_plan *p, const char *src, char *dst,
         if m[k] == 0:
             return
     if last == 0:
-        copy_rows_of(dst, src, ix[0], p.ax[0].stride, m[0], p.block, p.prefetch)
+        copy_rows_of(dst, src, ix[0], p.ax[0].stride, m[0], p.block, prefetch)
         return
     o.base[0] = 0
     for k in range(last):
         o.pos[k] = 0
         o.base[k + 1] = o.base[k] + (ix[k][0] if ix[k] != NULL else 0) * p.ax[k].stride
-    if p.prefetch:
+    if prefetch:
         # Bytes a run reads, from its row's base: [lo, hi + block).
         for i in range(m[last]):
             off = (ix[last][i] if ix[last] != NULL else i) * p.ax[last].stride
@@ -627,6 +725,8 @@ cdef struct gather_job:
     uint64_t step
     int64_t start          # first axis-0 position of this job
     int64_t count          # axis-0 positions in this job
+    int prefetch           # rows (runs) ahead, prefetch_for(p[0])
+    int64_t *scratch       # index scratch of a plan that is not fused
 
 
 cdef void run_job(void *arg) noexcept nogil:
@@ -651,9 +751,9 @@ cdef void run_job(void *arg) noexcept nogil:
             p = g.p[i]
             if a.sampled:
                 gather_nd(p, g.src[i], g.dst[i] + g.start * p.row_out, g.idx + g.start,
-                          g.count, g.idx + a.m)
+                          g.count, g.idx + a.m, g.prefetch)
             else:
-                gather_nd(p, g.src[i], g.dst[i], NULL, 0, g.idx)
+                gather_nd(p, g.src[i], g.dst[i], NULL, 0, g.idx, g.prefetch)
         return
     pos_init(&st, a.key0, a.key1, g.step, a.sid)
     while done < g.count:
@@ -663,7 +763,8 @@ cdef void run_job(void *arg) noexcept nogil:
         fill_bounded(&st, <uint64_t>(g.start + done), <uint64_t>a.n, chunk, cnt)
         for i in range(g.k):
             p = g.p[i]
-            gather_nd(p, g.src[i], g.dst[i] + (g.start + done) * p.row_out, chunk, cnt, NULL)
+            gather_nd(p, g.src[i], g.dst[i] + (g.start + done) * p.row_out, chunk, cnt, NULL,
+                      g.prefetch)
         done += cnt
 
 
@@ -683,7 +784,12 @@ cdef void run_chunk(void *ctx, int64_t c) noexcept nogil:
     run_job(&g)
 
 
-cdef int64_t SHARE_CHUNKS = 16   # chunks a split batch is cut into
+# A split batch is cut into SHARE_CHUNKS chunks a thread, of at least
+# SHARE_MIN_CHUNK positions: small chunks, so that the caller, which claims
+# whatever is left, waits at the end only for the chunk a worker holds (a
+# worker that is descheduled, or woke late, holds up little).
+cdef int64_t SHARE_CHUNKS = 16
+cdef int64_t SHARE_MIN_CHUNK = 64
 
 
 cdef void draw_gather_k(int k, const mb_plan **p, const char **src, char **dst,
@@ -694,14 +800,18 @@ cdef void draw_gather_k(int k, const mb_plan **p, const char **src, char **dst,
     ``scratch`` holds ``plan_scratch_size(p[0])`` int64 (may be NULL when
     that is 0).  Fused plans (only axis 0 sampled, with replacement) draw as
     they copy; others draw every index into scratch first; either way the
-    indices are drawn once for all k arrays.  With ``nthreads`` > 1 and axis
-    0 sampled, the batch is cut along axis 0 into SHARE_CHUNKS chunks that
-    this thread and a helper claim in turn (mb_run_shared; each draw is
-    addressable, so a fused chunk draws its own indices).
+    indices are drawn once for all k arrays.  The prefetch distance is
+    prefetch_for(p[0]); the batch runs on threads_decide (at most
+    ``nthreads``) threads: with more than one, it is cut along axis 0 into
+    SHARE_CHUNKS chunks a thread that this thread and pool workers claim in
+    turn (mb_pool_run; each draw is addressable, so a fused chunk draws its
+    own indices, positions [c * chunk, (c + 1) * chunk) of the stream).
     """
     cdef gather_job job
-    cdef chunked_job shared
     cdef const mb_axis *a = &p[0].ax[0]
+    cdef int64_t nbytes = 0, t0 = 0
+    cdef int i
+    cdef mb_threads tr
     job.k = k
     job.p = p
     job.src = src
@@ -710,18 +820,42 @@ cdef void draw_gather_k(int k, const mb_plan **p, const char **src, char **dst,
     job.step = step
     job.start = 0
     job.count = a.m
-    if not p[0].fused:
-        draw_plan_indices(p[0], step, scratch, scratch + p[0].nidx)
-        job.idx = scratch
+    job.prefetch = prefetch_for(p[0], src[0])
+    job.scratch = scratch
+    tr.n = 1
+    tr.cls = -1
+    if nthreads > 1 and a.sampled:
+        for i in range(k):
+            nbytes += p[i].row_out * a.m
+        threads_decide(p[0], src[0], nbytes, nthreads, &tr)
+    nthreads = tr.n
+    if tr.cls >= 0:
+        t0 = mb_now_ns()
+    i = run_batch(&job, nthreads)
+    if tr.cls >= 0 and i == nthreads:     # not when the pool was busy
+        threads_record(&tr, mb_now_ns() - t0)
+
+
+cdef int run_batch(gather_job *job, int nthreads) noexcept nogil:
+    """Run a batch's job on up to nthreads threads (see draw_gather_k);
+    returns the threads it was given (1 when the pool was in use)."""
+    cdef chunked_job shared
+    cdef const mb_axis *a = &job.p[0].ax[0]
+    cdef const mb_plan *p0 = job.p[0]
+    if not p0.fused:
+        draw_plan_indices(p0, job.step, job.scratch, job.scratch + p0.nidx)
+        job.idx = job.scratch
     # Chunks of a multiple of 8 positions (whole Philox blocks, so a fused
     # chunk's draws start on the vector path); at least two, or no helper.
-    shared.chunk = (a.m + SHARE_CHUNKS - 1) // SHARE_CHUNKS
-    shared.chunk = (shared.chunk + 7) // 8 * 8
-    if nthreads <= 1 or not a.sampled or a.m <= shared.chunk:
-        run_job(&job)
-        return
-    shared.job = job
-    mb_run_shared(run_chunk, &shared, (a.m + shared.chunk - 1) // shared.chunk)
+    if nthreads > 1 and a.sampled:
+        shared.chunk = (a.m + SHARE_CHUNKS * nthreads - 1) // (SHARE_CHUNKS * nthreads)
+        shared.chunk = max(SHARE_MIN_CHUNK, (shared.chunk + 7) // 8 * 8)
+        if a.m > shared.chunk:
+            shared.job = job[0]
+            return 1 + mb_pool_run(run_chunk, &shared, (a.m + shared.chunk - 1) // shared.chunk,
+                                   nthreads)
+    run_job(job)
+    return 1
 
 
 cdef api int draw_gather(const mb_plan *p, const char *src, char *dst,
@@ -740,59 +874,152 @@ def _simd(level=None):
     return simd_switch(level)
 
 
-def _tune(parallel_min_bytes=None, prefetch=None, parallel_min_ns=None):
-    """_tune(parallel_min_bytes=None, prefetch=None, parallel_min_ns=None)
+def _tune(parallel_min_bytes=None, prefetch=None, parallel_min_ns=None, threads=None):
+    """_tune(parallel_min_bytes=None, prefetch=None, parallel_min_ns=None, threads=None)
 
-    For tests and benchmarks: set the output size (bytes) below which a
-    batch never runs on two threads (times PARALLEL_ND_FACTOR for
-    multi-axis walks, where it is the whole rule) and the estimated
-    one-thread time (ns) from which a single-axis batch does, both read on
-    every batch; and whether the Samplers built from now on prefetch rows
-    ("on": MB_PREFETCH_AHEAD rows ahead, "off"; "auto": by source span
-    and row size).  None leaves a
-    setting alone.  Returns the old settings, in an order that
-    ``_tune(*old)`` restores.
+    For tests and benchmarks, read on every batch: the output size (bytes)
+    below which a batch is never split; the estimated one-thread time (ns)
+    from which it is (-1: twice the measured wake time of a pool worker);
+    the prefetch distance ("auto": calibrated, "off": 0, "on": 8 rows
+    ahead, or an int: that many rows ahead); the thread count (0:
+    calibrated; n: n threads for every batch of 16 rows or more, within
+    set_num_threads' limit).  None leaves a setting alone.  Returns the old
+    settings, in an order that ``_tune(*old)`` restores.
     """
-    global PARALLEL_MIN_BYTES, PARALLEL_MIN_NS, forced_prefetch
-    cdef dict modes = {"auto": -1, "off": 0, "on": 1}
-    old = (PARALLEL_MIN_BYTES, [k for k, v in modes.items() if v == forced_prefetch][0],
-           PARALLEL_MIN_NS)
-    if prefetch is not None and prefetch not in modes:
-        raise ValueError(f"prefetch must be one of {sorted(modes)}, got {prefetch!r}")
+    global PARALLEL_MIN_BYTES, PARALLEL_MIN_NS, forced_prefetch, forced_threads
+    cdef dict modes = {"auto": -1, "off": 0, "on": 8}
+    old_prefetch = ([k for k, v in modes.items() if v == forced_prefetch] or [forced_prefetch])[0]
+    old = (PARALLEL_MIN_BYTES, old_prefetch, PARALLEL_MIN_NS, forced_threads)
+    if prefetch is not None and prefetch not in modes and not (
+            type(prefetch) is int and 0 <= prefetch <= 1024):
+        raise ValueError(f"prefetch must be one of {sorted(modes)} or an int in [0, 1024], "
+                         f"got {prefetch!r}")
+    if threads is not None and not (type(threads) is int and 0 <= threads <= MB_POOL_MAX + 1):
+        raise ValueError(f"threads must be an int in [0, {MB_POOL_MAX + 1}], got {threads!r}")
     if parallel_min_bytes is not None:
         PARALLEL_MIN_BYTES = parallel_min_bytes
     if parallel_min_ns is not None:
         PARALLEL_MIN_NS = parallel_min_ns
     if prefetch is not None:
-        forced_prefetch = modes[prefetch]
+        forced_prefetch = modes[prefetch] if isinstance(prefetch, str) else prefetch
+    if threads is not None:
+        forced_threads = threads
     return old
 
 
 def _prefetch_ahead(Sampler s not None):
     """_prefetch_ahead(sampler)
 
-    For tests: rows (runs) between a prefetch and its copy in this
-    Sampler's plan, 0 when it does not prefetch.
+    For tests: rows (runs) between a prefetch and its copy in a batch of
+    this Sampler, 0 when it does not prefetch (calibrating first if its
+    cell is not measured yet).
     """
-    return s.plan.prefetch
+    return prefetch_for(&s.plan, <const char *>cnp.PyArray_DATA(s.data))
 
 
 def _batch_threads(Sampler s not None):
     """_batch_threads(sampler)
 
-    For tests: the threads a batch of this Sampler runs on now (1 or 2).
+    For tests: the threads a batch of this Sampler runs on now (measuring
+    what the choice needs first).
     """
-    return threads_for(&s.plan, s.out_bytes, s.span)
+    cdef int cap = threads_for(&s.plan, s.out_bytes, s.span)
+    cdef const char *src = <const char *>cnp.PyArray_DATA(s.data)
+    if cap <= 1 or not s.plan.ax[0].sampled:
+        return 1
+    cdef mb_threads tr
+    with nogil:
+        threads_decide(&s.plan, src, s.out_bytes, cap, &tr)
+    return tr.n
+
+
+def _dispatch_info():
+    """_dispatch_info()
+
+    What the dispatcher has measured in this process: ``wake_ns`` (a pool
+    worker's wake time, None if not measured), ``draw_ps`` (ps an index, per
+    vector level measured), ``cells`` ({(span class, row class): (rows ahead,
+    ps a row)}, classes as log2 of bytes), ``workers`` (pool threads
+    started) and ``max_threads``.
+    """
+    cells = {}
+    for i in range(CAL_SPANS):
+        for j in range(CAL_ROWS):
+            v = mb_load(&cal_cells[i][j])
+            if v:
+                cells[(i, j)] = (int(v & 255), int(v >> 8))
+    names = ["scalar", "avx2", "avx512"]
+    return {"wake_ns": int(cal_wake_ns) or None,
+            "draw_ps": {names[i]: int(cal_draw_ps[i]) for i in range(3) if cal_draw_ps[i]},
+            "cells": cells, "workers": mb_pool_size(), "max_threads": max_threads}
+
+
+def _forget_calibration():
+    """_forget_calibration()
+
+    For tests and benchmarks: drop every measurement and thread choice, so
+    that the next batches measure again.
+    """
+    global cal_wake_ns
+    cdef int i, j
+    for i in range(CAL_SPANS):
+        for j in range(CAL_ROWS):
+            mb_store(&cal_cells[i][j], 0)
+    for i in range(3):
+        mb_store(&cal_draw_ps[i], 0)
+    mb_store(&cal_wake_ns, 0)
+    for i in range(TT_CLASSES):
+        for j in range(TT_CANDS):
+            mb_store(&tt_best[i][j], 0)
+            mb_store(&tt_tries[i][j], 0)
+        mb_store(&tt_seen[i], 0)
+
+
+def _measure_wake(int tries, int gap_us):
+    """_measure_wake(tries, gap_us): a fresh measurement of wake_ns (for
+    benchmarks), ns; None when no worker could be used."""
+    cdef int64_t v
+    with nogil:
+        v = mb_pool_wake_ns(tries, gap_us)
+    return v if v > 0 else None
+
+
+def _calibration_times(Sampler s not None):
+    """_calibration_times(sampler): {rows ahead: best ns of a timed gather}
+    of a fresh calibration on this single-axis Sampler's rows (for
+    benchmarks and docs/tuning.md); the cells are left as they are."""
+    cdef int64_t times[CAL_NDIST]
+    cdef const char *src = <const char *>cnp.PyArray_DATA(s.data)
+    cdef int64_t span = plan_span(&s.plan)
+    cdef int nd = CAL_NDIST if span > CAL_MIN_SPAN else 1
+    with nogil:
+        calibrate_rows(src, s.plan.ax[0].n, s.plan.ax[0].stride, s.plan.block, span, times)
+    return {cal_dists[i]: times[i] for i in range(nd)}
+
+
+def _pool_workers():
+    """_pool_workers(): worker threads the pool has started in this process."""
+    return mb_pool_size()
+
+
+MAX_THREADS = MB_POOL_MAX + 1
+
+
+def get_num_threads():
+    """get_num_threads(): the most threads one batch may use."""
+    return max_threads
 
 
 def set_num_threads(int n):
     """set_num_threads(n)
 
-    Use at most n (1 or 2) threads for one large batch.  Returns the old value.
+    Use at most n threads (1 to MAX_THREADS) for one batch: the caller and
+    n - 1 pool workers.  Returns the old value.  ``mbcore.set_num_threads``
+    is the public entry point.
     """
     global max_threads
-    if n < 1 or n > MB_MAX_THREADS:
-        raise ValueError(f"n must be 1 to {MB_MAX_THREADS}, got {n}")
+    if n < 1 or n > MB_POOL_MAX + 1:
+        raise ValueError(f"n must be 1 to {MB_POOL_MAX + 1}, got {n}")
     old = max_threads
     max_threads = n
     return old
@@ -1377,6 +1604,10 @@ def copy_rows(cnp.ndarray src not None, cnp.ndarray idx not None, cnp.ndarray ds
     cdef int prefetch = auto_prefetch(cnp.PyArray_NBYTES(src), row, False)
     if row == 0 or m == 0:
         return
+    if forced_prefetch >= 0:
+        prefetch = forced_prefetch
+    elif prefetch < 0:
+        prefetch = <int>(cell_for(s, n, row, row, cnp.PyArray_NBYTES(src)) & 255)
     if keeps_gil(m, m * row):
         copy_rows_of(d, s, ip, row, m, row, prefetch)
     else:

@@ -11,7 +11,8 @@ from ._batchspec import BatchSpec
 from ._data import available_data, get_data
 from ._generator import GeneratorAdapter
 from ._minibatch import Minibatch, Minibatches, minibatches
+from ._threads import get_num_threads, num_threads, set_num_threads
 
 __all__ = ["Minibatch", "Minibatches", "minibatches", "BatchSpec", "GeneratorAdapter", "get_data",
-           "available_data"]
+           "available_data", "set_num_threads", "get_num_threads", "num_threads"]
 __version__ = "0.1.0"

@@ -390,13 +390,13 @@ def test_sampler_next_advances_step():
 
 
 # ------------------------------------------------------------------ dispatch paths
-# The Sampler picks, per plan, between a plain copy and one that prefetches
-# the row 8 or 16 ahead (source span above 1 MiB, rows longer than 32 bytes, runs of
-# 32 bytes or more in a multi-axis walk), and per batch between one thread
-# and two (an estimated one-thread time of 150 us or more, or 2 MiB of
-# output for a multi-axis walk, and >= 512 rows on axis 0; each half of a
-# fused batch draws its own indices from its start position).  Every path
-# must give the same batch.
+# The Sampler's batches prefetch the row 0, 4, 8, 16 or 32 positions ahead
+# (the distance that copied random rows of the source's size class fastest
+# when measured in this process; none from a source of at most 256 KiB; a
+# multi-axis walk 8 runs ahead, for runs of 32 bytes or more from a larger
+# source), and run on as many threads as their estimated time pays for,
+# within set_num_threads' limit (each chunk of a fused batch draws its own
+# indices from its start position).  Every path must give the same batch.
 
 @pytest.fixture
 def threads():
@@ -408,51 +408,91 @@ def threads():
 
 @pytest.fixture(params=["on", "off"])
 def force_all_paths(request):
-    """A prefetch mode and two threads for everything (benchmark hook ``_tune``)."""
+    """A prefetch mode and every batch split (benchmark hook ``_tune``)."""
     old = _gather._tune(parallel_min_bytes=0, prefetch=request.param, parallel_min_ns=0)
     yield
     _gather._tune(*old)
 
 
-@pytest.mark.parametrize("shape, expected", [
-    ((5000, 10), 0),        # 400 KB: in the L2, no prefetch
-    ((50000, 4), 0),        # 32-byte rows: no prefetch
-    ((50000, 10), 16),      # 4 MB, 80-byte rows: 16 rows ahead
-    ((30000, 16), 16),      # 128-byte rows
-    ((20000, 17), 8),       # 136-byte rows: 8 ahead
-    ((300000, 10), 8),      # 24 MB: beyond FAR_SPAN, 8 ahead
+@pytest.mark.parametrize("shape, calibrated", [
+    ((5000, 10), False),     # 400 KB source, 80-byte rows: calibrated
+    ((3000, 10), False),     # 240 KB: in the L2, never prefetched
+    ((50000, 4), True),      # 1.6 MB, 32-byte rows
+    ((50000, 10), True),     # 4 MB, 80-byte rows
+    ((20000, 17), True),     # 136-byte rows
+    ((300000, 10), True),    # 24 MB
 ])
 @pytest.mark.parametrize("batch", [5, 16, 17, 300])
-def test_prefetch_distance_rule_and_its_batches(shape, expected, batch):
+def test_prefetch_distance_is_measured_and_batches_match(shape, calibrated, batch):
     # Batches shorter than, equal to and longer than the distance.
     data = np.arange(np.prod(shape), dtype=np.float64).reshape(shape)
     s, _, _ = sampler_for(data, [batch], [7], True)
-    assert _gather._prefetch_ahead(s) == expected
+    ahead = _gather._prefetch_ahead(s)
+    if data.nbytes <= 1 << 18:
+        assert ahead == 0
+    else:
+        assert ahead in (0, 4, 8, 16, 32)
     for step in (0, 3):
         twins.assert_same_array(s.draw(step), data[s.indices(step)[0]])
 
 
-@pytest.mark.parametrize("shape, spec, expected", [
-    ((20000, 64), [512], 1),            # 10 MB source, 256 KiB out: ~16 us of work
-    ((20000, 64), [2048], 1),           # 1 MiB out, ~64 us
-    ((100000, 10), [4096], 1),          # 320 KB out, ~41 us
-    ((1000000, 10), [10000], 2),        # 76 MB source, 781 KB out: ~220 us
-    ((1000000, 1), [32768], 2),         # 32768 indices: ~210 us of drawing
-    ((1000000, 1), [16384], 1),         # ~105 us
-    ((2000, 500), [1024, 64], 1),       # multi-axis: 512 KiB out
-    ((2000, 500), [1024, 256], 2),      # multi-axis: 2 MiB out
+@pytest.mark.parametrize("ahead", [0, 1, 4, 8, 16, 32, 300])
+def test_forced_prefetch_distance_is_used_and_batches_match(ahead):
+    data = np.arange(300000 * 10, dtype=np.float64).reshape(300000, 10)
+    s, _, _ = sampler_for(data, [257], [7], True)
+    old = _gather._tune(prefetch=ahead)
+    try:
+        assert _gather._prefetch_ahead(s) == ahead
+        twins.assert_same_array(s.draw(2), data[s.indices(2)[0]])
+    finally:
+        _gather._tune(*old)
+
+
+def test_multi_axis_walk_prefetch_rule():
+    s, _, _ = sampler_for(np.empty((2000, 500)), [64, 2], [1, 2], True)      # 8 MB, 16-byte runs
+    assert _gather._prefetch_ahead(s) == 0
+    s, _, _ = sampler_for(np.empty((2000, 500)), [64, None], [1, None], True)  # single-axis
+    assert _gather._prefetch_ahead(s) in (0, 4, 8, 16, 32)
+    s, _, _ = sampler_for(np.empty((200, 50, 40)), [64, 8, None], [1, 2, None], True)
+    assert _gather._prefetch_ahead(s) == 8     # 3.2 MB, 320-byte runs
+
+
+@pytest.mark.parametrize("shape, spec", [
+    ((20000, 64), [512]),
+    ((1000000, 10), [10000]),
+    ((1000000, 1), [32768]),
+    ((2000, 500), [1024, 256]),
 ])
-def test_two_threads_only_for_batches_that_take_long_enough(shape, spec, expected, threads,
-                                                             simd_level):
-    # np.empty: the thread decision reads shapes and strides, not values.
-    # The table is the scalar draw's; faster draws count an index less, so
-    # 1e6 x 1, b=32768 (~144 us at 4 ns an index) stays on one thread.
-    if simd_level == "avx512" and shape == (1000000, 1) and spec == [32768]:
-        expected = 1
+def test_thread_count_follows_the_split_threshold(shape, spec, threads):
+    # np.empty: the thread decision reads shapes and strides (and times
+    # copies of the source's rows), not values.
     s, _, _ = sampler_for(np.empty(shape), spec, [1, 2], True)
-    assert _gather._batch_threads(s) == expected
-    threads(1)
-    assert _gather._batch_threads(s) == 1
+    threads(7)
+    old = _gather._tune(parallel_min_ns=10 ** 15)
+    try:
+        assert _gather._batch_threads(s) == 1
+        _gather._tune(parallel_min_ns=0)
+        assert _gather._batch_threads(s) == 7
+        _gather._tune(parallel_min_ns=-1, threads=3)
+        assert _gather._batch_threads(s) == 3
+        _gather._tune(threads=0)
+        assert 1 <= _gather._batch_threads(s) <= 7
+        threads(1)
+        assert _gather._batch_threads(s) == 1
+    finally:
+        _gather._tune(*old)
+
+
+def test_small_batches_stay_on_one_thread(threads):
+    threads(8)
+    s, _, _ = sampler_for(np.empty((100000, 10)), [15], [1], True)
+    old = _gather._tune(parallel_min_ns=0)
+    try:
+        assert _gather._batch_threads(s) == 1     # under 16 rows: never split
+    finally:
+        _gather._tune(*old)
+    s, _, _ = sampler_for(np.empty((100000, 10)), [128], [1], True)
+    assert _gather._batch_threads(s) == 1          # 10 KB out: under 64 KB
 
 
 def test_tune_rejects_unknown_prefetch_mode():
@@ -526,9 +566,10 @@ def test_gather_two_thread_split_boundaries(n, m, force_all_paths, threads, simd
 
 
 def test_set_num_threads_rejects_bad_values(threads):
-    with pytest.raises(ValueError, match="n must be 1 to 2, got 3"):
-        _gather.set_num_threads(3)
-    with pytest.raises(ValueError, match="n must be 1 to 2, got 0"):
+    top = _gather.MAX_THREADS
+    with pytest.raises(ValueError, match=f"n must be 1 to {top}, got {top + 1}"):
+        _gather.set_num_threads(top + 1)
+    with pytest.raises(ValueError, match=f"n must be 1 to {top}, got 0"):
         _gather.set_num_threads(0)
 
 

@@ -1,0 +1,116 @@
+"""Dispatch gates (run by ``make gates``): the variant the kernel picks for a
+batch runs within 10% of the best variant found by brute force, on this
+machine, in the same run.
+
+For each case, every prefetch distance the calibration tries (0, 4, 8, 16,
+32 rows ahead) is crossed with every thread count up to the limit (1, 2, 4,
+... and the limit itself), each forced with ``_tune`` on a Minibatch of its
+own (its own seed, so that no variant finds rows another drew in the
+cache); the dispatcher's own choice ("auto") is one more Minibatch.  All are
+timed with ``interleaved_min`` (20 batches a call).  The gate asserts
+``auto <= NEED * best``; a measurement is repeated up to ATTEMPTS times,
+and the best of them counts, since a burst of load on a shared machine can
+spoil one.  Each test prints the times, the pick and the best variant
+(``pytest -s``).
+"""
+import time
+
+import numpy as np
+import pytest
+
+import mbcore
+from mbcore._kernels import _gather
+from mbcore._timing import interleaved_min
+
+NEED = 1.10
+ATTEMPTS = 3
+ROUNDS = 11
+DISTANCES = (0, 4, 8, 16, 32)
+BATCHES_A_CALL = 20
+
+
+def thread_counts():
+    cap = mbcore.get_num_threads()
+    counts = {1, cap}
+    t = 2
+    while t < cap:
+        counts.add(t)
+        t *= 2
+    return sorted(counts)
+
+
+# (rows n, row width w, batch b): sources in the L2 (up to 1 MB), in the L3
+# (8-10 MB) and in memory (80 MB or more); batches from 128 rows to 1e5.
+SINGLE = [
+    (10**5, 1, 128), (10**6, 1, 128), (10**6, 1, 10**4), (10**7, 1, 10**5),
+    (10**4, 10, 128), (10**5, 10, 128), (10**5, 10, 4096), (10**6, 10, 1024),
+    (10**6, 10, 10**4),
+    (2 * 10**4, 64, 512), (2 * 10**4, 64, 2048), (2 * 10**5, 64, 2048),
+    (10**4, 100, 128), (10**5, 100, 4096),
+]
+MULTI = [((2000, 500), [1024, 64])]
+
+
+def single_id(case):
+    n, w, b = case
+    return f"n{n:.0e}-w{w}-b{b}".replace("e+0", "e")
+
+
+MULTI_IDS = ["2000x500-b1024x64"]
+
+
+def _variants(data, batch_size):
+    """name -> callable drawing BATCHES_A_CALL batches under its setting."""
+    impls, pick = {}, None
+    settings = [("auto", "auto", 0)] + [(f"d={d} t={t}", d, t) for d in DISTANCES
+                                          for t in thread_counts()]
+    for seed, (name, d, t) in enumerate(settings):
+        mb = mbcore.Minibatch(data, batch_size=batch_size, random_seed=100 + seed)
+        nxt = mb.__next__
+        if name == "auto":
+            pick = mb._sampler
+
+        def run(nxt=nxt, d=d, t=t):
+            old = _gather._tune(prefetch=d, threads=t)
+            for _ in range(BATCHES_A_CALL):
+                nxt()
+            _gather._tune(*old)
+        impls[name] = run
+    return impls, pick
+
+
+def _gate(data, batch_size, label):
+    impls, sampler = _variants(data, batch_size)
+    best_ratio, shown = float("inf"), None
+    for attempt in range(ATTEMPTS):
+        t = interleaved_min(impls, rounds=ROUNDS, target=0.01)
+        best = min((v, k) for k, v in t.items() if k != "auto")
+        ratio = t["auto"] / best[0]
+        if ratio < best_ratio:
+            best_ratio, shown = ratio, (t, best)
+        if ratio <= NEED:
+            break
+        time.sleep(0.5)
+    t, best = shown
+    info = _gather._dispatch_info()
+    print(f"{label}: auto (d={_gather._prefetch_ahead(sampler)} "
+          f"t={_gather._batch_threads(sampler)}) {t['auto'] / BATCHES_A_CALL * 1e6:.2f} us, "
+          f"best {best[1]} {best[0] / BATCHES_A_CALL * 1e6:.2f} us: {best_ratio:.2f}x the best "
+          f"(wake {info['wake_ns']} ns); "
+          + ", ".join(f"{k} {v / BATCHES_A_CALL * 1e6:.2f}" for k, v in sorted(t.items())))
+    assert best_ratio <= NEED, (
+        f"{label}: the dispatcher's pick takes {best_ratio:.2f}x the best variant "
+        f"({best[1]}) > {NEED}x")
+
+
+@pytest.mark.parametrize("case", SINGLE, ids=single_id)
+def test_dispatch_within_10_percent_of_brute_force(case):
+    n, w, b = case
+    data = np.full((n,) if w == 1 else (n, w), 1.5)
+    _gate(data, b, single_id(case))
+
+
+@pytest.mark.parametrize("shape, spec", MULTI, ids=MULTI_IDS)
+def test_multi_axis_dispatch_within_10_percent_of_brute_force(shape, spec):
+    data = np.full(shape, 1.5)
+    _gate(data, spec, f"{shape}{spec}")

@@ -1,0 +1,335 @@
+"""The worker pool and the thread limit: batches are the same on any number
+of threads, after fork, and with several Python threads drawing at once;
+set_num_threads / get_num_threads / num_threads / MBCORE_NUM_THREADS."""
+import multiprocessing
+import os
+import subprocess
+import sys
+import threading
+import time
+
+import numpy as np
+import pytest
+
+import mbcore
+from mbcore import _threads
+from mbcore._kernels import _gather
+
+import twins
+
+
+@pytest.fixture
+def split_every_batch():
+    """Every batch of 16 rows or more is split over the thread limit."""
+    old_n = mbcore.get_num_threads()
+    old = _gather._tune(parallel_min_bytes=0, parallel_min_ns=0)
+    yield
+    _gather._tune(*old)
+    _gather.set_num_threads(old_n)
+
+
+def _cases():
+    rng = np.random.default_rng(3)
+    wide = rng.standard_normal((3000, 10))
+    return {
+        "w=1": (rng.standard_normal(50000), dict(batch_size=4000)),
+        "w=10": (wide, dict(batch_size=2500)),
+        "w=10 F-order": (np.asfortranarray(wide), dict(batch_size=2500)),
+        "replace=False": (wide, dict(batch_size=2999, replace=False)),
+        "multi-axis": (rng.standard_normal((3000, 40)), dict(batch_size=[2000, 7])),
+        "uint8 rows of 37 B": (rng.integers(0, 255, (5000, 37), dtype=np.uint8),
+                               dict(batch_size=3001)),
+    }
+
+
+CASES = _cases()
+# More threads than this machine has CPUs, too.
+THREADS = sorted({1, 2, 3, 4, 5, 8, 16, (os.cpu_count() or 1) + 3})
+
+
+@pytest.mark.parametrize("case", list(CASES))
+def test_batches_identical_on_every_thread_count(case, split_every_batch):
+    data, kw = CASES[case]
+    ref = None
+    for t in THREADS:
+        mbcore.set_num_threads(t)
+        mb = mbcore.Minibatch(data, random_seed=11, **kw)
+        got = [next(mb) for _ in range(3)]
+        if ref is None:
+            ref = got
+            s = mb._sampler
+            idx = [s.indices(k) for k in range(3)]
+            for k in range(3):
+                sel = tuple(slice(None) if i is None else i for i in idx[k])
+                if len(idx[k]) > 1 and idx[k][1] is not None:
+                    want = data[np.ix_(*[np.arange(n) if i is None else i
+                                         for i, n in zip(idx[k], data.shape)])]
+                else:
+                    want = data[sel[0]]
+                twins.assert_same_array(got[k], want)
+        else:
+            for a, b in zip(got, ref):
+                twins.assert_same_array(a, b)
+
+
+def test_pool_starts_the_workers_a_split_asks_for(split_every_batch):
+    data = np.random.default_rng(0).standard_normal((20000, 4))
+    mbcore.set_num_threads(6)
+    mb = mbcore.Minibatch(data, batch_size=6000, random_seed=1)
+    next(mb)
+    assert _gather._pool_workers() >= 5
+
+
+def test_minibatches_identical_on_every_thread_count(split_every_batch):
+    rng = np.random.default_rng(5)
+    x, y = rng.standard_normal((4000, 6)), rng.integers(0, 9, 4000)
+    ref = None
+    for t in THREADS:
+        mbcore.set_num_threads(t)
+        got = [next(mbcore.minibatches(x, y, batch_size=3000, random_seed=4))
+               for _ in range(2)]
+        if ref is None:
+            ref = got
+        for pair, want in zip(got, ref):
+            for a, b in zip(pair, want):
+                twins.assert_same_array(a, b)
+
+
+def test_small_batches_run_on_the_calling_thread(split_every_batch):
+    # Under 16 rows a batch is never split, whatever the settings.
+    mbcore.set_num_threads(8)
+    s = mbcore.Minibatch(np.zeros((1000, 3)), batch_size=15)._sampler
+    assert _gather._batch_threads(s) == 1
+
+
+# ------------------------------------------------------------------ fork
+
+def _child_draw(conn, t):
+    try:
+        _gather.set_num_threads(t)
+        _gather._tune(parallel_min_bytes=0, parallel_min_ns=0)
+        data = np.arange(200000, dtype=np.float64).reshape(20000, 10)
+        mb = mbcore.Minibatch(data, batch_size=5000, random_seed=9)
+        batches = [next(mb) for _ in range(3)]
+        conn.send((batches, _gather._pool_workers()))
+    except BaseException as e:  # report, do not hang the parent
+        conn.send(repr(e))
+    finally:
+        conn.close()
+
+
+@pytest.mark.parametrize("t", [2, 4])
+def test_child_of_fork_draws_the_parents_batches(t, split_every_batch):
+    mbcore.set_num_threads(t)
+    data = np.arange(200000, dtype=np.float64).reshape(20000, 10)
+    mb = mbcore.Minibatch(data, batch_size=5000, random_seed=9)
+    want = [next(mb) for _ in range(3)]      # the pool has workers now
+    assert _gather._pool_workers() >= t - 1
+    ctx = multiprocessing.get_context("fork")
+    parent, child = ctx.Pipe(duplex=False)
+    p = ctx.Process(target=_child_draw, args=(child, t))
+    p.start()
+    child.close()
+    assert parent.poll(60), "the child of fork did not answer in 60 s"
+    res = parent.recv()
+    p.join(30)
+    assert not isinstance(res, str), res
+    got, workers = res
+    for a, b in zip(got, want):
+        twins.assert_same_array(a, b)
+    assert workers >= t - 1      # the child started workers of its own
+    assert p.exitcode == 0
+
+
+def test_fork_while_another_thread_draws(split_every_batch):
+    # fork from one thread while another is inside a split batch: the child
+    # starts with an idle pool and draws correctly.
+    mbcore.set_num_threads(4)
+    data = np.arange(400000, dtype=np.float64).reshape(40000, 10)
+    stop = threading.Event()
+
+    def draw():
+        mb = mbcore.Minibatch(data, batch_size=20000, random_seed=2)
+        while not stop.is_set():
+            next(mb)
+
+    th = threading.Thread(target=draw)
+    th.start()
+    try:
+        pid = os.fork()
+        if pid == 0:
+            code = 1
+            try:
+                mb = mbcore.Minibatch(data, batch_size=20000, random_seed=3)
+                b = next(mb)
+                code = 0 if np.array_equal(b, data[mb._sampler.indices(0)[0]]) else 2
+            finally:
+                os._exit(code)
+        _, status = os.waitpid(pid, 0)
+    finally:
+        stop.set()
+        th.join()
+    assert os.waitstatus_to_exitcode(status) == 0
+
+
+# ------------------------------------------------------------------ Python threads
+
+def test_python_threads_drawing_at_once_get_their_own_batches(split_every_batch):
+    mbcore.set_num_threads(4)
+    rng = np.random.default_rng(8)
+    datas = [rng.standard_normal((30000, 8)) for _ in range(4)]
+    want = []
+    for k, d in enumerate(datas):
+        mb = mbcore.Minibatch(d, batch_size=5000, random_seed=k)
+        want.append([next(mb) for _ in range(15)])
+    got = [None] * 4
+    start = threading.Barrier(4)
+
+    def run(k):
+        mb = mbcore.Minibatch(datas[k], batch_size=5000, random_seed=k)
+        start.wait()
+        got[k] = [next(mb) for _ in range(15)]
+
+    ths = [threading.Thread(target=run, args=(k,)) for k in range(4)]
+    for th in ths:
+        th.start()
+    for th in ths:
+        th.join()
+    for k in range(4):
+        for a, b in zip(got[k], want[k]):
+            twins.assert_same_array(a, b)
+
+
+# ------------------------------------------------------------------ the limit
+
+def test_set_and_get_num_threads():
+    old = mbcore.get_num_threads()
+    try:
+        assert mbcore.set_num_threads(3) == old
+        assert mbcore.get_num_threads() == 3
+        assert mbcore.set_num_threads(1) == 3
+        assert mbcore.get_num_threads() == 1
+    finally:
+        mbcore.set_num_threads(old)
+
+
+@pytest.mark.parametrize("bad, exc, msg", [
+    ("2", TypeError, "n must be an int, got str '2'"),
+    (2.0, TypeError, "n must be an int, got float 2.0"),
+    (True, TypeError, "n must be an int, got bool True"),
+    (None, TypeError, "n must be an int, got NoneType None"),
+    (0, ValueError, "n must be 1 to 1025, got 0"),
+    (-3, ValueError, "n must be 1 to 1025, got -3"),
+    (1026, ValueError, "n must be 1 to 1025, got 1026"),
+])
+def test_set_num_threads_rejects_bad_values(bad, exc, msg):
+    old = mbcore.get_num_threads()
+    with pytest.raises(exc, match="^" + msg.replace(".", r"\.") + "$"):
+        mbcore.set_num_threads(bad)
+    with pytest.raises(exc):
+        with mbcore.num_threads(bad):
+            pass
+    assert mbcore.get_num_threads() == old
+
+
+def test_num_threads_context_manager_restores_on_exception():
+    old = mbcore.get_num_threads()
+    with pytest.raises(KeyError):
+        with mbcore.num_threads(5) as n:
+            assert n == 5
+            assert mbcore.get_num_threads() == 5
+            raise KeyError("inside")
+    assert mbcore.get_num_threads() == old
+    with mbcore.num_threads(1):
+        with mbcore.num_threads(2):
+            assert mbcore.get_num_threads() == 2
+        assert mbcore.get_num_threads() == 1
+    assert mbcore.get_num_threads() == old
+
+
+def _python(code, env=None, affinity=None):
+    full = dict(os.environ)
+    full.pop("MBCORE_NUM_THREADS", None)
+    full.update(env or {})
+    pre = f"import os; os.sched_setaffinity(0, {affinity!r}); " if affinity else ""
+    return subprocess.run([sys.executable, "-P", "-c", pre + code], env=full,
+                          capture_output=True, text=True, timeout=120)
+
+
+def test_env_variable_sets_the_limit_at_import():
+    r = _python("import mbcore; print(mbcore.get_num_threads())",
+                env={"MBCORE_NUM_THREADS": "3"})
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip() == "3"
+
+
+@pytest.mark.parametrize("value, msg", [
+    ("three", "MBCORE_NUM_THREADS must be an int, got 'three'"),
+    ("0", "MBCORE_NUM_THREADS must be 1 to 1025, got 0"),
+])
+def test_bad_env_variable_fails_the_import(value, msg):
+    r = _python("import mbcore", env={"MBCORE_NUM_THREADS": value})
+    assert r.returncode != 0
+    assert "ValueError: " + msg in r.stderr
+
+
+@pytest.mark.skipif(not hasattr(os, "sched_setaffinity"), reason="no CPU affinity here")
+def test_default_limit_follows_the_cpu_affinity():
+    r = _python("import mbcore; print(mbcore.get_num_threads())", affinity={0})
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip() == "1"
+    r = _python("import mbcore; print(mbcore.get_num_threads())")
+    assert r.stdout.strip() == str(_threads.available_cpus())
+
+
+def _cgroup_tree(tmp_path, proc_lines, files):
+    proc = tmp_path / "cgroup"
+    proc.write_text("".join(line + "\n" for line in proc_lines))
+    for rel, text in files.items():
+        f = tmp_path / "fs" / rel
+        f.parent.mkdir(parents=True, exist_ok=True)
+        f.write_text(text)
+    return str(proc), str(tmp_path / "fs")
+
+
+@pytest.mark.parametrize("proc_lines, files, expected", [
+    (["0::/job"], {"job/cpu.max": "150000 100000\n"}, 2),             # 1.5 CPUs
+    (["0::/job"], {"job/cpu.max": "max 100000\n"}, None),
+    (["0::/a/b"], {"a/b/cpu.max": "max 100000\n", "a/cpu.max": "400000 100000\n",
+                   "cpu.max": "800000 100000\n"}, 4),                  # the parent's
+    (["0::/"], {"cpu.max": "50000 100000\n"}, 1),
+    (["4:cpu,cpuacct:/docker/x"], {"cpu,cpuacct/docker/x/cpu.cfs_quota_us": "300000\n",
+                                   "cpu,cpuacct/docker/x/cpu.cfs_period_us": "100000\n"}, 3),
+    (["4:cpu,cpuacct:/docker/x"], {"cpu,cpuacct/docker/x/cpu.cfs_quota_us": "-1\n",
+                                   "cpu,cpuacct/docker/x/cpu.cfs_period_us": "100000\n"}, None),
+    (["1:name=systemd:/"], {}, None),
+])
+def test_cgroup_cpu_quota(tmp_path, proc_lines, files, expected):
+    proc, root = _cgroup_tree(tmp_path, proc_lines, files)
+    assert _threads._cgroup_cpus(proc, root) == expected
+
+
+# ------------------------------------------------------------------ calibration
+
+def test_calibration_reads_what_a_source_spans_not_its_rows():
+    # 2**33 rows with stride 0 span 8 bytes: the calibration (run afresh
+    # here) reads those, not 2**33 rows, and the batch is right.
+    data = np.broadcast_to(np.arange(1, dtype=np.int64) + 7, (2 ** 33 + 5,))
+    s = mbcore.Minibatch(data, batch_size=1025, random_seed=1)._sampler
+    _gather._forget_calibration()
+    t0 = time.perf_counter()
+    assert _gather._prefetch_ahead(s) == 0
+    assert time.perf_counter() - t0 < 5.0      # reading 2**33 rows takes far longer
+    assert (s.draw(0) == 7).all()
+
+
+@pytest.mark.parametrize("view", ["reversed", "sliced"])
+def test_calibration_on_strided_sources(view):
+    base = np.arange(4_000_000, dtype=np.float64).reshape(400_000, 10)
+    data = base[::-1] if view == "reversed" else base[:, 2:7]
+    s = mbcore.Minibatch(data, batch_size=3000, random_seed=4)._sampler
+    _gather._forget_calibration()
+    assert _gather._prefetch_ahead(s) in (0, 4, 8, 16, 32)
+    twins.assert_same_array(s.draw(5), data[s.indices(5)[0]])
+    info = _gather._dispatch_info()
+    assert info["cells"]              # measured, and kept for the next batches
