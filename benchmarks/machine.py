@@ -13,16 +13,25 @@ from mbcore._kernels import _gather
 
 
 def cpu_model():
-    """The CPU's model name as the kernel reports it (``/proc/cpuinfo``), or
-    what ``platform`` knows elsewhere."""
+    """The CPU's model name as the kernel reports it (``/proc/cpuinfo``), with
+    its family and model numbers (a VM may report only "AMD EPYC"), or what
+    ``platform`` knows elsewhere."""
+    fields = {}
     try:
         with open("/proc/cpuinfo") as f:
             for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
+                key, _, value = line.partition(":")
+                fields.setdefault(key.strip(), value.strip())
+                if not line.strip():
+                    break                       # the first CPU is enough
     except OSError:
         pass
-    return platform.processor() or platform.machine()
+    name = fields.get("model name")
+    if not name:
+        return platform.processor() or platform.machine()
+    if "cpu family" in fields and "model" in fields:
+        name += f" (family {fields['cpu family']}, model {fields['model']})"
+    return name
 
 
 def usable_cpus():
@@ -49,8 +58,14 @@ def describe():
     }
     if hasattr(mbcore, "get_num_threads"):
         info["num_threads"] = mbcore.get_num_threads()
-    dispatch = getattr(_gather, "_dispatch", None)
+    dispatch = getattr(_gather, "_dispatch_info", None)
     if dispatch is not None:
-        info["dispatch"] = dispatch()
+        # What the dispatcher measured in this process: the pool's wake time,
+        # the draw's cost an index, and per class of (source span, row size),
+        # classes as log2 of bytes, the prefetch distance and cost a row.
+        d = dispatch()
+        d["cells"] = {f"span 2^{i} row 2^{j}": {"rows_ahead": ahead, "ps_a_row": ps}
+                      for (i, j), (ahead, ps) in sorted(d["cells"].items())}
+        info["dispatch"] = d
     return info
 
