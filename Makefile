@@ -104,7 +104,7 @@ demo: $(VENV_PYMC3)/.installed
 
 # The main job on PyMC 5 (pm.fit on mbcore.adapters.pytensor.Minibatch).
 demo-pymc: $(VENV_PYMC5)/.installed
-	$(PYTENSOR_ENV) $(VENV_PYMC5)/bin/python -P -m mbcore.adapters.pytensor.demo --out demo-out
+	$(PYTENSOR_ENV) $(VENV_PYMC5)/bin/python -P examples/pymc5_demo.py --out demo-out
 
 bench: $(VENV)/.installed $(VENV_PYMC3)/.installed $(VENV_PYMC5)/.installed
 	mkdir -p bench-out

@@ -1,6 +1,6 @@
 """The main job on PyMC 5: fit a regression with ADVI on mbcore minibatches.
 
-    python -m mbcore.adapters.pytensor.demo [--iterations 4000] [--batch-size 500] [--out demo-out]
+    python examples/pymc5_demo.py [--iterations 4000] [--batch-size 500] [--out demo-out]
 
 (``make demo-pymc`` runs it in the PyMC 5 venv.)
 
