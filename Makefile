@@ -99,6 +99,8 @@ gates-adapter: $(VENV_PYMC3)/.installed
 
 # -P: put neither the repo root nor examples/ on sys.path, so that the
 # installed mbcore (with its compiled kernels) is imported, not the source tree.
+# (The demos then add examples/ and benchmarks/ themselves, for demo_report.py
+# and timing.py; neither folder holds an mbcore package.)
 demo: $(VENV_PYMC3)/.installed
 	$(VENV_PYMC3)/bin/python -P examples/pymc3_demo.py --out demo-out
 
