@@ -5,9 +5,8 @@ estimates table, the plot and the step timing.
 Library-agnostic: it imports neither PyMC nor Theano nor PyTensor.  Where a
 part builds or runs a PyMC model (``regression_model``, ``advi_step``,
 ``fit``), the demo hands in its own ``pymc3`` or ``pymc`` module: the calls
-used here take the same arguments in both.  The
-step timing uses ``benchmarks/timing.py``, the timer of every ratio mbcore
-reports.
+used here take the same arguments in both.  The step timing uses
+``benchmarks/timing.py``, the timer of every ratio mbcore reports.
 """
 import argparse
 import json
