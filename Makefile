@@ -99,12 +99,14 @@ gates-adapter: $(VENV_PYMC3)/.installed
 
 # -P: put neither the repo root nor examples/ on sys.path, so that the
 # installed mbcore (with its compiled kernels) is imported, not the source tree.
+# (The demos then add examples/ and benchmarks/ themselves, for demo_report.py
+# and timing.py; neither folder holds an mbcore package.)
 demo: $(VENV_PYMC3)/.installed
 	$(VENV_PYMC3)/bin/python -P examples/pymc3_demo.py --out demo-out
 
 # The main job on PyMC 5 (pm.fit on mbcore.adapters.pytensor.Minibatch).
 demo-pymc: $(VENV_PYMC5)/.installed
-	$(PYTENSOR_ENV) $(VENV_PYMC5)/bin/python -P -m mbcore.adapters.pytensor.demo --out demo-out
+	$(PYTENSOR_ENV) $(VENV_PYMC5)/bin/python -P examples/pymc5_demo.py --out demo-out
 
 bench: $(VENV)/.installed $(VENV_PYMC3)/.installed $(VENV_PYMC5)/.installed
 	mkdir -p bench-out

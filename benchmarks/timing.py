@@ -1,8 +1,9 @@
 """Timing callables against each other on a shared, noisy machine.
 
-One helper, used by ``make demo`` (examples/pymc3_demo.py), the benchmarks
-and the ratio gates (``benchmarks/cases.py``), so that every speed ratio
-mbcore reports is measured the same way.
+One helper, used by ``make demo`` and ``make demo-pymc`` (through
+examples/demo_report.py), the benchmarks and the ratio gates
+(``benchmarks/cases.py``), so that every speed ratio mbcore reports is
+measured the same way.
 """
 import random
 import timeit
