@@ -21,6 +21,7 @@ from libc.stdint cimport uint32_t, uint64_t, int64_t, INT64_MAX
 from _philox cimport (philox_pos, pos_init, fill_bounded, MB_PREFETCH, simd_switch,
                      mb_simd_set, mb_simd_get, mb_simd_detect)
 from _samplers cimport sample_replace, sample_noreplace, noreplace_work_size
+from _permute cimport fill_epoch, EPOCHS_OFF, EPOCHS_WRAP, EPOCHS_SHORT, MB_PERM_ROUNDS
 
 cnp.import_array()
 mb_simd_set(mb_simd_detect())   # the widest vector level for drawing (_philox.pxd)
@@ -395,6 +396,7 @@ cdef struct mb_axis:
     uint64_t sid         # stream id: the axis position
     int sampled
     int replace
+    int epochs           # EPOCHS_OFF, or the epoch mode (_permute.pxd)
 
 
 cdef struct mb_plan:
@@ -683,7 +685,10 @@ cdef void draw_plan_indices(const mb_plan *p, uint64_t step, int64_t *idx,
         a = &p.ax[k]
         if not a.sampled:
             continue
-        if a.replace:
+        if a.epochs:
+            fill_epoch(a.key0, a.key1, a.sid, a.epochs, a.n, a.m, step, 0, idx, a.m,
+                       MB_PERM_ROUNDS, 0)
+        elif a.replace:
             sample_replace(a.key0, a.key1, a.sid, step, a.n, a.m, idx)
         else:
             sample_noreplace(a.key0, a.key1, a.sid, step, a.n, a.m, idx, work)
@@ -710,7 +715,7 @@ cdef bint same_streams(const mb_plan *a, const mb_plan *b) noexcept nogil:
         x = &a.ax[i]
         y = &b.ax[j]
         if (x.sid != y.sid or x.key0 != y.key0 or x.key1 != y.key1 or x.n != y.n
-                or x.m != y.m or x.replace != y.replace):
+                or x.m != y.m or x.replace != y.replace or x.epochs != y.epochs):
             return False
         i += 1
         j += 1
@@ -760,7 +765,11 @@ cdef void run_job(void *arg) noexcept nogil:
         cnt = g.count - done
         if cnt > MB_CHUNK:
             cnt = MB_CHUNK
-        fill_bounded(&st, <uint64_t>(g.start + done), <uint64_t>a.n, chunk, cnt)
+        if a.epochs:
+            fill_epoch(a.key0, a.key1, a.sid, a.epochs, a.n, a.m, g.step,
+                       <uint64_t>(g.start + done), chunk, cnt, MB_PERM_ROUNDS, 0)
+        else:
+            fill_bounded(&st, <uint64_t>(g.start + done), <uint64_t>a.n, chunk, cnt)
         for i in range(g.k):
             p = g.p[i]
             gather_nd(p, g.src[i], g.dst[i] + (g.start + done) * p.row_out, chunk, cnt, NULL,
@@ -1034,7 +1043,7 @@ MAX_SCRATCH_BYTES = 1 << 35
 
 
 cdef class Sampler:
-    """Sampler(data, sizes, keys, replace)
+    """Sampler(data, sizes, keys, replace, epochs=0)
 
     A compiled plan for drawing batches of ``data``.  Validation of user input
     is the core's job (``mbcore``); this checks only what the kernel relies on.
@@ -1049,6 +1058,11 @@ cdef class Sampler:
     keys : sequence of ((int, int) or None), one per axis
         The 128-bit Philox key of each sampled axis.
     replace : bool
+    epochs : int
+        0: draw as ``replace`` says.  Else every sampled axis draws from its
+        epoch stream (``_permute.pxd``), in mode 1 (wrap), 2 (drop) or 3
+        (short); ``replace`` must be False, and modes 2 and 3 need each
+        batch size <= its axis' length.
 
     Attributes
     ----------
@@ -1060,6 +1074,7 @@ cdef class Sampler:
     cdef readonly object sizes
     cdef readonly object keys
     cdef readonly bint replace
+    cdef readonly int epochs
     cdef cnp.dtype descr
     cdef int out_nd
     cdef cnp.npy_intp out_shape[MB_MAXDIMS]
@@ -1076,7 +1091,7 @@ cdef class Sampler:
     def __dealloc__(self):
         PyMem_RawFree(self.scratch_buf)
 
-    def __cinit__(self, cnp.ndarray data not None, sizes, keys, bint replace):
+    def __cinit__(self, cnp.ndarray data not None, sizes, keys, bint replace, int epochs=0):
         cdef int nd = cnp.PyArray_NDIM(data)
         cdef int k
         cdef int64_t expected, run, isz = cnp.PyArray_ITEMSIZE(data)
@@ -1092,7 +1107,11 @@ cdef class Sampler:
         self.data = data
         self.sizes = tuple(sizes)
         self.keys = tuple(keys)
+        if epochs and (replace or not EPOCHS_OFF < epochs <= EPOCHS_SHORT):
+            raise ValueError(f"epochs must be 0, or 1 to 3 with replace=False, got "
+                             f"epochs={epochs}, replace={replace}")
         self.replace = replace
+        self.epochs = epochs
         self.descr = data.dtype
         self.step = 0
         self.plan.ndim = nd
@@ -1104,6 +1123,7 @@ cdef class Sampler:
             a.stride = cnp.PyArray_STRIDE(data, k)
             a.sid = k
             a.replace = replace
+            a.epochs = EPOCHS_OFF
             a.sampled = sizes[k] is not None
             a.key0 = a.key1 = 0
             if a.sampled:
@@ -1115,10 +1135,14 @@ cdef class Sampler:
                         f"sampled axis, got {size} on axis {k}")
                 a.m = size
                 a.key0, a.key1 = keys[k]
-                if a.n <= 0 or a.m < 0 or (not replace and a.m > a.n):
+                a.epochs = epochs
+                # Epochs: "wrap" takes any batch size >= 1 (a batch may span
+                # epochs), "drop" and "short" at most the axis' length.
+                if a.n <= 0 or a.m < 0 or (epochs and a.m == 0) or (
+                        not replace and a.m > a.n and epochs != EPOCHS_WRAP):
                     raise ValueError(f"cannot sample {a.m} of {a.n} along axis {k}")
                 self.plan.nidx += a.m
-                if not replace:
+                if not replace and not epochs:
                     self.plan.nwork = max(self.plan.nwork, noreplace_work_size(a.n, a.m))
             else:
                 a.m = a.n
@@ -1161,7 +1185,7 @@ cdef class Sampler:
         self.plan.row_out = isz
         for k in range(1, nd):
             self.plan.row_out *= self.out_shape[k]
-        self.plan.fused = self.plan.ax[0].sampled and replace and \
+        self.plan.fused = self.plan.ax[0].sampled and (replace or epochs) and \
             self.plan.nidx == self.plan.ax[0].m
         # Bytes spanned by the source: beyond the caches, rows are prefetched
         # (the measurements are next to the thresholds).
