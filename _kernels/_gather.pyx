@@ -21,7 +21,7 @@ from libc.stdint cimport uint32_t, uint64_t, int64_t, INT64_MAX
 from _philox cimport (philox_pos, pos_init, fill_bounded, MB_PREFETCH, simd_switch,
                      mb_simd_set, mb_simd_get, mb_simd_detect)
 from _samplers cimport sample_replace, sample_noreplace, noreplace_work_size
-from _permute cimport fill_epoch, EPOCHS_OFF, EPOCHS_WRAP, EPOCHS_SHORT, MB_PERM_ROUNDS
+from _permute cimport fill_epoch, EPOCHS_OFF, EPOCHS_WRAP, EPOCHS_SHORT
 
 cnp.import_array()
 mb_simd_set(mb_simd_detect())   # the widest vector level for drawing (_philox.pxd)
@@ -687,7 +687,7 @@ cdef void draw_plan_indices(const mb_plan *p, uint64_t step, int64_t *idx,
             continue
         if a.epochs:
             fill_epoch(a.key0, a.key1, a.sid, a.epochs, a.n, a.m, step, 0, idx, a.m,
-                       MB_PERM_ROUNDS, 0)
+                       0, 0)
         elif a.replace:
             sample_replace(a.key0, a.key1, a.sid, step, a.n, a.m, idx)
         else:
@@ -767,7 +767,7 @@ cdef void run_job(void *arg) noexcept nogil:
             cnt = MB_CHUNK
         if a.epochs:
             fill_epoch(a.key0, a.key1, a.sid, a.epochs, a.n, a.m, g.step,
-                       <uint64_t>(g.start + done), chunk, cnt, MB_PERM_ROUNDS, 0)
+                       <uint64_t>(g.start + done), chunk, cnt, 0, 0)
         else:
             fill_bounded(&st, <uint64_t>(g.start + done), <uint64_t>a.n, chunk, cnt)
         for i in range(g.k):

@@ -28,6 +28,8 @@ from _philox cimport mb_simd_get
 cdef extern from "mb_permute.h":
     enum:
         MB_PERM_ROUNDS
+        MB_PERM_SMALL_N
+        MB_PERM_SMALL_ROUNDS
         MB_PERM_MAX_ROUNDS
     ctypedef struct mb_perm:
         uint64_t n
@@ -86,7 +88,7 @@ cdef inline void fill_epoch(uint64_t key0, uint64_t key1, uint64_t sid, int mode
                             int64_t *out, int64_t m, int rounds, int wide) noexcept nogil:
     """out[j] = the row at position start + j of batch ``step`` (batch size
     b) of the epoch stream of [0, n), j < m: see the module docstring.
-    "drop" and "short" need 1 <= b <= n."""
+    "drop" and "short" need 1 <= b <= n.  rounds 0: the default for n."""
     cdef mb_perm p
     cdef uint64_t epoch, off, q, run
     cdef int level = mb_simd_get()

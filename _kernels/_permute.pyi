@@ -4,6 +4,8 @@ import numpy as np
 import numpy.typing as npt
 
 ROUNDS: int
+SMALL_N: int
+SMALL_ROUNDS: int
 MODES: Dict[str, int]
 
 def _simd(level: Optional[str] = ...) -> str: ...

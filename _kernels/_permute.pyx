@@ -4,8 +4,9 @@ reference use: values, exhaustive bijection checks and position counts run
 here in C, so that the tests cover millions of positions in well under a
 second.  ``rounds`` and ``wide`` exist to test the construction itself
 (fewer rounds must fail the quality tests; ``wide`` runs the 64-bit lanes
-on small domains); mbcore always uses ``ROUNDS`` rounds, 64-bit lanes only
-for n > 2**32.
+on small domains); mbcore always uses the default, ``rounds=0``: ``ROUNDS``
+rounds, ``SMALL_ROUNDS`` for n < ``SMALL_N``, and 64-bit lanes only for
+n > 2**32.
 """
 import numpy as np
 cimport numpy as cnp
@@ -14,8 +15,8 @@ from libc.stdlib cimport calloc, free
 
 from _philox cimport simd_switch, mb_simd_set, mb_simd_detect, mb_simd_get
 from _permute cimport (mb_perm, mb_perm_setup, mb_perm_fill, perm_keys, fill_epoch,
-                       MB_PERM_ROUNDS, MB_PERM_MAX_ROUNDS, EPOCHS_WRAP, EPOCHS_DROP,
-                       EPOCHS_SHORT)
+                       MB_PERM_ROUNDS, MB_PERM_SMALL_N, MB_PERM_SMALL_ROUNDS,
+                       MB_PERM_MAX_ROUNDS, EPOCHS_WRAP, EPOCHS_DROP, EPOCHS_SHORT)
 
 cdef extern from "mb_permute.h":
     uint64_t mb_perm_at(const mb_perm *p, uint64_t x) noexcept nogil
@@ -24,7 +25,9 @@ cdef extern from "mb_permute.h":
 cnp.import_array()
 mb_simd_set(mb_simd_detect())
 
-ROUNDS = MB_PERM_ROUNDS
+ROUNDS = MB_PERM_ROUNDS               # rounds from n = SMALL_N up
+SMALL_N = MB_PERM_SMALL_N
+SMALL_ROUNDS = MB_PERM_SMALL_ROUNDS   # rounds below
 MODES = {"wrap": EPOCHS_WRAP, "drop": EPOCHS_DROP, "short": EPOCHS_SHORT}
 cdef uint64_t MAX_N = 0x7FFFFFFFFFFFFFFFULL
 
@@ -38,8 +41,9 @@ cdef mb_perm _setup(n, key, sid, epoch, rounds, wide) except *:
     cdef mb_perm p
     if not 1 <= n <= MAX_N:
         raise ValueError(f"n must be in [1, 2**63 - 1], got {n}")
-    if not 1 <= rounds <= MB_PERM_MAX_ROUNDS:
-        raise ValueError(f"rounds must be in [1, {MB_PERM_MAX_ROUNDS}], got {rounds}")
+    if not 0 <= rounds <= MB_PERM_MAX_ROUNDS:
+        raise ValueError(f"rounds must be in [0, {MB_PERM_MAX_ROUNDS}] (0: the default), "
+                         f"got {rounds}")
     mb_perm_setup(&p, <uint64_t>n, <int>rounds, 1 if wide else 0)
     perm_keys(&p, <uint64_t>int(key[0]), <uint64_t>int(key[1]), <uint64_t>sid,
               <uint64_t>epoch)
@@ -48,19 +52,19 @@ cdef mb_perm _setup(n, key, sid, epoch, rounds, wide) except *:
 
 def domain(n):
     """domain(n): (a, b), the network's two digits: L in [0, a), R in [0, b)."""
-    cdef mb_perm p = _setup(n, (0, 0), 0, 0, MB_PERM_ROUNDS, False)
+    cdef mb_perm p = _setup(n, (0, 0), 0, 0, 0, False)
     return int(p.a), int(p.b)
 
 
-def round_keys(n, key, sid=0, epoch=0, rounds=MB_PERM_ROUNDS):
-    """round_keys(n, key, sid=0, epoch=0, rounds=ROUNDS): uint64 round keys."""
+def round_keys(n, key, sid=0, epoch=0, rounds=0):
+    """round_keys(n, key, sid=0, epoch=0, rounds=0): uint64 round keys."""
     cdef mb_perm p = _setup(n, key, sid, epoch, rounds, False)
     return np.array([p.key[r] for r in range(p.rounds)], np.uint64)
 
 
-def permutation(n, key, sid=0, epoch=0, start=0, count=None, rounds=MB_PERM_ROUNDS,
+def permutation(n, key, sid=0, epoch=0, start=0, count=None, rounds=0,
                 wide=False):
-    """permutation(n, key, sid=0, epoch=0, start=0, count=None, rounds=ROUNDS, wide=False)
+    """permutation(n, key, sid=0, epoch=0, start=0, count=None, rounds=0, wide=False)
 
     int64 array: the rows at positions ``[start, start + count)`` (default:
     to n) of epoch ``epoch`` of stream ``sid`` under the 128-bit ``key``.
@@ -81,9 +85,9 @@ def permutation(n, key, sid=0, epoch=0, start=0, count=None, rounds=MB_PERM_ROUN
     return out
 
 
-def at(n, key, positions, sid=0, epoch=0, rounds=MB_PERM_ROUNDS, wide=False,
+def at(n, key, positions, sid=0, epoch=0, rounds=0, wide=False,
        inverse=False):
-    """at(n, key, positions, sid=0, epoch=0, rounds=ROUNDS, wide=False, inverse=False)
+    """at(n, key, positions, sid=0, epoch=0, rounds=0, wide=False, inverse=False)
 
     The permutation (or its inverse) at each of ``positions`` (uint64 array
     of values < n), one point at a time on the plain level: what random
@@ -105,7 +109,7 @@ def at(n, key, positions, sid=0, epoch=0, rounds=MB_PERM_ROUNDS, wide=False,
 
 
 def batch_rows(n, b, step, key, sid=0, mode="wrap", start=0, count=None,
-               rounds=MB_PERM_ROUNDS, wide=False):
+               rounds=0, wide=False):
     """batch_rows(n, b, step, key, sid=0, mode="wrap", start=0, count=None, ...)
 
     Positions ``[start, start + count)`` (default: the whole batch) of batch
@@ -146,7 +150,7 @@ cdef int64_t _first_collision(mb_perm *p, uint8_t *seen, int64_t *buf, int64_t c
     return -1
 
 
-def first_collision(n, key, sid=0, epoch=0, rounds=MB_PERM_ROUNDS, wide=False):
+def first_collision(n, key, sid=0, epoch=0, rounds=0, wide=False):
     """first_collision(n, key, ...): -1 when epoch ``epoch`` is a bijection
     of [0, n) (checked exhaustively: every position, a byte per row), else
     the first position whose row is out of range or repeated."""
@@ -163,7 +167,7 @@ def first_collision(n, key, sid=0, epoch=0, rounds=MB_PERM_ROUNDS, wide=False):
     return res
 
 
-def failing_sizes(n_lo, n_hi, key, sid=0, epoch=0, rounds=MB_PERM_ROUNDS, wide=False):
+def failing_sizes(n_lo, n_hi, key, sid=0, epoch=0, rounds=0, wide=False):
     """failing_sizes(n_lo, n_hi, key, ...): the n in [n_lo, n_hi] for which
     the permutation is not a bijection of [0, n) (exhaustive for each)."""
     bad = []
@@ -191,7 +195,7 @@ def failing_sizes(n_lo, n_hi, key, sid=0, epoch=0, rounds=MB_PERM_ROUNDS, wide=F
     return bad
 
 
-def position_counts(n, key, sid=0, epoch=0, nepochs=1, rounds=MB_PERM_ROUNDS, wide=False):
+def position_counts(n, key, sid=0, epoch=0, nepochs=1, rounds=0, wide=False):
     """position_counts(n, key, sid=0, epoch=0, nepochs=1, ...)
 
     int64 array c of shape (n, n): c[row, pos] is how many of the epochs
