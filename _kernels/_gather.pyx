@@ -21,7 +21,9 @@ from libc.stdint cimport uint32_t, uint64_t, int64_t, INT64_MAX
 from _philox cimport (philox_pos, pos_init, fill_bounded, MB_PREFETCH, simd_switch,
                      mb_simd_set, mb_simd_get, mb_simd_detect)
 from _samplers cimport sample_replace, sample_noreplace, noreplace_work_size
-from _permute cimport fill_epoch, EPOCHS_OFF, EPOCHS_WRAP, EPOCHS_SHORT
+from _permute cimport (fill_epoch, epoch_cursor, epoch_start, epoch_fill, mb_perm_digit,
+                       EPOCHS_OFF,
+                       EPOCHS_WRAP, EPOCHS_SHORT)
 
 cnp.import_array()
 mb_simd_set(mb_simd_detect())   # the widest vector level for drawing (_philox.pxd)
@@ -397,6 +399,7 @@ cdef struct mb_axis:
     int sampled
     int replace
     int epochs           # EPOCHS_OFF, or the epoch mode (_permute.pxd)
+    uint64_t perm_digit  # epochs: mb_perm_digit(n), made once
 
 
 cdef struct mb_plan:
@@ -686,8 +689,8 @@ cdef void draw_plan_indices(const mb_plan *p, uint64_t step, int64_t *idx,
         if not a.sampled:
             continue
         if a.epochs:
-            fill_epoch(a.key0, a.key1, a.sid, a.epochs, a.n, a.m, step, 0, idx, a.m,
-                       0, 0)
+            fill_epoch(a.key0, a.key1, a.sid, a.epochs, a.n, a.perm_digit, a.m, step, 0,
+                       idx, a.m, 0, 0)
         elif a.replace:
             sample_replace(a.key0, a.key1, a.sid, step, a.n, a.m, idx)
         else:
@@ -749,6 +752,7 @@ cdef void run_job(void *arg) noexcept nogil:
     cdef const mb_axis *a = &g.p[0].ax[0]
     cdef int64_t chunk[MB_CHUNK]
     cdef philox_pos st
+    cdef epoch_cursor ec
     cdef int64_t done = 0, cnt
     cdef int i
     if g.idx != NULL:
@@ -760,14 +764,17 @@ cdef void run_job(void *arg) noexcept nogil:
             else:
                 gather_nd(p, g.src[i], g.dst[i], NULL, 0, g.idx, g.prefetch)
         return
-    pos_init(&st, a.key0, a.key1, g.step, a.sid)
+    if a.epochs:    # one permutation set-up a job, not a chunk
+        epoch_start(&ec, a.key0, a.key1, a.sid, a.epochs, a.n, a.perm_digit, a.m,
+                    g.step, <uint64_t>g.start, 0, 0)
+    else:
+        pos_init(&st, a.key0, a.key1, g.step, a.sid)
     while done < g.count:
         cnt = g.count - done
         if cnt > MB_CHUNK:
             cnt = MB_CHUNK
         if a.epochs:
-            fill_epoch(a.key0, a.key1, a.sid, a.epochs, a.n, a.m, g.step,
-                       <uint64_t>(g.start + done), chunk, cnt, 0, 0)
+            epoch_fill(&ec, chunk, cnt)
         else:
             fill_bounded(&st, <uint64_t>(g.start + done), <uint64_t>a.n, chunk, cnt)
         for i in range(g.k):
@@ -1124,6 +1131,7 @@ cdef class Sampler:
             a.sid = k
             a.replace = replace
             a.epochs = EPOCHS_OFF
+            a.perm_digit = 0
             a.sampled = sizes[k] is not None
             a.key0 = a.key1 = 0
             if a.sampled:
@@ -1141,6 +1149,8 @@ cdef class Sampler:
                 if a.n <= 0 or a.m < 0 or (epochs and a.m == 0) or (
                         not replace and a.m > a.n and epochs != EPOCHS_WRAP):
                     raise ValueError(f"cannot sample {a.m} of {a.n} along axis {k}")
+                if epochs:
+                    a.perm_digit = mb_perm_digit(<uint64_t>a.n)
                 self.plan.nidx += a.m
                 if not replace and not epochs:
                     self.plan.nwork = max(self.plan.nwork, noreplace_work_size(a.n, a.m))

@@ -38,7 +38,8 @@ cdef extern from "mb_permute.h":
         int rounds
         int wide
         uint64_t key[32]
-    void mb_perm_setup(mb_perm *p, uint64_t n, int rounds, int wide) noexcept nogil
+    uint64_t mb_perm_digit(uint64_t n) noexcept nogil
+    void mb_perm_setup(mb_perm *p, uint64_t n, uint64_t b, int rounds, int wide) noexcept nogil
     void mb_perm_fill(const mb_perm *p, uint64_t start, int64_t *out, int64_t m,
                       int level) noexcept nogil
     uint64_t mb_perm_locate(uint64_t a, uint64_t b, uint64_t c, uint64_t n,
@@ -83,35 +84,67 @@ cdef inline uint64_t epoch_batches(int mode, uint64_t n, uint64_t b) noexcept no
     return n // b + (1 if n % b else 0)
 
 
-cdef inline void fill_epoch(uint64_t key0, uint64_t key1, uint64_t sid, int mode,
-                            uint64_t n, uint64_t b, uint64_t step, uint64_t start,
-                            int64_t *out, int64_t m, int rounds, int wide) noexcept nogil:
-    """out[j] = the row at position start + j of batch ``step`` (batch size
-    b) of the epoch stream of [0, n), j < m: see the module docstring.
-    "drop" and "short" need 1 <= b <= n.  rounds 0: the default for n."""
-    cdef mb_perm p
-    cdef uint64_t epoch, off, q, run
-    cdef int level = mb_simd_get()
-    mb_perm_setup(&p, n, rounds, wide)
+cdef struct epoch_cursor:
+    mb_perm p            # the permutation of the current epoch
+    uint64_t key0
+    uint64_t key1
+    uint64_t sid
+    uint64_t epoch
+    uint64_t off         # the next position within the epoch
+    int mode
+    int level
+
+
+cdef inline void epoch_start(epoch_cursor *c, uint64_t key0, uint64_t key1, uint64_t sid,
+                             int mode, uint64_t n, uint64_t digit, uint64_t b,
+                             uint64_t step, uint64_t start, int rounds,
+                             int wide) noexcept nogil:
+    """Point c at position ``start`` of batch ``step`` (batch size b) of the
+    epoch stream of [0, n): see the module docstring.  "drop" and "short"
+    need 1 <= b <= n.  digit: mb_perm_digit(n) (0: computed here, a search
+    of up to 32 divisions); rounds 0: the default for n."""
+    cdef uint64_t q
+    c.key0 = key0
+    c.key1 = key1
+    c.sid = sid
+    c.mode = mode
+    c.level = mb_simd_get()
+    mb_perm_setup(&c.p, n, digit, rounds, wide)
     if mode == EPOCHS_WRAP:
-        epoch = mb_perm_locate(step, b, start, n, &off)
+        c.epoch = mb_perm_locate(step, b, start, n, &c.off)
     else:
         q = epoch_batches(mode, n, b)
-        epoch = step // q
-        off = (step % q) * b + start
-        if off >= n:                  # a short batch's filler
-            off -= n
-    perm_keys(&p, key0, key1, sid, epoch)
+        c.epoch = step // q
+        c.off = (step % q) * b + start
+        if c.off >= n:                # a short batch's filler
+            c.off -= n
+    perm_keys(&c.p, key0, key1, sid, c.epoch)
+
+
+cdef inline void epoch_fill(epoch_cursor *c, int64_t *out, int64_t m) noexcept nogil:
+    """out[j] = the rows at the next m positions of c's stream; advances c."""
+    cdef uint64_t n = c.p.n, run
     while m > 0:
-        if off >= n:
-            off = 0
-            if mode == EPOCHS_WRAP:   # into the next epoch
-                epoch += 1
-                perm_keys(&p, key0, key1, sid, epoch)
-        run = n - off
+        if c.off >= n:
+            c.off = 0
+            if c.mode == EPOCHS_WRAP:   # into the next epoch
+                c.epoch += 1
+                perm_keys(&c.p, c.key0, c.key1, c.sid, c.epoch)
+        run = n - c.off
         if run > <uint64_t>m:
             run = <uint64_t>m
-        mb_perm_fill(&p, off, out, <int64_t>run, level)
+        mb_perm_fill(&c.p, c.off, out, <int64_t>run, c.level)
         out += run
         m -= <int64_t>run
-        off += run
+        c.off += run
+
+
+cdef inline void fill_epoch(uint64_t key0, uint64_t key1, uint64_t sid, int mode,
+                            uint64_t n, uint64_t digit, uint64_t b, uint64_t step,
+                            uint64_t start, int64_t *out, int64_t m, int rounds,
+                            int wide) noexcept nogil:
+    """out[j] = the row at position start + j of batch ``step``, j < m
+    (epoch_start and epoch_fill at once)."""
+    cdef epoch_cursor c
+    epoch_start(&c, key0, key1, sid, mode, n, digit, b, step, start, rounds, wide)
+    epoch_fill(&c, out, m)

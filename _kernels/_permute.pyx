@@ -44,7 +44,7 @@ cdef mb_perm _setup(n, key, sid, epoch, rounds, wide) except *:
     if not 0 <= rounds <= MB_PERM_MAX_ROUNDS:
         raise ValueError(f"rounds must be in [0, {MB_PERM_MAX_ROUNDS}] (0: the default), "
                          f"got {rounds}")
-    mb_perm_setup(&p, <uint64_t>n, <int>rounds, 1 if wide else 0)
+    mb_perm_setup(&p, <uint64_t>n, 0, <int>rounds, 1 if wide else 0)
     perm_keys(&p, <uint64_t>int(key[0]), <uint64_t>int(key[1]), <uint64_t>sid,
               <uint64_t>epoch)
     return p
@@ -128,7 +128,7 @@ def batch_rows(n, b, step, key, sid=0, mode="wrap", start=0, count=None,
     cdef int md = MODES[mode], r = rounds, w = 1 if wide else 0
     cdef int64_t m = count
     with nogil:
-        fill_epoch(k0, k1, s, md, nn, bb, t, st, o, m, r, w)
+        fill_epoch(k0, k1, s, md, nn, 0, bb, t, st, o, m, r, w)
     return out
 
 
@@ -183,7 +183,7 @@ def failing_sizes(n_lo, n_hi, key, sid=0, epoch=0, rounds=0, wide=False):
     try:
         for n in range(<uint64_t>n_lo, <uint64_t>n_hi + 1):
             with nogil:
-                mb_perm_setup(&p, n, r, w)
+                mb_perm_setup(&p, n, 0, r, w)
                 perm_keys(&p, k0, k1, s, e)
                 for i in range(n):
                     seen[i] = 0
@@ -212,7 +212,7 @@ def position_counts(n, key, sid=0, epoch=0, nepochs=1, rounds=0, wide=False):
     cdef int r = rounds, w = 1 if wide else 0, level = mb_simd_get()
     cdef int64_t i
     with nogil:
-        mb_perm_setup(&p, nn, r, w)
+        mb_perm_setup(&p, nn, 0, r, w)
         for e in range(ne):
             perm_keys(&p, k0, k1, s, e0 + e)
             mb_perm_fill(&p, 0, buf, <int64_t>nn, level)

@@ -46,16 +46,23 @@ def test_rounds_and_domain():
     assert (P.ROUNDS, P.SMALL_ROUNDS, P.SMALL_N) == (8, 16, 256)
     assert len(P.round_keys(255, KEYS[0])) == 16
     assert len(P.round_keys(256, KEYS[0])) == 8
-    assert P.domain(1) == (1, 1)
-    assert P.domain(2) == (1, 2)
-    assert P.domain(1000) == (32, 32)
-    assert P.domain(10 ** 6) == (1000, 1000)
-    assert P.domain(2 ** 20 + 1) == (1024, 1025)
-    assert P.domain(2 ** 32) == (2 ** 16, 2 ** 16)
-    assert P.domain(2 ** 63 - 1) == (3037000500, 3037000500)
-    for n in (1, 2, 3, 17, 2 ** 20 + 1, 10 ** 9 + 7, 2 ** 32 + 1, 2 ** 63 - 1):
-        a, b = P.domain(n)
-        assert (b - 1) ** 2 < n <= b * b and (a - 1) * b < n <= a * b
+    for n, want in [(1, (1, 1)), (2, (1, 2)), (10, (2, 5)), (200, (12, 17)),
+                    (10 ** 6, (1000, 1000)), (2 ** 20 + 1, (993, 1056)),
+                    (2 ** 32, (2 ** 16, 2 ** 16))]:
+        assert P.domain(n) == want, n
+    rng = np.random.default_rng(5)
+    ns = [1, 2, 3, 17, 2 ** 20 + 1, 10 ** 9 + 7, 2 ** 32 - 1, 2 ** 32 + 1, 2 ** 63 - 1]
+    ns += [int(x) for x in rng.integers(1, 2 ** 63, 20)] + list(range(1, 300))
+    for n in ns:
+        # b: of ceil(sqrt(n)) and the next min(b0 // 4, 31) values (at most
+        # 2**16 for n <= 2**32), the first with the least a*b - n.
+        b0 = math.isqrt(n - 1) + 1
+        hi = b0 + min(b0 // 4, 31)
+        if n <= 2 ** 32:
+            hi = min(hi, 2 ** 16)
+        waste = [(-(-n // b) * b - n, b) for b in range(b0, hi + 1)]
+        b = min(waste)[1]
+        assert P.domain(n) == (-(-n // b), b), n
 
 
 # ------------------------------------------------------------------ bijection
