@@ -351,6 +351,10 @@ static inline void mb_perm_fill(const mb_perm *p, uint64_t start, int64_t *out,
 /* (hi * 2**64 + lo) = q * d + rem with q taken mod 2**64; d > 0. */
 static inline uint64_t mb_perm_divmod128(uint64_t hi, uint64_t lo, uint64_t d,
                                          uint64_t *rem) {
+    if (hi == 0) {                     /* the usual case: one 64-bit division */
+        *rem = lo % d;
+        return lo / d;
+    }
     hi %= d;
 #if defined(__SIZEOF_INT128__)
     {
