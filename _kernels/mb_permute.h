@@ -14,16 +14,16 @@
  * for each value of the other), so the network is one for any F.  Cycle
  * walking makes it a bijection of [0, n): a result in [n, a*b) is mapped
  * again until it falls below n (the cycle through x < n holds x, so this
- * ends).  a*b - n < b, and b is chosen among 32 candidates to make it
- * small, so few positions walk at all (under 1 / a; none when n factors
+ * ends).  a*b - n < b, and b is chosen among up to 32 candidates to make
+ * it small, so few positions walk at all (under 1 / a; none when n factors
  * near its root): about one network evaluation a position for every n,
  * where a power-of-two domain needs up to two on average.
  *
  * F is a keyed integer mixer with a 64-bit round key K, its top half
  * scaled to the digit's range ((f * M) >> h):
  *   n <= 2**32: 32-bit lanes (digits up to 2**16), the "lowbias32" mixer
- *     (two multiplies, three xor-shifts), the key's low word xored into the
- *     input and its high word added after the first multiply;
+ *     (two multiplies, its last two xor-shifts), the key's low word xored
+ *     into the input and its high word added after the first multiply;
  *   n > 2**32: 64-bit lanes (digits up to 2**32), the SplitMix64 finaliser
  *     with the key xored into the input and added (rotated by 32) after the
  *     first multiply.
@@ -32,11 +32,12 @@
  * (function target attributes, as mb_philox_simd.h) and chosen at run time
  * by the caller's level; the values do not depend on the level.
  *
- * Rounds: 8, and 16 below n = 256, where the digits have fewer than 16
- * values.  Position counts over 2e6 epochs (row r at position p, chi-square
- * on (n-1)**2 degrees of freedom) found 8 rounds biased at n = 10 and 13
- * (p = 2e-15, 6e-7) and 5 and 6 rounds at n = 5, none at n = 17 to 100;
- * 16 rounds passed every n from 2 to 16.  On large n, 4 rounds fail the
+ * Rounds: 8, and 16 below n = 128, where a digit has at most 11 values.
+ * Position counts over 2e6 epochs (row r at position p, chi-square on
+ * (n-1)**2 degrees of freedom) found 8 rounds biased at n = 10 and 13
+ * (p = 2e-15, 6e-7) and 5 and 6 rounds at n = 5, none at n = 17 to 100
+ * nor at 64, 67, 80, 97, 127, 200 and 256 (p >= 0.03); 16 rounds passed
+ * every n from 2 to 19 (1e6 epochs).  On large n, 4 rounds fail the
  * differential tests (tests/test_permute.py) and 5 pass them.  Measured
  * in a standalone C loop (AMD EPYC Zen 5, 2 vCPUs shared, best of 200),
  * n = 1e6, ns a position for 4 / 8 / 12 rounds: AVX-512 0.43 / 0.74 /
@@ -53,7 +54,7 @@
 #include <stdint.h>
 
 #define MB_PERM_ROUNDS 8          /* rounds of the epoch permutations ... */
-#define MB_PERM_SMALL_N 256        /* ... from this n up; below: */
+#define MB_PERM_SMALL_N 128        /* ... from this n up; below: */
 #define MB_PERM_SMALL_ROUNDS 16
 #define MB_PERM_MAX_ROUNDS 32
 #define MB_PERM_BLOCK 256          /* positions evaluated per loop of rounds */
@@ -67,7 +68,7 @@ typedef struct {
 } mb_perm;
 
 /* The low digit's range b for [0, n): of b0 = ceil(sqrt(n)) and the next
-   min(b0 / 4, MB_PERM_DIGIT_TRIES - 1) values (at most 2**16 when
+   min(b0 / 2, MB_PERM_DIGIT_TRIES - 1) values (at most 2**16 when
    n <= 2**32, so that the 32-bit lanes' products fit), the one whose
    a*b = ceil(n / b)*b exceeds n least (the first such).  Fewer positions walk: with b0 alone,
    a block of 128 positions at n = 10**4 + 1 (1% of the domain beyond n)
@@ -81,8 +82,8 @@ static inline uint64_t mb_perm_digit(uint64_t n) {
     while (b0 * b0 < n) b0++;
     while (b0 > 1 && (b0 - 1) * (b0 - 1) >= n) b0--;
     if (b0 == 0) b0 = 1;
-    /* at most b0 + b0/4, so that a stays within 0.8 b0 of b0 */
-    hi = b0 + (b0 / 4 < MB_PERM_DIGIT_TRIES - 1 ? b0 / 4 : MB_PERM_DIGIT_TRIES - 1);
+    /* at most b0 + b0/2, so that a stays above 2/3 b0 */
+    hi = b0 + (b0 / 2 < MB_PERM_DIGIT_TRIES - 1 ? b0 / 2 : MB_PERM_DIGIT_TRIES - 1);
     if (n <= ((uint64_t)1 << 32) && hi > ((uint64_t)1 << 16)) hi = (uint64_t)1 << 16;
     best = b0;
     waste = (n + b0 - 1) / b0 * b0 - n;
@@ -114,8 +115,10 @@ static inline void mb_perm_setup(mb_perm *p, uint64_t n, uint64_t b, int rounds,
 }
 
 static inline uint32_t mb_perm_f32(uint32_t v, uint64_t key) {
+    /* lowbias32 without its first xor-shift, which (v < 2**16) would only
+       fold the key's constant high bits into the low ones: the 17 vector
+       operations a lane and round went down to 15 */
     uint32_t x = v ^ (uint32_t)key;
-    x ^= x >> 16;
     x *= 0x7FEB352DU;
     x += (uint32_t)(key >> 32);
     x ^= x >> 15;

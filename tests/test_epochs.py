@@ -5,7 +5,10 @@ tests/test_permute.py checks): batch t of a sampled axis is positions
 [t*b, (t+1)*b) of the concatenated epochs ("wrap"), or positions of epoch
 t // q ("drop": q = n // b, "short": q = ceil(n / b)).
 """
+import doctest
+import pathlib
 import pickle
+import re
 import threading
 
 import numpy as np
@@ -245,9 +248,9 @@ def test_streams_without_epochs_are_unchanged():
 
 # Pins: the epoch stream of a fixed seed, so that a change of construction,
 # rounds or key derivation is seen.
-PIN_1000_FIRST = [39, 226, 32, 932, 758, 764, 838, 445]
-PIN_1000_STEP_1E6 = [337, 547, 760, 25, 177, 975, 671, 287]
-PIN_10 = [[3, 6, 4, 5], [1, 0, 7, 2], [8, 9, 6, 9]]     # wraps into epoch 1 at t = 2
+PIN_1000_FIRST = [534, 195, 859, 273, 263, 733, 43, 763]
+PIN_1000_STEP_1E6 = [548, 213, 782, 692, 282, 959, 241, 928]
+PIN_10 = [[2, 8, 0, 7], [9, 1, 5, 3], [6, 4, 9, 1]]     # wraps into epoch 1 at t = 2
 PIN_1E12 = [442338269013, 722060278454, 721993257177]
 
 
@@ -292,3 +295,23 @@ def test_rejected_set_value_in_drop_mode_changes_nothing():
     with pytest.raises(ValueError, match=r"batch_size must be <= 30 .* epoch_end='drop', got 40"):
         mb.set_value(np.arange(30))
     assert mb.data is kept and mb.step == 1
+
+
+# ------------------------------------------------------------------ docs
+
+def test_docs_examples():
+    # docs/epochs.md's ```python blocks, in order, as doctests.
+    doc = pathlib.Path(__file__).resolve().parent.parent / "docs" / "epochs.md"
+    blocks = [b for b in re.findall(r"```python\n(.*?)```", doc.read_text(), flags=re.S)
+              if ">>>" in b]
+    assert len(blocks) >= 5
+    parser = doctest.DocTestParser()
+    runner = doctest.DocTestRunner(optionflags=doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE)
+    globs = {}
+    for i, block in enumerate(blocks):
+        test = parser.get_doctest(block, globs, f"epochs.md block {i}", str(doc), 0)
+        runner.run(test, clear_globs=False)
+        globs = test.globs
+    result = runner.summarize(verbose=False)
+    assert result.failed == 0, f"{result.failed} docs/epochs.md examples failed"
+    assert result.attempted > 20

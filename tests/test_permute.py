@@ -6,7 +6,7 @@ inverse for large n up to 2**63 - 1.  Quality: fixed keys, stated
 thresholds: chi-square tests reject at p < ALPHA = 1e-4 (as in
 test_statistics.py), count tests at |z| > Z = 4.5.  The "catches" tests run
 the same statistics on deliberately weak networks (1, 2 or 4 rounds instead
-of ROUNDS = 8; 8 instead of SMALL_ROUNDS = 16 below n = SMALL_N = 256) and
+of ROUNDS = 8; 8 instead of SMALL_ROUNDS = 16 below n = SMALL_N = 128) and
 require them to fail, so that each check is known to bite.
 """
 import math
@@ -43,10 +43,10 @@ def test_round_keys_are_the_philox_epoch_blocks(key, sid, epoch):
 
 
 def test_rounds_and_domain():
-    assert (P.ROUNDS, P.SMALL_ROUNDS, P.SMALL_N) == (8, 16, 256)
-    assert len(P.round_keys(255, KEYS[0])) == 16
-    assert len(P.round_keys(256, KEYS[0])) == 8
-    for n, want in [(1, (1, 1)), (2, (1, 2)), (10, (2, 5)), (200, (12, 17)),
+    assert (P.ROUNDS, P.SMALL_ROUNDS, P.SMALL_N) == (8, 16, 128)
+    assert len(P.round_keys(127, KEYS[0])) == 16
+    assert len(P.round_keys(128, KEYS[0])) == 8
+    for n, want in [(1, (1, 1)), (2, (1, 2)), (10, (2, 5)), (200, (10, 20)),
                     (10 ** 6, (1000, 1000)), (2 ** 20 + 1, (993, 1056)),
                     (2 ** 32, (2 ** 16, 2 ** 16))]:
         assert P.domain(n) == want, n
@@ -54,10 +54,10 @@ def test_rounds_and_domain():
     ns = [1, 2, 3, 17, 2 ** 20 + 1, 10 ** 9 + 7, 2 ** 32 - 1, 2 ** 32 + 1, 2 ** 63 - 1]
     ns += [int(x) for x in rng.integers(1, 2 ** 63, 20)] + list(range(1, 300))
     for n in ns:
-        # b: of ceil(sqrt(n)) and the next min(b0 // 4, 31) values (at most
+        # b: of ceil(sqrt(n)) and the next min(b0 // 2, 31) values (at most
         # 2**16 for n <= 2**32), the first with the least a*b - n.
         b0 = math.isqrt(n - 1) + 1
-        hi = b0 + min(b0 // 4, 31)
+        hi = b0 + min(b0 // 2, 31)
         if n <= 2 ** 32:
             hi = min(hi, 2 ** 16)
         waste = [(-(-n // b) * b - n, b) for b in range(b0, hi + 1)]
@@ -275,7 +275,7 @@ def test_position_uniformity_catches_one_round():
 
 def test_small_n_needs_its_16_rounds():
     # n = 5 (digits of 2 and 3 values): 8 rounds leave a bias that 4e5
-    # epochs show; the 16 rounds used below n = 256 do not.
+    # epochs show; the 16 rounds used below n = 128 do not.
     assert position_pvalue(5, 400000, rounds=8) < ALPHA
     assert position_pvalue(5, 400000) > ALPHA
 
