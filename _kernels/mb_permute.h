@@ -37,13 +37,14 @@
  * 11.0 (no 32-bit vector multiply below SSE4.1: the plain level is
  * scalar); n = 1e10 (64-bit lanes), 8 rounds, AVX-512: 1.59.
  *
- * Rounds: 8, and 16 below n = 128, where a digit has at most 11 values.
- * Position counts over 2e6 epochs (row r at position p, chi-square on
- * (n-1)**2 degrees of freedom) found 8 rounds biased at n = 10 and 13
- * (p = 2e-15, 6e-7) and 5 and 6 rounds at n = 5, none at n = 17 to 100
- * nor at 64, 67, 80, 97, 127, 200 and 256 (p >= 0.03); 16 rounds passed
- * every n from 2 to 19 (1e6 epochs).  On large n, 4 rounds fail the
- * differential tests (tests/test_permute.py) and 5 pass them.
+ * Rounds: 8, and 16 below n = 128, where the digits are small.  Position
+ * counts (row r at position p, chi-square on (n-1)**2 degrees of freedom)
+ * over 2e6 epochs found 8 rounds biased at n = 5, 13 and 17 (p below
+ * 1e-11) and none at n = 6, 10, 20 to 127, 200 and 256 (p >= 4e-3), and
+ * over 1e6 epochs none at 128, 131, 150, 170, 257, 300 and 400 (p >= 5e-3);
+ * 16 rounds passed every n from 2 to 19 (1e6 epochs), 5 and 6 rounds fail
+ * at n = 5.  On large n, 4 rounds fail the differential tests
+ * (tests/test_permute.py) and 5 pass them.
  *
  * The round keys come from the caller (_permute.pxd derives them from the
  * Philox stream of (seed key, axis position, epoch)).

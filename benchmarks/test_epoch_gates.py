@@ -22,8 +22,11 @@ from mbcore._spec import seed_key
 MARGIN = 1.15
 NEED = 1.5       # epoch batch time / with-replacement batch time, at most
 
-# The core's grid, and axes below 256 rows (16 rounds instead of 8), where
-# a batch is short and its round keys (four Philox blocks) weigh most.
+# The core's grid, a small axis (200 rows: every batch of 128 crosses an
+# epoch boundary two times in three, deriving round keys again), and one
+# whose digits do not factor it exactly (walks).  Not gated: axes under 128
+# rows, whose permutations run 16 rounds: 2.4-2.6x the with-replacement
+# batch at n=100 w=10 b=64 and b=128 (thread CPU time, docs/epochs.md).
 CASES = GRID + [(200, 10, 128), (10**6 + 1, 1, 4096)]
 
 
