@@ -315,3 +315,47 @@ def test_docs_examples():
     result = runner.summarize(verbose=False)
     assert result.failed == 0, f"{result.failed} docs/epochs.md examples failed"
     assert result.attempted > 20
+
+
+# ------------------------------------------------------------------ more
+
+def test_axis_over_2_to_the_32_runs_on_64_bit_lanes():
+    # A broadcast view (zero stride) gives a long axis without the memory.
+    n = 2 ** 33 + 5
+    data = np.broadcast_to(np.arange(1.0), (n,))
+    mb = Minibatch(data, 1000, random_seed=7, epochs=True)
+    for t in (0, 1, 2 ** 40):
+        np.testing.assert_array_equal(mb.indices(t)[0],
+                                      P.batch_rows(n, 1000, t, seed_key(7)))
+    assert mb.draw(2 ** 40).shape == (1000,)
+    mb.seek(2 ** 40)
+    assert mb.epoch == 2 ** 40 * 1000 // n
+
+
+def test_short_group_pickles_and_replaces_its_arrays():
+    X = np.arange(50 * 2.0).reshape(50, 2)
+    y = np.arange(50)
+    g = minibatches(X, y, batch_size=16, random_seed=4, epochs=True, epoch_end="short")
+    for _ in range(3):
+        next(g)
+    clone = pickle.loads(pickle.dumps(g))
+    xb, yb = next(g)
+    xc, yc = next(clone)
+    assert xb.shape == (2, 2) and yb.shape == (2,)             # 50 = 3 * 16 + 2
+    np.testing.assert_array_equal(xb, xc)
+    np.testing.assert_array_equal(yb, yc)
+    assert "epochs=True, epoch_end='short'" in repr(g)
+    assert g.last_indices[1][0].tolist() == yb.tolist()
+    g.set_value(X[:40], y[:40])                                  # 40 = 2 * 16 + 8
+    assert g.step == 4 and g.epoch == 1                          # batch 1 of epoch 1
+    xb, yb = next(g)
+    np.testing.assert_array_equal(yb, P.permutation(40, seed_key(4), epoch=1)[16:32])
+
+
+def test_short_minibatch_last_indices_after_set_value():
+    mb = Minibatch(np.arange(10), 4, random_seed=1, epochs=True, epoch_end="short")
+    for _ in range(3):
+        last = next(mb)                                          # the short one: 2 rows
+    mb.set_value(np.arange(10) * 10)
+    assert mb.last_indices[0].tolist() == last.tolist()
+    assert len(next(mb)) == 4
