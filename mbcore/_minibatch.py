@@ -4,6 +4,7 @@ import threading
 import numpy as np
 
 from ._kernels._gather import BatchIterator, Sampler, draw_group
+from ._state import load_state, state_of
 from ._spec import (check_casting, check_data, parse_batch_size, parse_in_memory_size,
                     seed_key, total_size_of)
 
@@ -381,6 +382,19 @@ class Minibatch(BatchIterator):
                              "to Minibatch to use update_shared()")
         self.set_value(self.update_shared_f())
 
+    # -- resumable state -----------------------------------------------------
+    def state_dict(self):
+        """A small JSON-serialisable dict to resume this stream with
+        ``load_state_dict``: the step, the mode, the seed's entropy and a
+        fingerprint of the spec and the data's shape (not the data)."""
+        return state_of(self, [self], self.step)
+
+    def load_state_dict(self, state):
+        """Resume at the state's step.  The state must come from a
+        Minibatch of the same spec, seed, mode and data shape: else a
+        ValueError, and nothing changes."""
+        load_state(self, [self], state, self.seek)
+
     # -- pickling and display ---------------------------------------------
     def __getstate__(self):
         step, before, s = self._last()
@@ -514,6 +528,14 @@ class Minibatches:
         if first._epochs == _SHORT and first._short_lengths(t, samplers[0]) is not None:
             return tuple(mb._draw_short(s, t, None) for mb, s in zip(self._members, samplers))
         return draw_group(samplers, t)
+
+    def state_dict(self):
+        """See ``Minibatch.state_dict``; the arrays' shapes are all in it."""
+        return state_of(self, self._members, self.step)
+
+    def load_state_dict(self, state):
+        """See ``Minibatch.load_state_dict``."""
+        load_state(self, self._members, state, self.seek)
 
     @property
     def epoch(self):

@@ -1,0 +1,86 @@
+"""``state_dict()`` / ``load_state_dict()`` of Minibatch and Minibatches.
+
+A state is a small JSON-serialisable dict: the format and its version, the
+step, the mode (replace, epochs, epoch_end), the seed's entropy, a
+fingerprint of the spec (per axis: the batch size and the 128-bit Philox key
+of its stream, or None for a whole axis) and of the data (the shape of each
+array: the stream depends on it, not on the values or the dtype), and the
+shard (None: no sharding).  Loading checks every field
+against the object it is loaded into and only then moves its step, so a
+state of another spec, seed, mode or data shape is a ValueError that changes
+nothing.  Pickling is separate and unchanged (it carries the data).
+"""
+import numpy as np
+
+from ._spec import seed_key
+
+__all__ = ["STATE_VERSION", "state_of", "load_state"]
+
+STATE_VERSION = 1
+
+
+def _seed_json(seed):
+    """The seed's entropy, as JSON: an int, or a SeedSequence's fields."""
+    if isinstance(seed, np.random.SeedSequence):
+        entropy = seed.entropy
+        return {"entropy": [int(e) for e in entropy] if isinstance(entropy, (list, tuple))
+                else int(entropy),
+                "spawn_key": [int(k) for k in seed.spawn_key], "pool_size": seed.pool_size}
+    return int(seed)
+
+
+def _axes(mb):
+    """Per axis of the stored data: [batch size, Philox key as hex] or None."""
+    out = []
+    for p in mb._plans:
+        if p.size is None:
+            out.append(None)
+        else:
+            k0, k1 = seed_key(p.seed)
+            out.append([int(p.size), f"{k0:016x}{k1:016x}"])
+    return out
+
+
+def _body(mb):
+    return {"replace": bool(mb.replace), "epochs": bool(mb.epochs),
+            "epoch_end": mb.epoch_end, "seed": _seed_json(mb.random_seed),
+            "axes": _axes(mb)}
+
+
+def _kind(obj):
+    """"mbcore.Minibatches" for a group, "mbcore.Minibatch" otherwise (a
+    subclass of Minibatch included)."""
+    return "mbcore.Minibatches" if hasattr(obj, "_members") else "mbcore.Minibatch"
+
+
+def state_of(obj, members, step):
+    """The state dict of a Minibatch (members = [obj]) or a Minibatches."""
+    first = members[0]
+    state = {"format": _kind(obj), "version": STATE_VERSION, "step": int(step)}
+    state.update(_body(first))
+    state["arrays"] = [{"shape": [int(k) for k in mb.data.shape]} for mb in members]
+    state["shard"] = None
+    return state
+
+
+def load_state(obj, members, state, seek):
+    """Check ``state`` against obj (every field) and then ``seek`` its step."""
+    kind = _kind(obj)
+    if not isinstance(state, dict):
+        raise TypeError(f"state must be a dict from state_dict(), got {type(state).__name__}")
+    version = state.get("version")
+    if version != STATE_VERSION:
+        raise ValueError(f"state has version {version!r}; this mbcore reads version "
+                         f"{STATE_VERSION}")
+    if state.get("format") != kind:
+        raise ValueError(f"state is of {state.get('format')!r}, not of {kind!r}")
+    want = state_of(obj, members, 0)
+    for field in ("replace", "epochs", "epoch_end", "seed", "axes", "arrays", "shard"):
+        if state.get(field) != want[field]:
+            raise ValueError(
+                f"state does not match this {kind[7:]}: its {field} is {state.get(field)!r}, "
+                f"here {want[field]!r}")
+    step = state.get("step")
+    if isinstance(step, bool) or not isinstance(step, int) or not 0 <= step < 2 ** 64:
+        raise ValueError(f"state's step must be an int in [0, 2**64), got {step!r}")
+    seek(step)
