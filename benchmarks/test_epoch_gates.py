@@ -25,7 +25,7 @@ NEED = 1.5       # epoch batch time / with-replacement batch time, at most
 # The core's grid, a small axis (200 rows: every batch of 128 crosses an
 # epoch boundary two times in three, deriving round keys again), and one
 # whose digits do not factor it exactly (walks).  Not gated: axes under 128
-# rows, whose permutations run 16 rounds: 2.4-2.6x the with-replacement
+# rows, whose permutations run 16 rounds: 2.3-2.4x the with-replacement
 # batch at n=100 w=10 b=64 and b=128 (thread CPU time, docs/epochs.md).
 CASES = GRID + [(200, 10, 128), (10**6 + 1, 1, 4096)]
 
