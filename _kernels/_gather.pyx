@@ -400,6 +400,8 @@ cdef struct mb_axis:
     int replace
     int epochs           # EPOCHS_OFF, or the epoch mode (_permute.pxd)
     uint64_t perm_digit  # epochs: mb_perm_digit(n), made once
+    int64_t gm           # a shard's global batch: this axis draws positions
+    int64_t off          # [off, off + m) of batches of gm (else gm = m, off 0)
 
 
 cdef struct mb_plan:
@@ -684,15 +686,17 @@ cdef void draw_plan_indices(const mb_plan *p, uint64_t step, int64_t *idx,
     """Draw the indices of every sampled axis, in axis order, into idx."""
     cdef int k
     cdef const mb_axis *a
+    cdef philox_pos st
     for k in range(p.ndim):
         a = &p.ax[k]
         if not a.sampled:
             continue
         if a.epochs:
-            fill_epoch(a.key0, a.key1, a.sid, a.epochs, a.n, a.perm_digit, a.m, step, 0,
-                       idx, a.m, 0, 0)
+            fill_epoch(a.key0, a.key1, a.sid, a.epochs, a.n, a.perm_digit, a.gm, step,
+                       <uint64_t>a.off, idx, a.m, 0, 0)
         elif a.replace:
-            sample_replace(a.key0, a.key1, a.sid, step, a.n, a.m, idx)
+            pos_init(&st, a.key0, a.key1, step, a.sid)     # sample_replace from off
+            fill_bounded(&st, <uint64_t>a.off, <uint64_t>a.n, idx, a.m)
         else:
             sample_noreplace(a.key0, a.key1, a.sid, step, a.n, a.m, idx, work)
         idx += a.m
@@ -718,7 +722,8 @@ cdef bint same_streams(const mb_plan *a, const mb_plan *b) noexcept nogil:
         x = &a.ax[i]
         y = &b.ax[j]
         if (x.sid != y.sid or x.key0 != y.key0 or x.key1 != y.key1 or x.n != y.n
-                or x.m != y.m or x.replace != y.replace or x.epochs != y.epochs):
+                or x.m != y.m or x.replace != y.replace or x.epochs != y.epochs
+                or x.gm != y.gm or x.off != y.off):
             return False
         i += 1
         j += 1
@@ -765,8 +770,8 @@ cdef void run_job(void *arg) noexcept nogil:
                 gather_nd(p, g.src[i], g.dst[i], NULL, 0, g.idx, g.prefetch)
         return
     if a.epochs:    # one permutation set-up a job, not a chunk
-        epoch_start(&ec, a.key0, a.key1, a.sid, a.epochs, a.n, a.perm_digit, a.m,
-                    g.step, <uint64_t>g.start, 0, 0)
+        epoch_start(&ec, a.key0, a.key1, a.sid, a.epochs, a.n, a.perm_digit, a.gm,
+                    g.step, <uint64_t>(a.off + g.start), 0, 0)
     else:
         pos_init(&st, a.key0, a.key1, g.step, a.sid)
     while done < g.count:
@@ -776,7 +781,7 @@ cdef void run_job(void *arg) noexcept nogil:
         if a.epochs:
             epoch_fill(&ec, chunk, cnt)
         else:
-            fill_bounded(&st, <uint64_t>(g.start + done), <uint64_t>a.n, chunk, cnt)
+            fill_bounded(&st, <uint64_t>(a.off + g.start + done), <uint64_t>a.n, chunk, cnt)
         for i in range(g.k):
             p = g.p[i]
             gather_nd(p, g.src[i], g.dst[i] + (g.start + done) * p.row_out, chunk, cnt, NULL,
@@ -1082,6 +1087,7 @@ cdef class Sampler:
     cdef readonly object keys
     cdef readonly bint replace
     cdef readonly int epochs
+    cdef readonly object shard
     cdef cnp.dtype descr
     cdef int out_nd
     cdef cnp.npy_intp out_shape[MB_MAXDIMS]
@@ -1098,7 +1104,8 @@ cdef class Sampler:
     def __dealloc__(self):
         PyMem_RawFree(self.scratch_buf)
 
-    def __cinit__(self, cnp.ndarray data not None, sizes, keys, bint replace, int epochs=0):
+    def __cinit__(self, cnp.ndarray data not None, sizes, keys, bint replace, int epochs=0,
+                  shard=None):
         cdef int nd = cnp.PyArray_NDIM(data)
         cdef int k
         cdef int64_t expected, run, isz = cnp.PyArray_ITEMSIZE(data)
@@ -1119,6 +1126,12 @@ cdef class Sampler:
                              f"epochs={epochs}, replace={replace}")
         self.replace = replace
         self.epochs = epochs
+        self.shard = None if shard is None else (int(shard[0]), int(shard[1]))
+        if self.shard is not None and (self.shard[1] < 1 or not 0 <= self.shard[0] < self.shard[1]
+                                       or (not replace and not epochs)):
+            raise ValueError(f"shard must be (rank, world) with 0 <= rank < world, and "
+                             f"replace or epochs, got {shard!r}")
+        first = True
         self.descr = data.dtype
         self.step = 0
         self.plan.ndim = nd
@@ -1132,6 +1145,7 @@ cdef class Sampler:
             a.replace = replace
             a.epochs = EPOCHS_OFF
             a.perm_digit = 0
+            a.off = 0
             a.sampled = sizes[k] is not None
             a.key0 = a.key1 = 0
             if a.sampled:
@@ -1151,11 +1165,22 @@ cdef class Sampler:
                     raise ValueError(f"cannot sample {a.m} of {a.n} along axis {k}")
                 if epochs:
                     a.perm_digit = mb_perm_digit(<uint64_t>a.n)
+                a.gm = a.m
+                if first and self.shard is not None:
+                    # Shard (rank, world) of the first sampled axis: positions
+                    # [rank * m / world, (rank + 1) * m / world) of each batch.
+                    if a.m % self.shard[1]:
+                        raise ValueError(f"shard world {self.shard[1]} must divide the batch "
+                                         f"size {a.m} of axis {k}")
+                    a.m = a.gm // self.shard[1]
+                    a.off = self.shard[0] * a.m
+                first = False
                 self.plan.nidx += a.m
                 if not replace and not epochs:
                     self.plan.nwork = max(self.plan.nwork, noreplace_work_size(a.n, a.m))
             else:
                 a.m = a.n
+                a.gm = a.n
             self.out_shape[k] = a.m
         # Refused, not attempted: more indices than any batch needs (a batch
         # of empty rows would draw them all the same), index scratch beyond

@@ -29,9 +29,35 @@ def _epoch_mode(epochs, epoch_end):
     return EPOCH_ENDS[epoch_end]
 
 
-def _build(data, plans, replace, what="data", epochs=0):
+def _check_shard(shard, plans, replace, epochs):
+    """shard as a (rank, world) tuple of ints, or None; checked against the
+    spec (world must divide the first sampled axis' batch size)."""
+    if shard is None:
+        return None
+    if (not isinstance(shard, (tuple, list)) or len(shard) != 2
+            or any(isinstance(x, (bool, np.bool_)) or not isinstance(x, (int, np.integer))
+                   for x in shard)):
+        raise TypeError(f"shard must be a (rank, world) pair of ints, got {shard!r}")
+    rank, world = int(shard[0]), int(shard[1])
+    if world < 1 or not 0 <= rank < world:
+        raise ValueError(f"shard must be (rank, world) with 0 <= rank < world, got {shard!r}")
+    if not replace and not epochs:
+        raise ValueError(f"shard={shard!r} needs replace=True or epochs=True: a batch drawn "
+                         f"without replacement is not split by position")
+    if epochs == _SHORT:
+        raise ValueError(f"shard={shard!r} cannot be combined with epoch_end='short' (a short "
+                         f"batch need not split evenly); use 'wrap' or 'drop'")
+    axis, size = next((k, p.size) for k, p in enumerate(plans) if p.size is not None)
+    if size % world:
+        raise ValueError(f"shard={shard!r}: the world size {world} must divide the batch "
+                         f"size {size} of axis {axis}")
+    return rank, world
+
+
+def _build(data, plans, replace, what="data", epochs=0, shard=None):
     """Check ``data`` against the per-axis plans and compile a Sampler
-    (epochs: the epoch mode, 0 for none; replace is then not used)."""
+    (epochs: the epoch mode, 0 for none; replace is then not used; shard:
+    (rank, world) of the first sampled axis, or None)."""
     if data.ndim != len(plans):
         raise ValueError(f"{what} must have ndim={len(plans)}, got ndim={data.ndim} "
                          f"(shape {data.shape})")
@@ -53,8 +79,8 @@ def _build(data, plans, replace, what="data", epochs=0):
                 f"replace=False, got {p.size}")
     sizes = tuple(p.size for p in plans)
     keys = tuple(None if p.size is None else seed_key(p.seed) for p in plans)
-    if epochs:
-        return Sampler(data, sizes, keys, False, epochs)
+    if epochs or shard is not None:
+        return Sampler(data, sizes, keys, replace and not epochs, epochs, shard)
     return Sampler(data, sizes, keys, replace)
 
 
@@ -64,8 +90,8 @@ def _index_sampler(s):
     ``last_indices``, without keeping the data alive."""
     shape = s.data.shape
     stub = np.lib.stride_tricks.as_strided(np.zeros(1, np.uint8), shape, (0,) * len(shape))
-    if s.epochs:
-        return Sampler(stub, s.sizes, s.keys, False, s.epochs)
+    if s.epochs or s.shard is not None:
+        return Sampler(stub, s.sizes, s.keys, s.replace, s.epochs, s.shard)
     return Sampler(stub, s.sizes, s.keys, s.replace)
 
 
@@ -153,6 +179,15 @@ class Minibatch(BatchIterator):
         what is left (``ceil(n / b)`` batches an epoch; a short batch is a
         new array, drawn through Python, and ``out`` is not used for it).
         "drop" and "short" need each batch size <= its axis' length.
+    shard : (int, int), optional
+        ``(rank, world)``: this process draws its share of each global
+        batch (the batch one process would draw): positions
+        ``[rank * b / world, (rank + 1) * b / world)`` of the first sampled
+        axis (batch size b, which world must divide); the other axes whole.
+        The shards of the ranks are disjoint and their union is the global
+        batch, for every world, so a job can resume on another number of
+        workers.  Needs ``replace=True`` or ``epochs=True`` (not with
+        ``epoch_end="short"``).
 
     Attributes
     ----------
@@ -205,7 +240,7 @@ class Minibatch(BatchIterator):
 
     def __init__(self, data, batch_size=128, dtype=None, random_seed=42, replace=True,
                  update_shared_f=None, in_memory_size=None, casting="same_kind",
-                 epochs=False, epoch_end="wrap"):
+                 epochs=False, epoch_end="wrap", shard=None):
         if update_shared_f is not None and not callable(update_shared_f):
             raise TypeError(f"update_shared_f must be callable, got {update_shared_f!r}")
         if not isinstance(replace, (bool, np.bool_)):
@@ -217,6 +252,7 @@ class Minibatch(BatchIterator):
         if self._in_memory:
             arr = np.array(arr[self._in_memory], order="C")
         self._plans = parse_batch_size(batch_size, arr.ndim, random_seed)
+        self.shard = _check_shard(shard, self._plans, bool(replace), self._epochs)
         self.batch_size = batch_size
         self.random_seed = random_seed
         self.replace = bool(replace) and not self._epochs
@@ -226,7 +262,8 @@ class Minibatch(BatchIterator):
         self.in_memory_size = in_memory_size
         self._lock = threading.Lock()       # one set_value at a time
         self._group = None                  # the Minibatches this belongs to
-        self._sampler = _build(arr, self._plans, self.replace, epochs=self._epochs)
+        self._sampler = _build(arr, self._plans, self.replace, epochs=self._epochs,
+                               shard=self.shard)
         self._seek(0)
         if self._epochs == _SHORT:
             # Short batches change shape: next() goes through Python.
@@ -373,7 +410,7 @@ class Minibatch(BatchIterator):
         arr = check_data(value, self._sampler.data.dtype, what, self.casting)
         if self._in_memory:
             arr = np.array(arr[self._in_memory], order="C")
-        return _build(arr, self._plans, self.replace, what, self._epochs)
+        return _build(arr, self._plans, self.replace, what, self._epochs, self.shard)
 
     def update_shared(self):
         """``set_value(update_shared_f())``."""
@@ -406,14 +443,14 @@ class Minibatch(BatchIterator):
                 "last_indices": (None if before is None or step == 0
                                  else before if not isinstance(before, Sampler)
                                  else self._indices(before, step - 1)),
-                "epochs": self.epochs, "epoch_end": self.epoch_end}
+                "epochs": self.epochs, "epoch_end": self.epoch_end, "shard": self.shard}
 
     def __setstate__(self, state):
         self.__init__(_expand(state["data"]), state["batch_size"], None, state["random_seed"],
                       state["replace"], state["update_shared_f"],
                       casting=state.get("casting", "same_kind"),
                       epochs=state.get("epochs", False),
-                      epoch_end=state.get("epoch_end", "wrap"))
+                      epoch_end=state.get("epoch_end", "wrap"), shard=state.get("shard"))
         self.in_memory_size = state["in_memory_size"]
         self._in_memory = parse_in_memory_size(self.in_memory_size, self.data.ndim)
         self.seek(state["step"])
@@ -430,6 +467,7 @@ class Minibatch(BatchIterator):
                 f"batch_size={self.batch_size!r}, random_seed={self.random_seed!r}, "
                 f"replace={self.replace}, "
                 + (f"epochs=True, epoch_end={self.epoch_end!r}, " if self.epochs else "")
+                + (f"shard={self.shard}, " if self.shard is not None else "")
                 + f"step={self.step})")
 
 
@@ -463,13 +501,13 @@ class Minibatches:
     """Aligned minibatches of several arrays; see :func:`minibatches`."""
 
     def __init__(self, arrays, batch_size=128, dtype=None, random_seed=42, replace=True,
-                 casting="same_kind", epochs=False, epoch_end="wrap"):
+                 casting="same_kind", epochs=False, epoch_end="wrap", shard=None):
         if not arrays:
             raise ValueError("minibatches needs at least one array, got none")
         check_casting(casting)
         arrays = [check_data(a, dtype, f"arrays[{i}]", casting) for i, a in enumerate(arrays)]
         members = [Minibatch(a, batch_size, None, random_seed, replace, casting=casting,
-                             epochs=epochs, epoch_end=epoch_end)
+                             epochs=epochs, epoch_end=epoch_end, shard=shard)
                    for a in arrays]
         self._check_lengths([mb._sampler for mb in members], "arrays")
         for mb in members:
@@ -481,6 +519,7 @@ class Minibatches:
         self.casting = casting
         self.epochs = bool(epochs)
         self.epoch_end = epoch_end
+        self.shard = members[0].shard
         # The lock makes next(), set_value and seek atomic with each other:
         # next() takes its step and the members' Samplers together.
         self._lock = threading.Lock()
@@ -634,12 +673,13 @@ class Minibatches:
         return {"arrays": [_compact(a) for a in arrays], "batch_size": self.batch_size,
                 "random_seed": self.random_seed, "replace": self.replace,
                 "casting": self.casting, "step": step, "last_indices": last,
-                "epochs": self.epochs, "epoch_end": self.epoch_end}
+                "epochs": self.epochs, "epoch_end": self.epoch_end, "shard": self.shard}
 
     def __setstate__(self, state):
         self.__init__([_expand(a) for a in state["arrays"]], state["batch_size"], None,
                       state["random_seed"], state["replace"], state["casting"],
-                      state.get("epochs", False), state.get("epoch_end", "wrap"))
+                      state.get("epochs", False), state.get("epoch_end", "wrap"),
+                      state.get("shard"))
         self._step = state["step"]
         if state["last_indices"] is not None:
             self._before = (self._step, state["last_indices"])
@@ -652,17 +692,19 @@ class Minibatches:
         return (f"Minibatches(shapes=[{shapes}], batch_size={self.batch_size!r}, "
                 f"random_seed={self.random_seed!r}, replace={self.replace}, "
                 + (f"epochs=True, epoch_end={self.epoch_end!r}, " if self.epochs else "")
+                + (f"shard={self.shard}, " if self.shard is not None else "")
                 + f"step={self.step})")
 
 
 def minibatches(*arrays, batch_size=128, dtype=None, random_seed=42, replace=True,
-                casting="same_kind", epochs=False, epoch_end="wrap"):
+                casting="same_kind", epochs=False, epoch_end="wrap", shard=None):
     """Aligned minibatches of several arrays: ``next()`` returns a tuple.
 
     Every array gets the same ``batch_size`` spec and seed, so each sampled
     axis position is drawn from one stream: row i of X and row i of y always
     belong together (with ``epochs=True``, the arrays share one permutation
-    an epoch per axis; ``epochs`` and ``epoch_end`` as for ``Minibatch``).  Lengths along sampled axes must agree.  Each batch is
+    an epoch per axis; ``epochs``, ``epoch_end`` and ``shard`` as for
+    ``Minibatch``).  Lengths along sampled axes must agree.  Each batch is
     one kernel call that draws the indices once and gathers them from every
     array.  The group has ``step``, ``seek``, ``draw``, ``last_indices`` and
     ``set_value(*arrays)`` (all arrays at once), like ``Minibatch``; it
@@ -679,4 +721,4 @@ def minibatches(*arrays, batch_size=128, dtype=None, random_seed=42, replace=Tru
     True
     """
     return Minibatches(arrays, batch_size, dtype, random_seed, replace, casting, epochs,
-                       epoch_end)
+                       epoch_end, shard)

@@ -5,7 +5,8 @@ step, the mode (replace, epochs, epoch_end), the seed's entropy, a
 fingerprint of the spec (per axis: the batch size and the 128-bit Philox key
 of its stream, or None for a whole axis) and of the data (the shape of each
 array: the stream depends on it, not on the values or the dtype), and the
-shard (None: no sharding).  Loading checks every field
+shard ([rank, world], or None: not compared on loading, so that a job
+resumes on another number of workers).  Loading checks every field
 against the object it is loaded into and only then moves its step, so a
 state of another spec, seed, mode or data shape is a ValueError that changes
 nothing.  Pickling is separate and unchanged (it carries the data).
@@ -59,7 +60,7 @@ def state_of(obj, members, step):
     state = {"format": _kind(obj), "version": STATE_VERSION, "step": int(step)}
     state.update(_body(first))
     state["arrays"] = [{"shape": [int(k) for k in mb.data.shape]} for mb in members]
-    state["shard"] = None
+    state["shard"] = None if first.shard is None else list(first.shard)
     return state
 
 
@@ -75,7 +76,9 @@ def load_state(obj, members, state, seek):
     if state.get("format") != kind:
         raise ValueError(f"state is of {state.get('format')!r}, not of {kind!r}")
     want = state_of(obj, members, 0)
-    for field in ("replace", "epochs", "epoch_end", "seed", "axes", "arrays", "shard"):
+    # Not the shard: a state saved by any worker resumes every worker, on
+    # any number of workers (the step is the global batch's).
+    for field in ("replace", "epochs", "epoch_end", "seed", "axes", "arrays"):
         if state.get(field) != want[field]:
             raise ValueError(
                 f"state does not match this {kind[7:]}: its {field} is {state.get(field)!r}, "
