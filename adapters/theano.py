@@ -56,6 +56,7 @@ from .._kernels._gather import Sampler, draw_group  # noqa: E402
 from .._minibatch import (EPOCH_ENDS, Minibatches, _build, _check_shard,  # noqa: E402
                           _epoch_mode)
 from .._generator import GeneratorAdapter  # noqa: E402
+from .._state import check_state, make_state  # noqa: E402
 from .._spec import (check_data, parse_batch_size, parse_in_memory_size, seed_key,  # noqa: E402
                      total_size_of)
 
@@ -737,6 +738,25 @@ class Minibatch(tt.TensorVariable):
         return total_size_of(self.batch_size, self._plans,
                              self.shared.get_value(borrow=True).shape)
 
+    # -- resumable state -----------------------------------------------------
+    def state_dict(self):
+        """As ``mbcore.Minibatch.state_dict``: the step of ``rng_state``
+        (shared by the variables of one ``minibatches`` call, whose arrays'
+        shapes are all in it), the mode, the seed and the fingerprints."""
+        return make_state("mbcore.adapters.theano.Minibatch",
+                          int(self.rng_state.get_value()), self._replace, self.epochs,
+                          self.epoch_end, self.random_seed, self._plans,
+                          [v.shared.get_value(borrow=True).shape for v in self._group],
+                          self.shard)
+
+    def load_state_dict(self, state):
+        """Set ``rng_state`` (for every variable of its group) to the state's
+        step; a state of another spec, seed, mode or data shape is a
+        ValueError, and nothing changes."""
+        want = self.state_dict()
+        check_state(state, want)
+        self.rng_state.set_value(np.array(state["step"], dtype=np.int64))
+
     # -- Variable protocol ---------------------------------------------------
     def clone(self):
         """Return a new Variable like self (a plain TensorVariable, no owner);
@@ -803,6 +823,7 @@ def _make_group(variables, arrays, batch_size, dtype, broadcastables, names,
         var._in_memory = index
         var._plans = p
         var._replace = bool(replace)
+        var._group = tuple(variables)
         var._epochs = mode
         var._shard = shard
         var.epochs = bool(mode)

@@ -15,7 +15,7 @@ import numpy as np
 
 from ._spec import seed_key
 
-__all__ = ["STATE_VERSION", "state_of", "load_state"]
+__all__ = ["STATE_VERSION", "state_of", "load_state", "make_state", "check_state"]
 
 STATE_VERSION = 1
 
@@ -30,10 +30,10 @@ def _seed_json(seed):
     return int(seed)
 
 
-def _axes(mb):
+def _axes(plans):
     """Per axis of the stored data: [batch size, Philox key as hex] or None."""
     out = []
-    for p in mb._plans:
+    for p in plans:
         if p.size is None:
             out.append(None)
         else:
@@ -42,31 +42,39 @@ def _axes(mb):
     return out
 
 
-def _body(mb):
-    return {"replace": bool(mb.replace), "epochs": bool(mb.epochs),
-            "epoch_end": mb.epoch_end, "seed": _seed_json(mb.random_seed),
-            "axes": _axes(mb)}
-
-
 def _kind(obj):
     """"mbcore.Minibatches" for a group, "mbcore.Minibatch" otherwise (a
     subclass of Minibatch included)."""
     return "mbcore.Minibatches" if hasattr(obj, "_members") else "mbcore.Minibatch"
 
 
+def make_state(kind, step, replace, epochs, epoch_end, random_seed, plans, shapes, shard):
+    """A state dict from its parts (see the module docstring)."""
+    return {"format": kind, "version": STATE_VERSION, "step": int(step),
+            "replace": bool(replace), "epochs": bool(epochs), "epoch_end": epoch_end,
+            "seed": _seed_json(random_seed), "axes": _axes(plans),
+            "arrays": [{"shape": [int(k) for k in shape]} for shape in shapes],
+            "shard": None if shard is None else [int(shard[0]), int(shard[1])]}
+
+
 def state_of(obj, members, step):
     """The state dict of a Minibatch (members = [obj]) or a Minibatches."""
     first = members[0]
-    state = {"format": _kind(obj), "version": STATE_VERSION, "step": int(step)}
-    state.update(_body(first))
-    state["arrays"] = [{"shape": [int(k) for k in mb.data.shape]} for mb in members]
-    state["shard"] = None if first.shard is None else list(first.shard)
-    return state
+    return make_state(_kind(obj), step, first.replace, first.epochs, first.epoch_end,
+                      first.random_seed, first._plans, [mb.data.shape for mb in members],
+                      first.shard)
 
 
 def load_state(obj, members, state, seek):
     """Check ``state`` against obj (every field) and then ``seek`` its step."""
-    kind = _kind(obj)
+    check_state(state, state_of(obj, members, 0))
+    seek(state["step"])
+
+
+def check_state(state, want):
+    """Raise unless ``state`` may be loaded where ``state_dict()`` would
+    return ``want`` (any step, any shard)."""
+    kind = want["format"]
     if not isinstance(state, dict):
         raise TypeError(f"state must be a dict from state_dict(), got {type(state).__name__}")
     version = state.get("version")
@@ -75,15 +83,13 @@ def load_state(obj, members, state, seek):
                          f"{STATE_VERSION}")
     if state.get("format") != kind:
         raise ValueError(f"state is of {state.get('format')!r}, not of {kind!r}")
-    want = state_of(obj, members, 0)
     # Not the shard: a state saved by any worker resumes every worker, on
     # any number of workers (the step is the global batch's).
     for field in ("replace", "epochs", "epoch_end", "seed", "axes", "arrays"):
         if state.get(field) != want[field]:
             raise ValueError(
-                f"state does not match this {kind[7:]}: its {field} is {state.get(field)!r}, "
-                f"here {want[field]!r}")
+                f"state does not match this {kind.rsplit('.', 1)[1]}: its {field} is "
+                f"{state.get(field)!r}, here {want[field]!r}")
     step = state.get("step")
     if isinstance(step, bool) or not isinstance(step, int) or not 0 <= step < 2 ** 64:
         raise ValueError(f"state's step must be an int in [0, 2**64), got {step!r}")
-    seek(step)

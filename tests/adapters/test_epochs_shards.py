@@ -61,3 +61,34 @@ def test_shapes_and_errors():
     x = Minibatch(data, batch_size=16, epochs=True, epoch_end="drop", dtype="float64")
     with pytest.raises(ValueError, match=r"batch_size must be <= 10 .* epoch_end='drop'"):
         x.set_value(np.zeros((10, 2)))
+
+
+def test_state_round_trip_and_mismatch():
+    import json
+    X = np.random.default_rng(3).standard_normal((30, 2))
+    y = np.arange(30.0)
+    xb, yb = minibatches(X, y, batch_size=6, random_seed=4, dtype="float64", epochs=True)
+    f = theano.function([], [xb, yb])
+    for _ in range(4):
+        f()
+    state = json.loads(json.dumps(yb.state_dict()))
+    assert state["step"] == 4 and state["format"] == "mbcore.adapters.theano.Minibatch"
+    assert [a["shape"] for a in state["arrays"]] == [[30, 2], [30]]
+    want = [f() for _ in range(3)]
+    xc, yc = minibatches(X, y, batch_size=6, random_seed=4, dtype="float64", epochs=True)
+    yc.load_state_dict(state)
+    g = theano.function([], [xc, yc])
+    for w in want:
+        for a, b in zip(g(), w):
+            np.testing.assert_array_equal(a, b)
+    # The core resumes from the same step with the same batches.
+    core = mbcore.minibatches(X, y, batch_size=6, random_seed=4, epochs=True)
+    core.seek(state["step"])
+    np.testing.assert_array_equal(next(core)[1], want[0][1])
+    other = Minibatch(y[:20], batch_size=6, random_seed=4, dtype="float64", epochs=True)
+    with pytest.raises(ValueError, match=r"state does not match this Minibatch: its arrays"):
+        other.load_state_dict(dict(state, arrays=[{"shape": [30]}]))
+    with pytest.raises(ValueError, match=r"its arrays is \[\{'shape': \[30\]\}\], here "
+                                         r"\[\{'shape': \[20\]\}\]"):
+        other.load_state_dict(dict(state, arrays=[{"shape": [30]}], axes=other.state_dict()["axes"]))
+    assert int(other.rng_state.get_value()) == 0
