@@ -1055,7 +1055,7 @@ MAX_SCRATCH_BYTES = 1 << 35
 
 
 cdef class Sampler:
-    """Sampler(data, sizes, keys, replace, epochs=0)
+    """Sampler(data, sizes, keys, replace, epochs=0, shard=None)
 
     A compiled plan for drawing batches of ``data``.  Validation of user input
     is the core's job (``mbcore``); this checks only what the kernel relies on.
@@ -1075,6 +1075,11 @@ cdef class Sampler:
         epoch stream (``_permute.pxd``), in mode 1 (wrap), 2 (drop) or 3
         (short); ``replace`` must be False, and modes 2 and 3 need each
         batch size <= its axis' length.
+    shard : (int, int) or None
+        ``(rank, world)``: the first sampled axis draws positions
+        ``[rank * b / world, (rank + 1) * b / world)`` of each batch of
+        ``b`` (its size in ``sizes``, which world must divide); needs
+        ``replace`` or ``epochs``.
 
     Attributes
     ----------
