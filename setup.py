@@ -47,16 +47,16 @@ extensions = [
         f"mbcore._kernels.{name}",
         [f"_kernels/{name}.pyx"],
         include_dirs=[np.get_include(), "_kernels"],
-        depends=["_kernels/mb_philox_simd.h", "_kernels/mb_pool.h"],
+        depends=["_kernels/mb_philox_simd.h", "_kernels/mb_pool.h", "_kernels/mb_permute.h"],
         define_macros=macros,
         extra_compile_args=extra + threads,
         extra_link_args=threads,
     )
-    for name in ("_random", "_gather")
+    for name in ("_random", "_gather", "_permute")
 ]
 
 # _kernels is on the .pxd search path: the kernels cimport their shared inline
-# helpers (_philox.pxd, _samplers.pxd) by plain name.
+# helpers (_philox.pxd, _samplers.pxd, _permute.pxd) by plain name.
 setup(ext_modules=cythonize(extensions, compiler_directives=directives,
                             include_path=["_kernels"]),
       cmdclass={"build_py": build_py_with_pth})

@@ -21,6 +21,9 @@ from libc.stdint cimport uint32_t, uint64_t, int64_t, INT64_MAX
 from _philox cimport (philox_pos, pos_init, fill_bounded, MB_PREFETCH, simd_switch,
                      mb_simd_set, mb_simd_get, mb_simd_detect)
 from _samplers cimport sample_replace, sample_noreplace, noreplace_work_size
+from _permute cimport (fill_epoch, epoch_cursor, epoch_start, epoch_fill, mb_perm_digit,
+                       EPOCHS_OFF,
+                       EPOCHS_WRAP, EPOCHS_SHORT)
 
 cnp.import_array()
 mb_simd_set(mb_simd_detect())   # the widest vector level for drawing (_philox.pxd)
@@ -395,6 +398,10 @@ cdef struct mb_axis:
     uint64_t sid         # stream id: the axis position
     int sampled
     int replace
+    int epochs           # EPOCHS_OFF, or the epoch mode (_permute.pxd)
+    uint64_t perm_digit  # epochs: mb_perm_digit(n), made once
+    int64_t gm           # a shard's global batch: this axis draws positions
+    int64_t off          # [off, off + m) of batches of gm (else gm = m, off 0)
 
 
 cdef struct mb_plan:
@@ -679,12 +686,17 @@ cdef void draw_plan_indices(const mb_plan *p, uint64_t step, int64_t *idx,
     """Draw the indices of every sampled axis, in axis order, into idx."""
     cdef int k
     cdef const mb_axis *a
+    cdef philox_pos st
     for k in range(p.ndim):
         a = &p.ax[k]
         if not a.sampled:
             continue
-        if a.replace:
-            sample_replace(a.key0, a.key1, a.sid, step, a.n, a.m, idx)
+        if a.epochs:
+            fill_epoch(a.key0, a.key1, a.sid, a.epochs, a.n, a.perm_digit, a.gm, step,
+                       <uint64_t>a.off, idx, a.m, 0, 0)
+        elif a.replace:
+            pos_init(&st, a.key0, a.key1, step, a.sid)     # sample_replace from off
+            fill_bounded(&st, <uint64_t>a.off, <uint64_t>a.n, idx, a.m)
         else:
             sample_noreplace(a.key0, a.key1, a.sid, step, a.n, a.m, idx, work)
         idx += a.m
@@ -710,7 +722,8 @@ cdef bint same_streams(const mb_plan *a, const mb_plan *b) noexcept nogil:
         x = &a.ax[i]
         y = &b.ax[j]
         if (x.sid != y.sid or x.key0 != y.key0 or x.key1 != y.key1 or x.n != y.n
-                or x.m != y.m or x.replace != y.replace):
+                or x.m != y.m or x.replace != y.replace or x.epochs != y.epochs
+                or x.gm != y.gm or x.off != y.off):
             return False
         i += 1
         j += 1
@@ -744,6 +757,7 @@ cdef void run_job(void *arg) noexcept nogil:
     cdef const mb_axis *a = &g.p[0].ax[0]
     cdef int64_t chunk[MB_CHUNK]
     cdef philox_pos st
+    cdef epoch_cursor ec
     cdef int64_t done = 0, cnt
     cdef int i
     if g.idx != NULL:
@@ -755,12 +769,19 @@ cdef void run_job(void *arg) noexcept nogil:
             else:
                 gather_nd(p, g.src[i], g.dst[i], NULL, 0, g.idx, g.prefetch)
         return
-    pos_init(&st, a.key0, a.key1, g.step, a.sid)
+    if a.epochs:    # one permutation set-up a job, not a chunk
+        epoch_start(&ec, a.key0, a.key1, a.sid, a.epochs, a.n, a.perm_digit, a.gm,
+                    g.step, <uint64_t>(a.off + g.start), 0, 0)
+    else:
+        pos_init(&st, a.key0, a.key1, g.step, a.sid)
     while done < g.count:
         cnt = g.count - done
         if cnt > MB_CHUNK:
             cnt = MB_CHUNK
-        fill_bounded(&st, <uint64_t>(g.start + done), <uint64_t>a.n, chunk, cnt)
+        if a.epochs:
+            epoch_fill(&ec, chunk, cnt)
+        else:
+            fill_bounded(&st, <uint64_t>(a.off + g.start + done), <uint64_t>a.n, chunk, cnt)
         for i in range(g.k):
             p = g.p[i]
             gather_nd(p, g.src[i], g.dst[i] + (g.start + done) * p.row_out, chunk, cnt, NULL,
@@ -1034,7 +1055,7 @@ MAX_SCRATCH_BYTES = 1 << 35
 
 
 cdef class Sampler:
-    """Sampler(data, sizes, keys, replace)
+    """Sampler(data, sizes, keys, replace, epochs=0, shard=None)
 
     A compiled plan for drawing batches of ``data``.  Validation of user input
     is the core's job (``mbcore``); this checks only what the kernel relies on.
@@ -1049,6 +1070,16 @@ cdef class Sampler:
     keys : sequence of ((int, int) or None), one per axis
         The 128-bit Philox key of each sampled axis.
     replace : bool
+    epochs : int
+        0: draw as ``replace`` says.  Else every sampled axis draws from its
+        epoch stream (``_permute.pxd``), in mode 1 (wrap), 2 (drop) or 3
+        (short); ``replace`` must be False, and modes 2 and 3 need each
+        batch size <= its axis' length.
+    shard : (int, int) or None
+        ``(rank, world)``: the first sampled axis draws positions
+        ``[rank * b / world, (rank + 1) * b / world)`` of each batch of
+        ``b`` (its size in ``sizes``, which world must divide); needs
+        ``replace`` or ``epochs``.
 
     Attributes
     ----------
@@ -1060,6 +1091,8 @@ cdef class Sampler:
     cdef readonly object sizes
     cdef readonly object keys
     cdef readonly bint replace
+    cdef readonly int epochs
+    cdef readonly object shard
     cdef cnp.dtype descr
     cdef int out_nd
     cdef cnp.npy_intp out_shape[MB_MAXDIMS]
@@ -1076,7 +1109,8 @@ cdef class Sampler:
     def __dealloc__(self):
         PyMem_RawFree(self.scratch_buf)
 
-    def __cinit__(self, cnp.ndarray data not None, sizes, keys, bint replace):
+    def __cinit__(self, cnp.ndarray data not None, sizes, keys, bint replace, int epochs=0,
+                  shard=None):
         cdef int nd = cnp.PyArray_NDIM(data)
         cdef int k
         cdef int64_t expected, run, isz = cnp.PyArray_ITEMSIZE(data)
@@ -1092,7 +1126,17 @@ cdef class Sampler:
         self.data = data
         self.sizes = tuple(sizes)
         self.keys = tuple(keys)
+        if epochs and (replace or not EPOCHS_OFF < epochs <= EPOCHS_SHORT):
+            raise ValueError(f"epochs must be 0, or 1 to 3 with replace=False, got "
+                             f"epochs={epochs}, replace={replace}")
         self.replace = replace
+        self.epochs = epochs
+        self.shard = None if shard is None else (int(shard[0]), int(shard[1]))
+        if self.shard is not None and (self.shard[1] < 1 or not 0 <= self.shard[0] < self.shard[1]
+                                       or (not replace and not epochs)):
+            raise ValueError(f"shard must be (rank, world) with 0 <= rank < world, and "
+                             f"replace or epochs, got {shard!r}")
+        first = True
         self.descr = data.dtype
         self.step = 0
         self.plan.ndim = nd
@@ -1104,6 +1148,9 @@ cdef class Sampler:
             a.stride = cnp.PyArray_STRIDE(data, k)
             a.sid = k
             a.replace = replace
+            a.epochs = EPOCHS_OFF
+            a.perm_digit = 0
+            a.off = 0
             a.sampled = sizes[k] is not None
             a.key0 = a.key1 = 0
             if a.sampled:
@@ -1115,13 +1162,30 @@ cdef class Sampler:
                         f"sampled axis, got {size} on axis {k}")
                 a.m = size
                 a.key0, a.key1 = keys[k]
-                if a.n <= 0 or a.m < 0 or (not replace and a.m > a.n):
+                a.epochs = epochs
+                # Epochs: "wrap" takes any batch size >= 1 (a batch may span
+                # epochs), "drop" and "short" at most the axis' length.
+                if a.n <= 0 or a.m < 0 or (epochs and a.m == 0) or (
+                        not replace and a.m > a.n and epochs != EPOCHS_WRAP):
                     raise ValueError(f"cannot sample {a.m} of {a.n} along axis {k}")
+                if epochs:
+                    a.perm_digit = mb_perm_digit(<uint64_t>a.n)
+                a.gm = a.m
+                if first and self.shard is not None:
+                    # Shard (rank, world) of the first sampled axis: positions
+                    # [rank * m / world, (rank + 1) * m / world) of each batch.
+                    if a.m % self.shard[1]:
+                        raise ValueError(f"shard world {self.shard[1]} must divide the batch "
+                                         f"size {a.m} of axis {k}")
+                    a.m = a.gm // self.shard[1]
+                    a.off = self.shard[0] * a.m
+                first = False
                 self.plan.nidx += a.m
-                if not replace:
+                if not replace and not epochs:
                     self.plan.nwork = max(self.plan.nwork, noreplace_work_size(a.n, a.m))
             else:
                 a.m = a.n
+                a.gm = a.n
             self.out_shape[k] = a.m
         # Refused, not attempted: more indices than any batch needs (a batch
         # of empty rows would draw them all the same), index scratch beyond
@@ -1161,7 +1225,7 @@ cdef class Sampler:
         self.plan.row_out = isz
         for k in range(1, nd):
             self.plan.row_out *= self.out_shape[k]
-        self.plan.fused = self.plan.ax[0].sampled and replace and \
+        self.plan.fused = self.plan.ax[0].sampled and (replace or epochs) and \
             self.plan.nidx == self.plan.ax[0].m
         # Bytes spanned by the source: beyond the caches, rows are prefetched
         # (the measurements are next to the thresholds).

@@ -53,8 +53,10 @@ from theano.graph.type import generic  # noqa: E402
 from theano.tensor.subtensor import advanced_inc_subtensor1  # noqa: E402
 
 from .._kernels._gather import Sampler, draw_group  # noqa: E402
-from .._minibatch import Minibatches, _build  # noqa: E402
+from .._minibatch import (EPOCH_ENDS, Minibatches, _build, _check_shard,  # noqa: E402
+                          _epoch_mode)
 from .._generator import GeneratorAdapter  # noqa: E402
+from .._state import check_state, make_state  # noqa: E402
 from .._spec import (check_data, parse_batch_size, parse_in_memory_size, seed_key,  # noqa: E402
                      total_size_of)
 
@@ -124,9 +126,9 @@ class MinibatchOp(COp):
     state it is undefined.
     """
 
-    __props__ = ("sizes", "keys", "replace", "broadcastable")
+    __props__ = ("sizes", "keys", "replace", "broadcastable", "epochs", "shard")
 
-    def __init__(self, sizes, keys, replace=True, broadcastable=None):
+    def __init__(self, sizes, keys, replace=True, broadcastable=None, epochs=0, shard=None):
         sizes = tuple(tuple(None if s is None else int(s) for s in per) for per in sizes)
         keys = tuple(tuple(None if k is None else (int(k[0]), int(k[1])) for k in per)
                      for per in keys)
@@ -153,13 +155,20 @@ class MinibatchOp(COp):
                             f"cannot be broadcastable (broadcastable={b})")
         self.sizes = sizes
         self.keys = keys
-        self.replace = bool(replace)
+        self.replace = bool(replace) and not epochs
         self.broadcastable = broadcastable
+        # epochs: the core's epoch mode (1 wrap, 2 drop; 0 none); shard:
+        # (rank, world) of the first sampled axis of each input, or None.
+        self.epochs = int(epochs)
+        self.shard = None if shard is None else (int(shard[0]), int(shard[1]))
 
     def __str__(self):
         spec = ";".join(",".join("-" if s is None else str(s) for s in per)
                         for per in self.sizes)
-        return f"{type(self).__name__}{{{spec}{'' if self.replace else ',noreplace'}}}"
+        mode = ("" if self.replace and not self.epochs else
+                f",epochs={self.epochs}" if self.epochs else ",noreplace")
+        shard = "" if self.shard is None else f",shard={self.shard[0]}/{self.shard[1]}"
+        return f"{type(self).__name__}{{{spec}{mode}{shard}}}"
 
     # -- graph ---------------------------------------------------------------
     def make_node(self, state, *data):
@@ -192,7 +201,7 @@ class MinibatchOp(COp):
 
     def infer_shape(self, fgraph, node, shapes):
         out = [()]
-        for dshape, sizes in zip(shapes[1:], self.sizes):
+        for dshape, sizes in zip(shapes[1:], _out_sizes(self.sizes, self.shard)):
             out.append(tuple(dshape[k] if s is None else tt.constant(s, dtype="int64")
                              for k, s in enumerate(sizes)))
         return out
@@ -218,7 +227,7 @@ class MinibatchOp(COp):
     # -- evaluation ----------------------------------------------------------
     def samplers(self, data):
         """Fresh Samplers for the data inputs, checked for alignment."""
-        samplers = [Sampler(d, s, k, self.replace)
+        samplers = [_sampler(d, s, k, self.replace, self.epochs, self.shard)
                     for d, s, k in zip(data, self.sizes, self.keys)]
         if len(samplers) > 1:
             self._check_aligned(data)
@@ -486,12 +495,14 @@ class MinibatchIndices(Op):
     gradient of ``MinibatchOp``.
     """
 
-    __props__ = ("sizes", "keys", "replace")
+    __props__ = ("sizes", "keys", "replace", "epochs", "shard")
 
-    def __init__(self, sizes, keys, replace=True):
+    def __init__(self, sizes, keys, replace=True, epochs=0, shard=None):
         self.sizes = tuple(sizes)
         self.keys = tuple(keys)
         self.replace = bool(replace)
+        self.epochs = int(epochs)
+        self.shard = shard
 
     def make_node(self, state, data):
         state = tt.as_tensor_variable(state)
@@ -505,13 +516,14 @@ class MinibatchIndices(Op):
 
     def perform(self, node, inputs, outputs):
         state, data = inputs
-        sampler = Sampler(data, self.sizes, self.keys, self.replace)
+        sampler = _sampler(data, self.sizes, self.keys, self.replace, self.epochs, self.shard)
         idx = [i for i in sampler.indices(_step_of(state)) if i is not None]
         for out, i in zip(outputs, idx):
             out[0] = i
 
     def infer_shape(self, fgraph, node, shapes):
-        return [(tt.constant(s, dtype="int64"),) for s in self.sizes if s is not None]
+        (sizes,) = _out_sizes([self.sizes], self.shard)
+        return [(tt.constant(s, dtype="int64"),) for s in sizes if s is not None]
 
     def connection_pattern(self, node):
         n = len(node.outputs)
@@ -521,10 +533,30 @@ class MinibatchIndices(Op):
         return [grad_undefined(self, 0, inputs[0]), DisconnectedType()()]
 
 
+def _sampler(data, sizes, keys, replace, epochs, shard):
+    """The core's Sampler for one data input of a MinibatchOp."""
+    if epochs or shard is not None:
+        return Sampler(data, sizes, keys, replace and not epochs, epochs, shard)
+    return Sampler(data, sizes, keys, replace)
+
+
+def _out_sizes(sizes, shard):
+    """Per data input, the batch's size on each axis: a shard's share
+    (size / world) on the first sampled axis."""
+    out = []
+    for per in sizes:
+        per = list(per)
+        if shard is not None:
+            k = next(k for k, s in enumerate(per) if s is not None)
+            per[k] //= shard[1]
+        out.append(tuple(per))
+    return out
+
+
 def _scatter_add(op, j, state, x, gz):
     """Gradient of batch ``j`` of ``op`` with respect to its data ``x``."""
     sizes = op.sizes[j]
-    idx = MinibatchIndices(sizes, op.keys[j], op.replace)(state, x)
+    idx = MinibatchIndices(sizes, op.keys[j], op.replace, op.epochs, op.shard)(state, x)
     if not isinstance(idx, (list, tuple)):
         idx = [idx]
     if x.dtype in tt.discrete_dtypes:
@@ -617,6 +649,11 @@ class Minibatch(tt.TensorVariable):
         the first k entries of its axis.
     replace : bool, default True
         Sample with replacement (mbcore's extension; PyMC3 always does).
+    epochs, epoch_end, shard
+        As for ``mbcore.Minibatch`` (mbcore's extensions): every row once an
+        epoch, and this worker's share of each global batch.  ``epoch_end``
+        is "wrap" or "drop" ("short" would change the variable's shape).
+        ``total_size`` stays the data's length.
 
     Attributes
     ----------
@@ -663,9 +700,11 @@ class Minibatch(tt.TensorVariable):
 
     def __init__(self, data, batch_size=128, dtype=None, broadcastable=None,
                  name="Minibatch", random_seed=42, update_shared_f=None,
-                 in_memory_size=None, replace=True):
+                 in_memory_size=None, replace=True, epochs=False, epoch_end="wrap",
+                 shard=None):
         _make_group([self], [data], batch_size, dtype, [broadcastable], [name],
-                    random_seed, [update_shared_f], in_memory_size, replace, name)
+                    random_seed, [update_shared_f], in_memory_size, replace, name,
+                    epochs, epoch_end, shard)
 
     # -- data --------------------------------------------------------------
     def set_value(self, value):
@@ -684,7 +723,7 @@ class Minibatch(tt.TensorVariable):
         arr = check_data(arr.astype(self.dtype, copy=False), None, "value")
         if self._in_memory:
             arr = np.array(arr[self._in_memory], order="C")
-        _build(arr, self._plans, self._replace, "value")
+        _build(arr, self._plans, self._replace, "value", self._epochs, self._shard)
         self.shared.set_value(arr, borrow=True)
 
     def update_shared(self):
@@ -698,6 +737,25 @@ class Minibatch(tt.TensorVariable):
     def total_size(self):
         return total_size_of(self.batch_size, self._plans,
                              self.shared.get_value(borrow=True).shape)
+
+    # -- resumable state -----------------------------------------------------
+    def state_dict(self):
+        """As ``mbcore.Minibatch.state_dict``: the step of ``rng_state``
+        (shared by the variables of one ``minibatches`` call, whose arrays'
+        shapes are all in it), the mode, the seed and the fingerprints."""
+        return make_state("mbcore.adapters.theano.Minibatch",
+                          int(self.rng_state.get_value()), self._replace, self.epochs,
+                          self.epoch_end, self.random_seed, self._plans,
+                          [v.shared.get_value(borrow=True).shape for v in self._group],
+                          self.shard)
+
+    def load_state_dict(self, state):
+        """Set ``rng_state`` (for every variable of its group) to the state's
+        step; a state of another spec, seed, mode or data shape is a
+        ValueError, and nothing changes."""
+        want = self.state_dict()
+        check_state(state, want)
+        self.rng_state.set_value(np.array(state["step"], dtype=np.int64))
 
     # -- Variable protocol ---------------------------------------------------
     def clone(self):
@@ -713,25 +771,33 @@ class Minibatch(tt.TensorVariable):
 
 
 def _make_group(variables, arrays, batch_size, dtype, broadcastables, names,
-                random_seed, update_shared_fs, in_memory_size, replace, state_name):
+                random_seed, update_shared_fs, in_memory_size, replace, state_name,
+                epochs=False, epoch_end="wrap", shard=None):
     """Turn ``variables`` (fresh Minibatch instances) into the outputs of one
     MinibatchOp over ``arrays`` with one state."""
     if not isinstance(replace, (bool, np.bool_)):
         raise TypeError(f"replace must be a bool, got {type(replace).__name__} {replace!r}")
-    replace = bool(replace)
+    mode = _epoch_mode(epochs, epoch_end)
+    if mode == EPOCH_ENDS["short"]:
+        raise ValueError("epoch_end='short' is not available for Theano variables (a short "
+                         "batch would change the variable's shape): use 'wrap' or 'drop'")
+    replace = bool(replace) and not mode
     prepared = [_prepare(a, dtype, in_memory_size) for a in arrays]
     plans = [parse_batch_size(batch_size, arr.ndim, random_seed) for arr, _ in prepared]
+    shard = _check_shard(shard, plans[0], replace, mode)
     if len(arrays) > 1:
         # The core's checks, messages included (lengths along sampled axes).
-        Minibatches([arr for arr, _ in prepared], batch_size, None, random_seed, replace)
-    samplers = [_build(arr, p, replace) for (arr, _), p in zip(prepared, plans)]
+        Minibatches([arr for arr, _ in prepared], batch_size, None, random_seed, replace,
+                    epochs=bool(mode), epoch_end=epoch_end, shard=shard)
+    samplers = [_build(arr, p, replace, epochs=mode, shard=shard)
+                for (arr, _), p in zip(prepared, plans)]
     patterns = [_patterns(b, p, arr.shape)
                 for b, p, (arr, _) in zip(broadcastables, plans, prepared)]
     op = MinibatchOp(sizes=[tuple(ap.size for ap in p) for p in plans],
                      keys=[tuple(None if ap.size is None else seed_key(ap.seed) for ap in p)
                            for p in plans],
                      replace=replace,
-                     broadcastable=[out for out, _ in patterns])
+                     broadcastable=[out for out, _ in patterns], epochs=mode, shard=shard)
     state = theano.shared(np.array(0, dtype=np.int64), name=f"{state_name}.rng_state")
     shared = [theano.shared(arr, name=f"{name}.shared", borrow=True,
                             broadcastable=sb)
@@ -757,13 +823,20 @@ def _make_group(variables, arrays, batch_size, dtype, broadcastables, names,
         var._in_memory = index
         var._plans = p
         var._replace = bool(replace)
+        var._group = tuple(variables)
+        var._epochs = mode
+        var._shard = shard
+        var.epochs = bool(mode)
+        var.epoch_end = epoch_end
+        var.shard = shard
         var.tag.test_value = s.draw(0)
         _LIVE.add(var)
     return variables
 
 
 def minibatches(*arrays, batch_size=128, dtype=None, broadcastable=None,
-                name="Minibatch", random_seed=42, in_memory_size=None, replace=True):
+                name="Minibatch", random_seed=42, in_memory_size=None, replace=True,
+                epochs=False, epoch_end="wrap", shard=None):
     """Aligned Minibatch variables of several arrays, drawn by one Op.
 
     Every array gets the same ``batch_size`` spec and seed, so row i of each
@@ -774,7 +847,7 @@ def minibatches(*arrays, batch_size=128, dtype=None, broadcastable=None,
     Parameters
     ----------
     *arrays : array_like
-    batch_size, dtype, random_seed, in_memory_size, replace
+    batch_size, dtype, random_seed, in_memory_size, replace, epochs, epoch_end, shard
         As for ``Minibatch``, applied to every array.
     broadcastable : list of (tuple of bool or None), optional
         One pattern per array.
@@ -806,7 +879,7 @@ def minibatches(*arrays, batch_size=128, dtype=None, broadcastable=None,
     names = [f"{name}_{i}" for i in range(len(arrays))]
     return tuple(_make_group(variables, list(arrays), batch_size, dtype, list(broadcastable),
                              names, random_seed, [None] * len(arrays), in_memory_size,
-                             replace, name))
+                             replace, name, epochs, epoch_end, shard))
 
 
 def align_minibatches(batches=None):

@@ -4,14 +4,60 @@ import threading
 import numpy as np
 
 from ._kernels._gather import BatchIterator, Sampler, draw_group
+from ._state import load_state, state_of
 from ._spec import (check_casting, check_data, parse_batch_size, parse_in_memory_size,
                     seed_key, total_size_of)
 
 __all__ = ["Minibatch", "Minibatches", "minibatches"]
 
 
-def _build(data, plans, replace, what="data"):
-    """Check ``data`` against the per-axis plans and compile a Sampler."""
+# epoch_end names and the Sampler's epoch modes (_kernels/_permute.pxd).
+EPOCH_ENDS = {"wrap": 1, "drop": 2, "short": 3}
+_SHORT = EPOCH_ENDS["short"]
+
+
+def _epoch_mode(epochs, epoch_end):
+    """The Sampler's epoch mode (0: no epochs) for Minibatch's arguments."""
+    if not isinstance(epochs, (bool, np.bool_)):
+        raise TypeError(f"epochs must be a bool, got {type(epochs).__name__} {epochs!r}")
+    if not isinstance(epoch_end, str) or epoch_end not in EPOCH_ENDS:
+        raise ValueError(f"epoch_end must be 'wrap', 'drop' or 'short', got {epoch_end!r}")
+    if not epochs:
+        if epoch_end != "wrap":
+            raise ValueError(f"epoch_end={epoch_end!r} needs epochs=True, got epochs=False")
+        return 0
+    return EPOCH_ENDS[epoch_end]
+
+
+def _check_shard(shard, plans, replace, epochs):
+    """shard as a (rank, world) tuple of ints, or None; checked against the
+    spec (world must divide the first sampled axis' batch size)."""
+    if shard is None:
+        return None
+    if (not isinstance(shard, (tuple, list)) or len(shard) != 2
+            or any(isinstance(x, (bool, np.bool_)) or not isinstance(x, (int, np.integer))
+                   for x in shard)):
+        raise TypeError(f"shard must be a (rank, world) pair of ints, got {shard!r}")
+    rank, world = int(shard[0]), int(shard[1])
+    if world < 1 or not 0 <= rank < world:
+        raise ValueError(f"shard must be (rank, world) with 0 <= rank < world, got {shard!r}")
+    if not replace and not epochs:
+        raise ValueError(f"shard={shard!r} needs replace=True or epochs=True: a batch drawn "
+                         f"without replacement is not split by position")
+    if epochs == _SHORT:
+        raise ValueError(f"shard={shard!r} cannot be combined with epoch_end='short' (a short "
+                         f"batch need not split evenly); use 'wrap' or 'drop'")
+    axis, size = next((k, p.size) for k, p in enumerate(plans) if p.size is not None)
+    if size % world:
+        raise ValueError(f"shard={shard!r}: the world size {world} must divide the batch "
+                         f"size {size} of axis {axis}")
+    return rank, world
+
+
+def _build(data, plans, replace, what="data", epochs=0, shard=None):
+    """Check ``data`` against the per-axis plans and compile a Sampler
+    (epochs: the epoch mode, 0 for none; replace is then not used; shard:
+    (rank, world) of the first sampled axis, or None)."""
     if data.ndim != len(plans):
         raise ValueError(f"{what} must have ndim={len(plans)}, got ndim={data.ndim} "
                          f"(shape {data.shape})")
@@ -21,12 +67,20 @@ def _build(data, plans, replace, what="data"):
         n = data.shape[axis]
         if n == 0:
             raise ValueError(f"{what} has an empty sampled axis {axis} (shape {data.shape})")
-        if not replace and p.size > n:
+        if epochs > 1 and p.size > n:
+            end = [k for k, v in EPOCH_ENDS.items() if v == epochs][0]
+            raise ValueError(
+                f"batch_size must be <= {n} (the length of axis {axis}) with "
+                f"epoch_end={end!r}, got {p.size} (epoch_end='wrap' lets a batch "
+                f"span epochs)")
+        if not epochs and not replace and p.size > n:
             raise ValueError(
                 f"batch_size must be <= {n} (the length of axis {axis}) when "
                 f"replace=False, got {p.size}")
     sizes = tuple(p.size for p in plans)
     keys = tuple(None if p.size is None else seed_key(p.seed) for p in plans)
+    if epochs or shard is not None:
+        return Sampler(data, sizes, keys, replace and not epochs, epochs, shard)
     return Sampler(data, sizes, keys, replace)
 
 
@@ -36,6 +90,8 @@ def _index_sampler(s):
     ``last_indices``, without keeping the data alive."""
     shape = s.data.shape
     stub = np.lib.stride_tricks.as_strided(np.zeros(1, np.uint8), shape, (0,) * len(shape))
+    if s.epochs or s.shard is not None:
+        return Sampler(stub, s.sizes, s.keys, s.replace, s.epochs, s.shard)
     return Sampler(stub, s.sizes, s.keys, s.replace)
 
 
@@ -92,7 +148,9 @@ class Minibatch(BatchIterator):
         Seed of every sampled axis without a seed of its own.
     replace : bool, default True
         Sample with replacement.  When False, no index repeats inside a batch
-        and every ordered subset is equally likely.
+        and every ordered subset is equally likely.  Not used with
+        ``epochs=True`` (which draws without replacement across each epoch);
+        ``replace`` then reads False.
     update_shared_f : callable, optional
         Returns a new array for ``update_shared()``.
     in_memory_size : int or list of (int | None | slice | Ellipsis), optional
@@ -103,6 +161,33 @@ class Minibatch(BatchIterator):
         default float data does not become int (``3e9`` would wrap), while a
         narrower dtype of the same kind (float64 to float32) is allowed, as in
         NumPy's ufuncs.  ``'unsafe'`` allows any cast (PyMC3's behaviour).
+    epochs : bool, default False
+        Draw in epochs: each epoch of a sampled axis is a random permutation
+        of its n entries, keyed by (seed, axis position, epoch), and the
+        batches take consecutive positions of the concatenated epochs, so
+        every entry appears exactly once an epoch.  O(1) memory; ``seek``,
+        ``draw(t)``, threads and pickling work as without epochs.  See
+        docs/epochs.md.
+    epoch_end : {"wrap", "drop", "short"}, default "wrap"
+        With ``epochs=True``, what the batch that reaches an epoch's end
+        holds.  "wrap": it runs on into the next epoch (batch t is positions
+        ``[t*b, (t+1)*b)`` of the stream, every batch has the same shape, and
+        a batch larger than the axis spans several epochs; a batch across a
+        boundary may hold an entry twice, once from each epoch).  "drop":
+        the last ``n % b`` positions of each epoch are skipped (``n // b``
+        batches an epoch).  "short": the last batch of an epoch holds only
+        what is left (``ceil(n / b)`` batches an epoch; a short batch is a
+        new array, drawn through Python, and ``out`` is not used for it).
+        "drop" and "short" need each batch size <= its axis' length.
+    shard : (int, int), optional
+        ``(rank, world)``: this process draws its share of each global
+        batch (the batch one process would draw): positions
+        ``[rank * b / world, (rank + 1) * b / world)`` of the first sampled
+        axis (batch size b, which world must divide); the other axes whole.
+        The shards of the ranks are disjoint and their union is the global
+        batch, for every world, so a job can resume on another number of
+        workers.  Needs ``replace=True`` or ``epochs=True`` (not with
+        ``epoch_end="short"``).
 
     Attributes
     ----------
@@ -116,6 +201,11 @@ class Minibatch(BatchIterator):
         after ``seek``, those of batch ``step - 1`` of the current data.
     total_size : int or list
         What to pass as PyMC3's ``total_size``.
+    epoch : int, tuple or None
+        With ``epochs=True``, the epoch of the next batch (batch ``step``):
+        the epoch its first entry comes from, per sampled axis (a tuple when
+        several axes are sampled, since their epochs have different
+        lengths).  None without epochs.
 
     Notes
     -----
@@ -149,26 +239,35 @@ class Minibatch(BatchIterator):
     """
 
     def __init__(self, data, batch_size=128, dtype=None, random_seed=42, replace=True,
-                 update_shared_f=None, in_memory_size=None, casting="same_kind"):
+                 update_shared_f=None, in_memory_size=None, casting="same_kind",
+                 epochs=False, epoch_end="wrap", shard=None):
         if update_shared_f is not None and not callable(update_shared_f):
             raise TypeError(f"update_shared_f must be callable, got {update_shared_f!r}")
         if not isinstance(replace, (bool, np.bool_)):
             raise TypeError(f"replace must be a bool, got {type(replace).__name__} {replace!r}")
         self.casting = check_casting(casting)
+        self._epochs = _epoch_mode(epochs, epoch_end)
         arr = check_data(data, dtype, "data", casting)
         self._in_memory = parse_in_memory_size(in_memory_size, arr.ndim)
         if self._in_memory:
             arr = np.array(arr[self._in_memory], order="C")
         self._plans = parse_batch_size(batch_size, arr.ndim, random_seed)
+        self.shard = _check_shard(shard, self._plans, bool(replace), self._epochs)
         self.batch_size = batch_size
         self.random_seed = random_seed
-        self.replace = bool(replace)
+        self.replace = bool(replace) and not self._epochs
+        self.epochs = bool(epochs)
+        self.epoch_end = epoch_end
         self.update_shared_f = update_shared_f
         self.in_memory_size = in_memory_size
         self._lock = threading.Lock()       # one set_value at a time
         self._group = None                  # the Minibatches this belongs to
-        self._sampler = _build(arr, self._plans, self.replace)
+        self._sampler = _build(arr, self._plans, self.replace, epochs=self._epochs,
+                               shard=self.shard)
         self._seek(0)
+        if self._epochs == _SHORT:
+            # Short batches change shape: next() goes through Python.
+            self.__class__ = _ShortEpochsMinibatch
 
     # -- drawing -----------------------------------------------------------
     # __iter__, __next__ and next(out=None) come from BatchIterator (C): no
@@ -176,7 +275,66 @@ class Minibatch(BatchIterator):
 
     def draw(self, step, out=None):
         """Batch ``step`` of the stream, without moving ``self.step``."""
-        return self._sampler.draw(self._check_step(step), out)
+        step = self._check_step(step)
+        if self._epochs == _SHORT:
+            return self._draw_short(self._sampler, step, out)
+        return self._sampler.draw(step, out)
+
+    # -- epochs --------------------------------------------------------------
+    def _epoch_axes(self, sampler):
+        """(axis, n, b) of each sampled axis."""
+        shape = sampler.data.shape
+        return [(k, shape[k], p.size) for k, p in enumerate(self._plans) if p.size is not None]
+
+    def _epoch_of(self, step, sampler):
+        res = []
+        for _, n, b in self._epoch_axes(sampler):
+            if self._epochs == EPOCH_ENDS["wrap"]:
+                res.append(step * b // n)
+            elif self._epochs == EPOCH_ENDS["drop"]:
+                res.append(step // (n // b))
+            else:
+                res.append(step // -(-n // b))
+        return res[0] if len(res) == 1 else tuple(res)
+
+    @property
+    def epoch(self):
+        if not self._epochs:
+            return None
+        step, _, s = self._last()
+        return self._epoch_of(step, s)
+
+    def _short_lengths(self, step, sampler):
+        """With epoch_end="short": per axis, the length of batch ``step``
+        (None on whole axes), or None when the batch is full."""
+        lengths = [None] * len(self._plans)
+        short = False
+        for k, n, b in self._epoch_axes(sampler):
+            left = n - (step % -(-n // b)) * b
+            lengths[k] = min(b, left)
+            short = short or left < b
+        return lengths if short else None
+
+    def _indices(self, sampler, step):
+        """sampler.indices(step), trimmed to a short batch's lengths."""
+        indices = sampler.indices(step)
+        if self._epochs != _SHORT:
+            return indices
+        lengths = self._short_lengths(step, sampler)
+        if lengths is None:
+            return indices
+        return tuple(ix if ix is None else ix[:m] for ix, m in zip(indices, lengths))
+
+    def _draw_short(self, sampler, step, out):
+        """Batch ``step`` with epoch_end="short": the kernel's when it is
+        full, else the rows left in the epoch, gathered here."""
+        if self._short_lengths(step, sampler) is None:
+            return sampler.draw(step, out)
+        batch = sampler.data
+        for axis, ix in enumerate(self._indices(sampler, step)):
+            if ix is not None:
+                batch = np.take(batch, ix, axis=axis)
+        return np.ascontiguousarray(batch)
 
     # step (read-only) comes from BatchIterator.
 
@@ -200,12 +358,14 @@ class Minibatch(BatchIterator):
             return None
         if before is not None:
             # Nothing drawn since set_value: the last batch came from the old data.
-            return _indices_before(before, step - 1)
-        return s.indices(step - 1)
+            if isinstance(before, Sampler):
+                return self._indices(before, step - 1)
+            return before
+        return self._indices(s, step - 1)
 
     def indices(self, step):
         """Per-axis indices of batch ``step`` (None on whole axes)."""
-        return self._sampler.indices(self._check_step(step))
+        return self._indices(self._sampler, self._check_step(step))
 
     # -- data --------------------------------------------------------------
     @property
@@ -250,7 +410,7 @@ class Minibatch(BatchIterator):
         arr = check_data(value, self._sampler.data.dtype, what, self.casting)
         if self._in_memory:
             arr = np.array(arr[self._in_memory], order="C")
-        return _build(arr, self._plans, self.replace, what)
+        return _build(arr, self._plans, self.replace, what, self._epochs, self.shard)
 
     def update_shared(self):
         """``set_value(update_shared_f())``."""
@@ -258,6 +418,19 @@ class Minibatch(BatchIterator):
             raise ValueError("update_shared_f is None: pass update_shared_f=callable "
                              "to Minibatch to use update_shared()")
         self.set_value(self.update_shared_f())
+
+    # -- resumable state -----------------------------------------------------
+    def state_dict(self):
+        """A small JSON-serialisable dict to resume this stream with
+        ``load_state_dict``: the step, the mode, the seed's entropy and a
+        fingerprint of the spec and the data's shape (not the data)."""
+        return state_of(self, [self], self.step)
+
+    def load_state_dict(self, state):
+        """Resume at the state's step.  The state must come from a
+        Minibatch of the same spec, seed, mode and data shape: else a
+        ValueError, and nothing changes."""
+        load_state(self, [self], state, self.seek)
 
     # -- pickling and display ---------------------------------------------
     def __getstate__(self):
@@ -268,12 +441,16 @@ class Minibatch(BatchIterator):
                 "in_memory_size": self.in_memory_size, "casting": self.casting,
                 "step": step,
                 "last_indices": (None if before is None or step == 0
-                                 else _indices_before(before, step - 1))}
+                                 else before if not isinstance(before, Sampler)
+                                 else self._indices(before, step - 1)),
+                "epochs": self.epochs, "epoch_end": self.epoch_end, "shard": self.shard}
 
     def __setstate__(self, state):
         self.__init__(_expand(state["data"]), state["batch_size"], None, state["random_seed"],
                       state["replace"], state["update_shared_f"],
-                      casting=state.get("casting", "same_kind"))
+                      casting=state.get("casting", "same_kind"),
+                      epochs=state.get("epochs", False),
+                      epoch_end=state.get("epoch_end", "wrap"), shard=state.get("shard"))
         self.in_memory_size = state["in_memory_size"]
         self._in_memory = parse_in_memory_size(self.in_memory_size, self.data.ndim)
         self.seek(state["step"])
@@ -288,22 +465,49 @@ class Minibatch(BatchIterator):
     def __repr__(self):
         return (f"Minibatch(shape={self.data.shape}, dtype={self.dtype}, "
                 f"batch_size={self.batch_size!r}, random_seed={self.random_seed!r}, "
-                f"replace={self.replace}, step={self.step})")
+                f"replace={self.replace}, "
+                + (f"epochs=True, epoch_end={self.epoch_end!r}, " if self.epochs else "")
+                + (f"shard={self.shard}, " if self.shard is not None else "")
+                + f"step={self.step})")
 
 
 _LAST_STEP = 2 ** 64 - 1
+
+
+class _ShortEpochsMinibatch(Minibatch):
+    """A Minibatch with ``epochs=True, epoch_end="short"`` (its class is
+    set by ``Minibatch.__init__``): the last batch of an epoch is shorter,
+    so each batch goes through Python to check its shape first."""
+
+    def __next__(self):
+        return self.next()
+
+    def next(self, out=None):
+        """The next batch; ``out`` is filled and returned for a full batch,
+        not used for a short one."""
+        # Every next() of this class and set_value take the lock: the step
+        # and the Sampler are taken together, each step exactly once.
+        with self._lock:
+            t, _, s = self._last()
+            if t == _LAST_STEP:
+                raise OverflowError(
+                    f"step is {t} (2**64 - 1), the last of the stream: next() cannot move "
+                    "past it; draw(step) draws that batch")
+            self._seek(t + 1)
+        return self._draw_short(s, t, out)
 
 
 class Minibatches:
     """Aligned minibatches of several arrays; see :func:`minibatches`."""
 
     def __init__(self, arrays, batch_size=128, dtype=None, random_seed=42, replace=True,
-                 casting="same_kind"):
+                 casting="same_kind", epochs=False, epoch_end="wrap", shard=None):
         if not arrays:
             raise ValueError("minibatches needs at least one array, got none")
         check_casting(casting)
         arrays = [check_data(a, dtype, f"arrays[{i}]", casting) for i, a in enumerate(arrays)]
-        members = [Minibatch(a, batch_size, None, random_seed, replace, casting=casting)
+        members = [Minibatch(a, batch_size, None, random_seed, replace, casting=casting,
+                             epochs=epochs, epoch_end=epoch_end, shard=shard)
                    for a in arrays]
         self._check_lengths([mb._sampler for mb in members], "arrays")
         for mb in members:
@@ -311,8 +515,11 @@ class Minibatches:
         self._members = members
         self.batch_size = batch_size
         self.random_seed = random_seed
-        self.replace = bool(replace)
+        self.replace = members[0].replace
         self.casting = casting
+        self.epochs = bool(epochs)
+        self.epoch_end = epoch_end
+        self.shard = members[0].shard
         # The lock makes next(), set_value and seek atomic with each other:
         # next() takes its step and the members' Samplers together.
         self._lock = threading.Lock()
@@ -344,7 +551,7 @@ class Minibatches:
                     "past it; draw(step) draws that batch")
             samplers = [mb._sampler for mb in self._members]
             self._step = t + 1
-        return draw_group(samplers, t)
+        return self._draw(samplers, t)
 
     next = __next__
 
@@ -353,7 +560,32 @@ class Minibatches:
         step = Minibatch._check_step(step)
         with self._lock:
             samplers = [mb._sampler for mb in self._members]
-        return draw_group(samplers, step)
+        return self._draw(samplers, step)
+
+    def _draw(self, samplers, t):
+        first = self._members[0]
+        if first._epochs == _SHORT and first._short_lengths(t, samplers[0]) is not None:
+            return tuple(mb._draw_short(s, t, None) for mb, s in zip(self._members, samplers))
+        return draw_group(samplers, t)
+
+    def state_dict(self):
+        """See ``Minibatch.state_dict``; the arrays' shapes are all in it."""
+        return state_of(self, self._members, self.step)
+
+    def load_state_dict(self, state):
+        """See ``Minibatch.load_state_dict``."""
+        load_state(self, self._members, state, self.seek)
+
+    @property
+    def epoch(self):
+        """The epoch of the next batch (see ``Minibatch.epoch``)."""
+        first = self._members[0]
+        if not first._epochs:
+            return None
+        with self._lock:
+            t = self._step
+            s = first._sampler
+        return first._epoch_of(t, s)
 
     @property
     def step(self):
@@ -383,8 +615,9 @@ class Minibatches:
             return None
         if before is not None and before[0] == t:
             # Nothing drawn since set_value: the last batches came from the old data.
-            return tuple(_indices_before(b, t - 1) for b in before[1])
-        return tuple(s.indices(t - 1) for s in samplers)
+            return tuple(_indices_before(b, t - 1) if not isinstance(b, Sampler)
+                         else mb._indices(b, t - 1) for mb, b in zip(self._members, before[1]))
+        return tuple(mb._indices(s, t - 1) for mb, s in zip(self._members, samplers))
 
     @property
     def total_size(self):
@@ -434,14 +667,19 @@ class Minibatches:
             before = self._before
         last = None
         if before is not None and before[0] == step and step > 0:
-            last = tuple(_indices_before(b, step - 1) for b in before[1])
+            last = tuple(_indices_before(b, step - 1) if not isinstance(b, Sampler)
+                         else mb._indices(b, step - 1)
+                         for mb, b in zip(self._members, before[1]))
         return {"arrays": [_compact(a) for a in arrays], "batch_size": self.batch_size,
                 "random_seed": self.random_seed, "replace": self.replace,
-                "casting": self.casting, "step": step, "last_indices": last}
+                "casting": self.casting, "step": step, "last_indices": last,
+                "epochs": self.epochs, "epoch_end": self.epoch_end, "shard": self.shard}
 
     def __setstate__(self, state):
         self.__init__([_expand(a) for a in state["arrays"]], state["batch_size"], None,
-                      state["random_seed"], state["replace"], state["casting"])
+                      state["random_seed"], state["replace"], state["casting"],
+                      state.get("epochs", False), state.get("epoch_end", "wrap"),
+                      state.get("shard"))
         self._step = state["step"]
         if state["last_indices"] is not None:
             self._before = (self._step, state["last_indices"])
@@ -452,16 +690,21 @@ class Minibatches:
     def __repr__(self):
         shapes = ", ".join(str(mb.data.shape) for mb in self._members)
         return (f"Minibatches(shapes=[{shapes}], batch_size={self.batch_size!r}, "
-                f"random_seed={self.random_seed!r}, replace={self.replace}, step={self.step})")
+                f"random_seed={self.random_seed!r}, replace={self.replace}, "
+                + (f"epochs=True, epoch_end={self.epoch_end!r}, " if self.epochs else "")
+                + (f"shard={self.shard}, " if self.shard is not None else "")
+                + f"step={self.step})")
 
 
 def minibatches(*arrays, batch_size=128, dtype=None, random_seed=42, replace=True,
-                casting="same_kind"):
+                casting="same_kind", epochs=False, epoch_end="wrap", shard=None):
     """Aligned minibatches of several arrays: ``next()`` returns a tuple.
 
     Every array gets the same ``batch_size`` spec and seed, so each sampled
     axis position is drawn from one stream: row i of X and row i of y always
-    belong together.  Lengths along sampled axes must agree.  Each batch is
+    belong together (with ``epochs=True``, the arrays share one permutation
+    an epoch per axis; ``epochs``, ``epoch_end`` and ``shard`` as for
+    ``Minibatch``).  Lengths along sampled axes must agree.  Each batch is
     one kernel call that draws the indices once and gathers them from every
     array.  The group has ``step``, ``seek``, ``draw``, ``last_indices`` and
     ``set_value(*arrays)`` (all arrays at once), like ``Minibatch``; it
@@ -477,4 +720,5 @@ def minibatches(*arrays, batch_size=128, dtype=None, random_seed=42, replace=Tru
     >>> bool((xb[:, 0] == 3 * yb).all())
     True
     """
-    return Minibatches(arrays, batch_size, dtype, random_seed, replace, casting)
+    return Minibatches(arrays, batch_size, dtype, random_seed, replace, casting, epochs,
+                       epoch_end, shard)
