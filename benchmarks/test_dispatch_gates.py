@@ -20,7 +20,7 @@ import pytest
 
 import mbcore
 from mbcore._kernels import _gather
-from mbcore._timing import interleaved_min
+from timing import interleaved_min
 
 NEED = 1.10
 ATTEMPTS = 3
