@@ -14,11 +14,14 @@ rows    ``copy_rows(data, idx, buf)``: the kernel's own copy loop (one thread,
         floor, no gather of freshly drawn rows can come near the floor; where
         it is close to NumPy's time, no such gather can beat NumPy by much.
 """
+import functools
 import itertools
+import json
 import time
 
 import numpy as np
 
+import mbcore
 from mbcore import Minibatch
 from mbcore._kernels._gather import copy_floor, copy_rows
 from timing import interleaved_min  # noqa: F401 (the suite's timer)
@@ -211,3 +214,15 @@ def assert_goal(label, impls, baseline, goal, margin=MARGIN, names=None):
           f"(goal {goal}x: {'met' if ratio >= goal else 'NOT met'})")
     assert ratio >= goal / margin, f"{label}: {ratio:.2f}x < {goal}x / {margin} ({t})"
     return ratio, t
+
+
+@functools.lru_cache(maxsize=None)
+def regression_data(n):
+    """X (n x 3) and y of the bundled dataset's recorded truth
+    (y = 1.5 + X @ [2, -1, 0.5] + N(0, 0.7)), n rows: the ADVI cases' data."""
+    truth = json.load(mbcore.get_data("regression.json"))
+    rng = np.random.default_rng(truth["seed"])
+    X = rng.standard_normal((n, len(truth["coef"])))
+    noise = truth["sigma"] * rng.standard_normal(n)
+    y = truth["intercept"] + X @ np.asarray(truth["coef"]) + noise
+    return X, y

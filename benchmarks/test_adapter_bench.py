@@ -34,7 +34,6 @@ truth (y = 1.5 + X @ [2, -1, 0.5] + N(0, 0.7)).  floatX is Theano's default
 """
 import functools
 import importlib.util
-import json
 import pathlib
 
 import numpy as np
@@ -57,8 +56,7 @@ with warnings.catch_warnings():
     demo = importlib.util.module_from_spec(_spec)
     _spec.loader.exec_module(demo)
 
-import mbcore  # noqa: E402
-from cases import GRID, TABLE_ROUNDS, interleaved_min, make_data  # noqa: E402
+from cases import GRID, TABLE_ROUNDS, interleaved_min, make_data, regression_data  # noqa: E402
 from cases import case_id as grid_case_id  # noqa: E402
 
 N = 10**6
@@ -105,16 +103,6 @@ def grid_impls(case):
     adapter = theano.function([], Minibatch(data, batch_size=b, random_seed=0))
     reference = theano.function([], theano.shared(data)[reference_index(n, b)])
     return {"adapter": adapter, "reference": reference}
-
-
-@functools.lru_cache(maxsize=None)
-def regression_data(n):
-    truth = json.load(mbcore.get_data("regression.json"))
-    rng = np.random.default_rng(truth["seed"])
-    X = rng.standard_normal((n, len(truth["coef"])))
-    noise = truth["sigma"] * rng.standard_normal(n)
-    y = truth["intercept"] + X @ np.asarray(truth["coef"]) + noise
-    return X, y
 
 
 def advi_step(Xb, yb, n):

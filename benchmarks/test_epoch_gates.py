@@ -10,7 +10,6 @@ kernels' ``fill_epoch`` against the with-replacement draw), including
 axes over 2**32, whose permutation runs on 64-bit lanes; it is printed,
 not gated: the gate is on what a user sees.
 """
-import numpy as np
 import pytest
 
 from cases import GRID, best_ratio, case_id, make_data

@@ -18,7 +18,6 @@ truth (y = 1.5 + X @ [2, -1, 0.5] + N(0, 0.7)), float64.
 """
 import functools
 import importlib.util
-import json
 import warnings
 
 import numpy as np
@@ -34,10 +33,9 @@ with warnings.catch_warnings():
     import pytensor
     import pytensor.tensor as pt
 
-    import mbcore
     from mbcore.adapters.pytensor import Minibatch
 
-from cases import interleaved_min  # noqa: E402
+from cases import interleaved_min, regression_data  # noqa: E402
 
 N = 10**6
 FUNCTION_CASES = [("c", 128), ("c", 10**5), ("numba", 128), ("numba", 10**5)]
@@ -45,15 +43,6 @@ FUNCTION_CASES = [("c", 128), ("c", 10**5), ("numba", 128), ("numba", 10**5)]
 JAX_CASES = [("jax", 128), ("jax", 10**5)] if importlib.util.find_spec("jax") else []
 ADVI_CASES = [128, 10**5]
 MODES = {"c": "FAST_RUN", "numba": "NUMBA", "jax": "JAX"}
-
-
-def regression_data(n):
-    truth = json.load(mbcore.get_data("regression.json"))
-    rng = np.random.default_rng(truth["seed"])
-    X = rng.standard_normal((n, len(truth["coef"])))
-    noise = truth["sigma"] * rng.standard_normal(n)
-    y = truth["intercept"] + X @ np.asarray(truth["coef"]) + noise
-    return X, y
 
 
 def function_impls(case):
