@@ -4,7 +4,7 @@ Everything here runs once, at construction; the result (an ``AxisPlan`` per
 axis of the stored data) is what the kernels' ``Sampler`` is built from.
 """
 import operator
-from typing import NamedTuple, Optional, Tuple
+from typing import NamedTuple, Optional
 
 import numpy as np
 

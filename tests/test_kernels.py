@@ -4,7 +4,6 @@ philox4x64_raw against NumPy's Philox (and Random123's known answers),
 draw_indices against the pure-Python Lemire / Fisher-Yates twin, Sampler's
 gather against ``data[np.ix_(...)]`` over dtypes x layouts x ndim x specs.
 """
-import itertools
 
 import numpy as np
 import pytest
