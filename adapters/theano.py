@@ -4,9 +4,11 @@
     from mbcore.adapters.theano import Minibatch
 
 theano-pymc 1.1.2 cannot be imported on NumPy >= 1.23 unless its
-``blas__ldflags`` setting has a value; mbcore supplies the empty value before
-theano is first imported, whoever imports it, unless you set it yourself
-(see ``mbcore.adapters._theano_compat``).
+``blas__ldflags`` setting has a value, and its compiled scan does not build on
+Python 3.11; before theano is first imported, whoever imports it, mbcore
+points the setting at the OpenBLAS in SciPy's wheel (unless you set it
+yourself) and has Scan use Theano's Python implementation where the compiled
+one cannot be built (see ``mbcore.adapters._theano_compat``).
 
 What is here
 ------------
