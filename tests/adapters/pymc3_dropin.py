@@ -8,10 +8,10 @@ exactly the names mbcore provides, and nothing else:
 - ``generator``, ``GeneratorOp``          -> ``mbcore.adapters.theano``'s
 - ``GeneratorAdapter``                    -> ``mbcore.GeneratorAdapter``
 
-``XFAIL`` names the statistical tests that compare a fit at one fixed seed
-with a tolerance that PyMC3's own random stream happens to meet; they are
-marked xfail (not strict) with the measured failure rate of the test over
-many seeds with mbcore's stream (``tests/adapters/pymc3_seed_rates.py``).
+``pymc3_xfail.XFAIL`` names the statistical tests that compare a fit at one
+fixed seed with a tolerance that PyMC3's own random stream happens to meet;
+they are marked xfail (not strict), with their failure rates over many seeds
+(``pymc3_seed_rates.py``) in the reason.
 """
 import os
 import re
@@ -48,8 +48,7 @@ for (module, name), new in REPLACED.items():
     _ORIGINAL[(module, name)] = getattr(module, name)
     setattr(module, name, new)
 
-# "file::test[id]" -> reason
-XFAIL = {}
+from pymc3_xfail import XFAIL  # noqa: E402  (this directory is on PYTHONPATH)
 
 
 # -- seed sweeps (pymc3_seed_rates.py) -------------------------------------

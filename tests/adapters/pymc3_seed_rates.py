@@ -10,8 +10,10 @@ lands inside the tolerance depends on the batches drawn, so the test passes
 or fails with the random stream.  This script runs the selected tests
 (PyMC3's own code, through ``pymc3_dropin``) once per seed, with mbcore's
 Minibatch or with PyMC3's own, everything else as in the test, and prints
-how often each fails: the evidence for the ``XFAIL`` entries of
-``pymc3_dropin`` (whose reasons quote the numbers).
+how often each fails: the evidence for the entries of ``pymc3_xfail.XFAIL``
+(whose reasons quote the numbers).  With ``--stream pymc3`` PyMC3's
+Minibatch gets one change, which NumPy 1.23 needs: its in-memory index is a
+tuple, not a list (``pymc3_dropin``); its random stream is its own.
 
 Run with the ``.venv-pymc3`` interpreter (``make test-adapter`` builds it).
 """

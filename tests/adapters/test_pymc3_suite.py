@@ -6,7 +6,7 @@ with the ``pymc3_dropin`` plugin (this directory), which replaces PyMC3's
 ``Minibatch``, ``align_minibatches``, ``generator``, ``GeneratorOp`` and
 ``GeneratorAdapter`` with mbcore's wherever PyMC3 binds them, and nothing
 else.  Every test must pass, except the statistical tests named in
-``pymc3_dropin.XFAIL`` (xfail, not strict), whose fixed-seed tolerance
+``pymc3_xfail.XFAIL`` (xfail, not strict), whose fixed-seed tolerance
 PyMC3's own stream happens to meet (the reasons quote their failure rates
 over many seeds, measured with ``pymc3_seed_rates.py``).
 
@@ -30,19 +30,22 @@ FULL = os.environ.get("MBCORE_PYMC3_SUITE") == "full"
 
 sys.path.insert(0, str(HERE))
 try:
-    from pymc3_dropin import XFAIL  # noqa: E402  (imports nothing from pymc3's tests)
+    from pymc3_xfail import XFAIL  # noqa: E402  (not the plugin: it patches pymc3)
 finally:
     sys.path.remove(str(HERE))
 
 # The default run of test_variational_inference.py: the tests that fit or
 # profile on pm.Minibatch batches (every inference class: ADVI, FullRankADVI,
 # NFVI, SVGD and ASVGD, the last two through theano.scan), the VAE on a
-# Minibatch, and the normalizing-flow determinants (BLAS: batched_dot).  The
+# Minibatch, and the normalizing-flow determinants (BLAS: float64
+# batched_dot; with an empty blas__ldflags test_flow_det_local[PlanarFlow]
+# fails with "undefined symbol: dgemm_").  The
 # whole file (191 tests; with test_minibatches.py, 214) took 18.6 min on the
 # shared 2-core machine, too long for make test; the rest of it does not
 # touch the replaced names.
 DEFAULT_K = ("(test_fit_oo and mini) or (test_profile and mini) or test_vae "
-             "or (test_flow_det and not local)")
+             "or (test_flow_det and not local) "
+             "or (test_flow_det_local and (Planar or Householder))")
 
 
 def run_pytest(tmp_path, files, k=None):
@@ -121,4 +124,4 @@ def test_pymc3_test_minibatches(tmp_path):
 def test_pymc3_test_variational_inference(tmp_path):
     proc, outcomes = run_pytest(tmp_path, ["test_variational_inference.py"],
                                 None if FULL else DEFAULT_K)
-    check(proc, outcomes, 191 if FULL else 16)
+    check(proc, outcomes, 191 if FULL else 18)
