@@ -4,9 +4,11 @@
     from mbcore.adapters.theano import Minibatch
 
 theano-pymc 1.1.2 cannot be imported on NumPy >= 1.23 unless its
-``blas__ldflags`` setting has a value; mbcore supplies the empty value before
-theano is first imported, whoever imports it, unless you set it yourself
-(see ``mbcore.adapters._theano_compat``).
+``blas__ldflags`` setting has a value, and its compiled scan does not build on
+Python 3.11; before theano is first imported, whoever imports it, mbcore
+points the setting at the OpenBLAS in SciPy's wheel (unless you set it
+yourself) and has Scan use Theano's Python implementation where the compiled
+one cannot be built (see ``mbcore.adapters._theano_compat``).
 
 What is here
 ------------
@@ -915,48 +917,80 @@ class GeneratorExhausted(StopIteration):
 
 
 class _Source:
-    """The generator (and default) behind a GeneratorOp; compared by identity,
-    so two generator variables never merge."""
+    """The GeneratorAdapter (and default) behind a GeneratorOp; compared by
+    identity, so two generator variables never merge, and replaced in place
+    by ``set_gen``, so the Op's props never change."""
 
-    def __init__(self, gen, dtype, ndim):
+    def __init__(self, adapter, dtype, ndim):
         self.dtype = dtype
         self.ndim = ndim
-        self.gen = gen
+        self.gen = adapter
         self.default = None
 
 
 def _adapt(gen):
-    """A core GeneratorAdapter and the dtype of the variable (floatX for
-    float items, PyMC3's rule)."""
+    """A core GeneratorAdapter of ``gen`` (itself if it is one) and the dtype
+    of its variable (floatX for float items, PyMC3's rule)."""
     adapter = gen if isinstance(gen, GeneratorAdapter) else GeneratorAdapter(gen)
-    dtype = adapter.dtype
-    if dtype.kind == "f":
-        dtype = np.dtype(theano.config.floatX)
-    return adapter, dtype
+    return adapter, np.dtype(adapter.tensortype.dtype)
 
 
 class GeneratorOp(Op):
     """An Op without inputs whose every evaluation yields the next item of a
-    Python generator (or its default once the generator is exhausted).
+    Python generator (or its default once the generator is exhausted):
+    PyMC3's ``pymc3.theanof.GeneratorOp``.
+
+    ``GeneratorOp(gen, default=None)()`` is the variable (a
+    ``GeneratorVariable``, with ``set_gen`` and ``set_default``).
+
+    Parameters
+    ----------
+    gen : iterator of array_like, or GeneratorAdapter
+        A generator or any iterator (PyMC3's ``GeneratorAdapter`` included)
+        or an ``mbcore.GeneratorAdapter``; its first item decides the dtype
+        (float items are cast to floatX) and ndim, and is the test value.
+    default : array_like, optional
+        Yielded once ``gen`` is exhausted; without it an exhausted generator
+        raises ``GeneratorExhausted`` (a StopIteration) naming the variable.
 
     The generator is the Op's one piece of mutable state, by nature; the Op
     is never constant-folded, and two generator variables never merge (their
     sources compare by identity).  Items are copied and cast to the
     variable's dtype, so downstream in-place Ops cannot write into the
-    generator's arrays.
+    generator's arrays; an item of another ndim, or whose values the first
+    item's dtype cannot hold, raises (``mbcore.GeneratorAdapter``).
     """
 
     __props__ = ("source",)
 
-    def __init__(self, source):
-        self.source = source
+    def __init__(self, gen, default=None):
+        super().__init__()
+        adapter, dtype = _adapt(gen)
+        self.source = _Source(adapter, dtype, adapter.ndim)
+        self.set_default(default)
 
-    def make_node(self):
+    @property
+    def generator(self):
+        """The ``mbcore.GeneratorAdapter`` items come from."""
+        return self.source.gen
+
+    @property
+    def default(self):
+        return self.source.default
+
+    def make_node(self, *inputs):
+        if inputs:
+            raise TypeError(f"GeneratorOp takes no inputs, got {len(inputs)}")
         src = self.source
         out = GeneratorVariable(self, tt.TensorType(src.dtype, (False,) * src.ndim))
+        out.tag.test_value = np.array(src.gen.test_value, dtype=src.dtype)
         return Apply(self, [], [out])
 
-    def perform(self, node, inputs, outputs):
+    # The test value is the first item, set by make_node: computing one by
+    # evaluating the Op would consume an item.
+    __call__ = theano.config.change_flags(compute_test_value="off")(Op.__call__)
+
+    def perform(self, node, inputs, outputs, params=None):
         src = self.source
         try:
             item = next(src.gen)
@@ -967,43 +1001,60 @@ class GeneratorOp(Op):
                     f"give it a new one with set_gen(gen) or a value to yield from now "
                     f"on with set_default(value)") from None
             item = src.default
-        arr = np.array(item, dtype=src.dtype)
-        if arr.ndim != src.ndim:
-            raise ValueError(f"the generator of variable {node.outputs[0].name!r} yielded "
-                             f"an item with ndim={arr.ndim}, expected {src.ndim}")
-        outputs[0][0] = arr
+        except (TypeError, ValueError) as e:
+            if type(e) not in (TypeError, ValueError):
+                raise
+            # An item the adapter refused (ndim, values): say whose it was.
+            raise type(e)(f"the generator of variable {node.outputs[0].name!r}: {e}") \
+                from None
+        # The adapter yields exact items of the first item's dtype; float
+        # items become floatX here, as PyMC3 casts them.
+        outputs[0][0] = np.array(item, dtype=src.dtype)
 
     def do_constant_folding(self, fgraph, node):
         return False
 
+    def set_gen(self, gen):
+        """Pull items from ``gen`` from now on; it must yield the same type
+        (ValueError otherwise, and the old generator stays)."""
+        adapter, dtype = _adapt(gen)
+        src = self.source
+        if dtype != src.dtype or adapter.ndim != src.ndim:
+            raise ValueError(f"the new generator yields {dtype} items with ndim="
+                             f"{adapter.ndim}; the variable has type "
+                             f"{tt.TensorType(src.dtype, (False,) * src.ndim)}")
+        src.gen = adapter
+
+    def set_default(self, value):
+        """Yield ``value`` once the generator is exhausted (None: raise).  It
+        must have the items' ndim and values their dtype holds exactly
+        (ValueError otherwise)."""
+        src = self.source
+        if value is None:
+            src.default = None
+            return
+        src.default = np.array(src.gen.convert(value, "default"), dtype=src.dtype)
+
 
 class GeneratorVariable(tt.TensorVariable):
-    """The output of a ``GeneratorOp``; see :func:`generator`."""
+    """The output of a ``GeneratorOp``; see :func:`generator`.  ``op`` (also
+    ``gen_op``) is the Op, as on PyMC3's ``GenTensorVariable``."""
 
     def __init__(self, op, type, name=None):
         super().__init__(type, None, None, name)
         self.gen_op = op
 
+    @property
+    def op(self):
+        return self.gen_op
+
     def set_gen(self, gen):
         """Pull items from ``gen`` from now on; it must yield the same type."""
-        adapter, dtype = _adapt(gen)
-        src = self.gen_op.source
-        if dtype != src.dtype or adapter.ndim != src.ndim:
-            raise ValueError(f"the new generator yields {dtype} items with ndim="
-                             f"{adapter.ndim}; variable {self.name!r} has type {self.type}")
-        src.gen = adapter
+        self.gen_op.set_gen(gen)
 
     def set_default(self, value):
         """Yield ``value`` once the generator is exhausted (None: raise)."""
-        src = self.gen_op.source
-        if value is None:
-            src.default = None
-            return
-        value = np.asarray(value, dtype=src.dtype)
-        if value.ndim != src.ndim:
-            raise ValueError(f"default must have ndim={src.ndim} like variable "
-                             f"{self.name!r}, got ndim={value.ndim}")
-        src.default = value
+        self.gen_op.set_default(value)
 
     def clone(self):
         cp = type(self)(self.gen_op, self.type, self.name)
@@ -1015,11 +1066,12 @@ _generator_names = itertools.count()
 
 
 def generator(gen, default=None, name=None):
-    """A variable whose every evaluation pulls the next item of ``gen``.
+    """A variable whose every evaluation pulls the next item of ``gen``
+    (PyMC3's ``pm.generator``): ``GeneratorOp(gen, default)()``, named.
 
     Parameters
     ----------
-    gen : iterator of array_like
+    gen : iterator of array_like, or GeneratorAdapter
         Items of one dtype and ndim (the first one decides; float items are
         cast to floatX).  Its first item is pulled now (the test value) and is
         also the first item yielded.
@@ -1042,11 +1094,6 @@ def generator(gen, default=None, name=None):
     >>> [int(f()[0]) for _ in range(3)]
     [0, 1, 2]
     """
-    adapter, dtype = _adapt(gen)
-    src = _Source(adapter, dtype, adapter.ndim)
-    op = GeneratorOp(src)
-    var = op.make_node().outputs[0]
+    var = GeneratorOp(gen, default)()
     var.name = name if name is not None else f"generator_{next(_generator_names)}"
-    var.tag.test_value = np.array(adapter.test_value, dtype=dtype)
-    var.set_default(default)
     return var

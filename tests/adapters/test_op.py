@@ -343,7 +343,8 @@ def test_generator_type_checks():
     w = generator(iter([np.zeros(2), np.zeros((2, 2))]), name="w")
     f = theano.function([], w + 0)
     f()
-    with pytest.raises(ValueError, match="'w' yielded an item with ndim=2"):
+    with pytest.raises(ValueError, match="the generator of variable 'w': item 1 of the "
+                                         "generator has ndim=2"):
         f()
     with pytest.raises(ValueError, match="at least one item"):
         generator(iter([]))
