@@ -5,13 +5,13 @@ from importlib import resources
 __all__ = ["get_data", "available_data"]
 
 
-def available_data():
+def available_data() -> list:
     """Names of the data files shipped in ``mbcore.data``."""
     return sorted(p.name for p in resources.files("mbcore.data").iterdir()
                   if p.is_file() and not p.name.startswith(("_", ".")))
 
 
-def get_data(filename):
+def get_data(filename: str) -> io.BytesIO:
     """Return a BytesIO of a data file shipped in the package.
 
     Parameters

@@ -1,7 +1,11 @@
 """The array-level ``Minibatch``: NumPy in, NumPy out, one kernel call a batch."""
+from __future__ import annotations
+
 import threading
+from typing import Any, Callable, Optional, Sequence, Tuple, Union
 
 import numpy as np
+from numpy.typing import ArrayLike, DTypeLike
 
 from ._kernels._gather import BatchIterator, Sampler, draw_group
 from ._state import load_state, state_of
@@ -9,6 +13,12 @@ from ._spec import (check_casting, check_data, parse_batch_size, parse_in_memory
                     seed_key, total_size_of)
 
 __all__ = ["Minibatch", "Minibatches", "minibatches"]
+
+# The batch_size grammar: an int (axis 0), or one entry per leading axis:
+# an int, (size, seed), None for a whole axis, at most one Ellipsis.
+BatchSize = Union[int, Sequence[Any]]
+Seed = Union[int, np.random.SeedSequence]
+Indices = Tuple[Optional[np.ndarray], ...]
 
 
 # epoch_end names and the Sampler's epoch modes (_kernels/_permute.pxd).
@@ -238,9 +248,12 @@ class Minibatch(BatchIterator):
     True
     """
 
-    def __init__(self, data, batch_size=128, dtype=None, random_seed=42, replace=True,
-                 update_shared_f=None, in_memory_size=None, casting="same_kind",
-                 epochs=False, epoch_end="wrap", shard=None):
+    def __init__(self, data: ArrayLike, batch_size: BatchSize = 128,
+                 dtype: DTypeLike = None, random_seed: Seed = 42, replace: bool = True,
+                 update_shared_f: Optional[Callable[[], ArrayLike]] = None,
+                 in_memory_size: Any = None, casting: str = "same_kind",
+                 epochs: bool = False, epoch_end: str = "wrap",
+                 shard: Optional[Tuple[int, int]] = None) -> None:
         if update_shared_f is not None and not callable(update_shared_f):
             raise TypeError(f"update_shared_f must be callable, got {update_shared_f!r}")
         if not isinstance(replace, (bool, np.bool_)):
@@ -273,8 +286,21 @@ class Minibatch(BatchIterator):
     # __iter__, __next__ and next(out=None) come from BatchIterator (C): no
     # Python frame between next(mb) and the kernel.
 
-    def draw(self, step, out=None):
-        """Batch ``step`` of the stream, without moving ``self.step``."""
+    def draw(self, step: int, out: Optional[np.ndarray] = None) -> np.ndarray:
+        """Batch ``step`` of the stream, without moving ``self.step``.
+
+        Parameters
+        ----------
+        step : int
+            The batch's position in the stream, in ``[0, 2**64)``.
+        out : ndarray, optional
+            A C-contiguous array of the batch's shape and dtype to fill.
+
+        Returns
+        -------
+        ndarray
+            The batch: ``out`` when given, else a new array.
+        """
         step = self._check_step(step)
         if self._epochs == _SHORT:
             return self._draw_short(self._sampler, step, out)
@@ -298,7 +324,7 @@ class Minibatch(BatchIterator):
         return res[0] if len(res) == 1 else tuple(res)
 
     @property
-    def epoch(self):
+    def epoch(self) -> Union[int, Tuple[int, ...], None]:
         if not self._epochs:
             return None
         step, _, s = self._last()
@@ -338,9 +364,15 @@ class Minibatch(BatchIterator):
 
     # step (read-only) comes from BatchIterator.
 
-    def seek(self, step):
-        """Make the next batch equal batch ``step`` of a fresh Minibatch;
-        ``last_indices`` then tells batch ``step - 1`` of the current data."""
+    def seek(self, step: int) -> None:
+        """Make the next batch equal batch ``step`` of a fresh Minibatch.
+
+        Parameters
+        ----------
+        step : int
+            The next batch's position in the stream, in ``[0, 2**64)``.
+            ``last_indices`` then tells batch ``step - 1`` of the current data.
+        """
         self._seek(self._check_step(step))
 
     @staticmethod
@@ -352,7 +384,7 @@ class Minibatch(BatchIterator):
         return int(step)
 
     @property
-    def last_indices(self):
+    def last_indices(self) -> Indices:
         step, before, s = self._last()
         if step == 0:
             return None
@@ -363,30 +395,30 @@ class Minibatch(BatchIterator):
             return before
         return self._indices(s, step - 1)
 
-    def indices(self, step):
+    def indices(self, step: int) -> Indices:
         """Per-axis indices of batch ``step`` (None on whole axes)."""
         return self._indices(self._sampler, self._check_step(step))
 
     # -- data --------------------------------------------------------------
     @property
-    def data(self):
+    def data(self) -> np.ndarray:
         """The array batches are read from (the caller's, when not cast)."""
         return self._sampler.data
 
     @property
-    def dtype(self):
+    def dtype(self) -> np.dtype:
         return self._sampler.data.dtype
 
     @property
-    def shape(self):
+    def shape(self) -> Tuple[int, ...]:
         """Shape of every batch."""
         return self._sampler.shape
 
     @property
-    def total_size(self):
+    def total_size(self) -> Union[int, list]:
         return total_size_of(self.batch_size, self._plans, self._sampler.data.shape)
 
-    def set_value(self, value):
+    def set_value(self, value: ArrayLike) -> None:
         """Read batches from ``value`` from now on; the step is kept.
 
         ``value`` must have the same ndim and a dtype that casts to this
@@ -412,7 +444,7 @@ class Minibatch(BatchIterator):
             arr = np.array(arr[self._in_memory], order="C")
         return _build(arr, self._plans, self.replace, what, self._epochs, self.shard)
 
-    def update_shared(self):
+    def update_shared(self) -> None:
         """``set_value(update_shared_f())``."""
         if self.update_shared_f is None:
             raise ValueError("update_shared_f is None: pass update_shared_f=callable "
@@ -420,13 +452,13 @@ class Minibatch(BatchIterator):
         self.set_value(self.update_shared_f())
 
     # -- resumable state -----------------------------------------------------
-    def state_dict(self):
+    def state_dict(self) -> dict:
         """A small JSON-serialisable dict to resume this stream with
         ``load_state_dict``: the step, the mode, the seed's entropy and a
         fingerprint of the spec and the data's shape (not the data)."""
         return state_of(self, [self], self.step)
 
-    def load_state_dict(self, state):
+    def load_state_dict(self, state: dict) -> None:
         """Resume at the state's step.  The state must come from a
         Minibatch of the same spec, seed, mode and data shape: else a
         ValueError, and nothing changes."""
@@ -555,8 +587,19 @@ class Minibatches:
 
     next = __next__
 
-    def draw(self, step):
-        """The batches of ``step``, without moving ``self.step``."""
+    def draw(self, step: int) -> Tuple[np.ndarray, ...]:
+        """The batches of ``step``, without moving ``self.step``.
+
+        Parameters
+        ----------
+        step : int
+            The batches' position in the stream, in ``[0, 2**64)``.
+
+        Returns
+        -------
+        tuple of ndarray
+            One batch per array, drawn with one index draw.
+        """
         step = Minibatch._check_step(step)
         with self._lock:
             samplers = [mb._sampler for mb in self._members]
@@ -568,16 +611,16 @@ class Minibatches:
             return tuple(mb._draw_short(s, t, None) for mb, s in zip(self._members, samplers))
         return draw_group(samplers, t)
 
-    def state_dict(self):
+    def state_dict(self) -> dict:
         """See ``Minibatch.state_dict``; the arrays' shapes are all in it."""
         return state_of(self, self._members, self.step)
 
-    def load_state_dict(self, state):
+    def load_state_dict(self, state: dict) -> None:
         """See ``Minibatch.load_state_dict``."""
         load_state(self, self._members, state, self.seek)
 
     @property
-    def epoch(self):
+    def epoch(self) -> Union[int, Tuple[int, ...], None]:
         """The epoch of the next batch (see ``Minibatch.epoch``)."""
         first = self._members[0]
         if not first._epochs:
@@ -588,25 +631,31 @@ class Minibatches:
         return first._epoch_of(t, s)
 
     @property
-    def step(self):
+    def step(self) -> int:
         return self._step
 
-    def seek(self, step):
-        """Make the next batches equal those of ``step`` of a fresh group;
-        ``last_indices`` then tells batch ``step - 1`` of the current data."""
+    def seek(self, step: int) -> None:
+        """Make the next batches equal those of ``step`` of a fresh group.
+
+        Parameters
+        ----------
+        step : int
+            The next batches' position in the stream, in ``[0, 2**64)``.
+            ``last_indices`` then tells batch ``step - 1`` of the current data.
+        """
         step = Minibatch._check_step(step)
         with self._lock:
             self._step = step
             self._before = None
 
     @property
-    def members(self):
+    def members(self) -> tuple:
         """The per-array Minibatches (their own steps are not used; their
         ``set_value`` must keep the group's lengths)."""
         return tuple(self._members)
 
     @property
-    def last_indices(self):
+    def last_indices(self) -> Tuple[Indices, ...]:
         with self._lock:
             t = self._step
             samplers = [mb._sampler for mb in self._members]
@@ -620,10 +669,10 @@ class Minibatches:
         return tuple(mb._indices(s, t - 1) for mb, s in zip(self._members, samplers))
 
     @property
-    def total_size(self):
+    def total_size(self) -> Union[int, list]:
         return tuple(mb.total_size for mb in self._members)
 
-    def set_value(self, *arrays):
+    def set_value(self, *arrays: ArrayLike) -> None:
         """Read the batches from ``arrays`` (one per array of the group, in
         order) from now on; the step is kept.
 
@@ -696,8 +745,10 @@ class Minibatches:
                 + f"step={self.step})")
 
 
-def minibatches(*arrays, batch_size=128, dtype=None, random_seed=42, replace=True,
-                casting="same_kind", epochs=False, epoch_end="wrap", shard=None):
+def minibatches(*arrays: ArrayLike, batch_size: BatchSize = 128, dtype: DTypeLike = None,
+                random_seed: Seed = 42, replace: bool = True, casting: str = "same_kind",
+                epochs: bool = False, epoch_end: str = "wrap",
+                shard: Optional[Tuple[int, int]] = None) -> Minibatches:
     """Aligned minibatches of several arrays: ``next()`` returns a tuple.
 
     Every array gets the same ``batch_size`` spec and seed, so each sampled
@@ -710,6 +761,34 @@ def minibatches(*arrays, batch_size=128, dtype=None, random_seed=42, replace=Tru
     ``set_value(*arrays)`` (all arrays at once), like ``Minibatch``; it
     pickles and deep-copies, continuing its stream.  A member's own
     ``set_value`` must keep the group's lengths along sampled axes.
+
+    Parameters
+    ----------
+    *arrays : array_like
+        The data; they must agree in length along the sampled axes.
+    batch_size : int or list, default 128
+        The grammar of :class:`Minibatch`: an int samples axis 0; a list gives
+        one entry per leading axis (an int, ``(size, seed)``, None for a whole
+        axis, one Ellipsis for as many whole axes as needed).
+    dtype : dtype, optional
+        Cast every array to it, under ``casting``.
+    random_seed : int or numpy.random.SeedSequence, default 42
+        Seed of every sampled axis without a seed of its own.
+    replace : bool, default True
+        False: no index twice within a batch.
+    casting : {'no', 'equiv', 'safe', 'same_kind', 'unsafe'}, default 'same_kind'
+        NumPy's casting rule for ``dtype``.
+    epochs : bool, default False
+        Every row once an epoch, reshuffled each epoch.
+    epoch_end : {'wrap', 'drop', 'short'}, default 'wrap'
+        What the batch at an epoch's end holds (see :class:`Minibatch`).
+    shard : (int, int), optional
+        ``(rank, world)``: this worker's disjoint share of each global batch.
+
+    Returns
+    -------
+    Minibatches
+        An iterator of tuples of batches, one per array.
 
     Examples
     --------

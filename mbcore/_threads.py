@@ -14,6 +14,7 @@ index is a pure function of the seed, the step and its position.
 import math
 import os
 from contextlib import contextmanager
+from typing import Iterator
 
 from ._kernels import _gather
 
@@ -76,7 +77,7 @@ def _cgroup_cpus(proc_cgroup="/proc/self/cgroup", root="/sys/fs/cgroup"):
     return min(quotas) if quotas else None
 
 
-def available_cpus():
+def available_cpus() -> int:
     """The CPUs this process may use: its affinity mask's size, lowered to
     the cgroup CPU quota when there is one (at least 1)."""
     try:
@@ -97,24 +98,40 @@ def _check(n, name="n"):
     return n
 
 
-def set_num_threads(n):
+def set_num_threads(n: int) -> int:
     """Use at most ``n`` threads (the caller's and ``n - 1`` workers) for one
-    batch; returns the old limit.  ``n`` may exceed the CPUs: the pool then
-    has that many workers, and batches that pay for them use them.
+    batch.
+
+    Parameters
+    ----------
+    n : int
+        The limit, at least 1.  It may exceed the CPUs: the pool then has
+        that many workers, and batches that pay for them use them.
+
+    Returns
+    -------
+    int
+        The previous limit.
     """
     return _gather.set_num_threads(_check(n))
 
 
-def get_num_threads():
+def get_num_threads() -> int:
     """The most threads one batch may use (see ``set_num_threads``)."""
     return _gather.get_num_threads()
 
 
 @contextmanager
-def num_threads(n):
+def num_threads(n: int) -> Iterator[int]:
     """``with mbcore.num_threads(n):`` limits batches to ``n`` threads in the
     block, and restores the old limit when it ends, by an exception too.
-    The limit is the process's, not the thread's."""
+
+    Parameters
+    ----------
+    n : int
+        The limit in the block, at least 1.  It is the process's, not the
+        calling thread's.
+    """
     old = set_num_threads(n)
     try:
         yield n
