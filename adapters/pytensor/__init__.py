@@ -25,7 +25,11 @@ shapes and ``t``: :class:`mbcore.BatchSpec`), so:
 - two ``Minibatch`` calls own two step variables: no rewrite can merge their
   nodes or fold one into a constant;
 - batch ``t`` equals ``mbcore.minibatches(X, y, ...).draw(t)`` on every
-  backend, and ``step.set_value(t)`` moves the stream to batch ``t``.
+  backend, and ``step.set_value(t)`` moves the stream to batch ``t``;
+- the sampling modes (``epochs``, ``epoch_end``, ``shard``) need no other
+  state: an epoch's permutation and a shard's slice of the global batch are
+  functions of the step too, so :func:`state_dict` and
+  :func:`load_state_dict` read and set the step, in the core's state format.
 
 The node is wrapped in PyMC's ``MinibatchOp`` (an inlined ``OpFromGraph``,
 inputs ``(X, y, step)`` and outputs ``(X_batch, y_batch, step + 1)`` in the
