@@ -13,8 +13,11 @@ import functools
 import numpy as np
 
 from ._kernels._gather import draw_group
-from ._minibatch import _build
+from ._minibatch import EPOCH_ENDS, _build, _check_shard, _epoch_mode
 from ._spec import check_data, parse_batch_size, total_size_of
+from ._state import check_state, make_state
+
+_WRAP, _DROP, _SHORT = EPOCH_ENDS["wrap"], EPOCH_ENDS["drop"], EPOCH_ENDS["short"]
 
 __all__ = ["BatchSpec"]
 
@@ -31,7 +34,19 @@ class BatchSpec:
     random_seed : int or numpy.random.SeedSequence, default 42
         Seed of every sampled axis without a seed of its own.
     replace : bool, default True
-        Sample with replacement.
+        Sample with replacement.  Not used with ``epochs=True`` (``replace``
+        then reads False), as for :class:`mbcore.Minibatch`.
+    epochs : bool, default False
+        Draw in epochs: every entry of a sampled axis once an epoch, each
+        epoch a keyed permutation (see :class:`mbcore.Minibatch`).
+    epoch_end : {"wrap", "drop", "short"}, default "wrap"
+        With ``epochs=True``, what the batch at an epoch's end holds, as for
+        :class:`mbcore.Minibatch`.  With "short" the last batch of an epoch
+        is shorter than ``batch_shape``; ``draw`` returns it as a new array.
+    shard : (int, int), optional
+        ``(rank, world)``: positions ``[rank * b / world, (rank + 1) * b /
+        world)`` of the first sampled axis of each global batch (batch size
+        b, which world must divide); ``batch_shape`` is the shard's.
 
     Notes
     -----
@@ -62,19 +77,27 @@ class BatchSpec:
     (10, (4, 3))
     """
 
-    __slots__ = ("batch_size", "random_seed", "replace", "_plans", "_samplers")
+    __slots__ = ("batch_size", "random_seed", "replace", "epochs", "epoch_end", "shard",
+                 "_mode", "_plans", "_samplers")
 
-    def __init__(self, batch_size=128, random_seed=42, replace=True):
+    def __init__(self, batch_size=128, random_seed=42, replace=True, epochs=False,
+                 epoch_end="wrap", shard=None):
         if not isinstance(replace, (bool, np.bool_)):
             raise TypeError(f"replace must be a bool, got {type(replace).__name__} {replace!r}")
+        self._mode = _epoch_mode(epochs, epoch_end)
         self.batch_size = batch_size
         self.random_seed = random_seed
-        self.replace = bool(replace)
+        self.replace = bool(replace) and not self._mode
+        self.epochs = bool(epochs)
+        self.epoch_end = epoch_end
         self._plans = {}
         self._samplers = ()
         # Parse once with the fewest axes the spec can describe: every error
         # of the grammar itself is raised here, not at the first array.
-        self.plans(self.min_ndim)
+        plans = self.plans(self.min_ndim)
+        # The shard splits the first sampled axis, whose batch size is the
+        # first int of the grammar whatever the number of axes.
+        self.shard = _check_shard(shard, plans, bool(replace), self._mode)
 
     # -- the grammar ---------------------------------------------------------
     @property
@@ -118,7 +141,12 @@ class BatchSpec:
             n = arr.shape[axis]
             if n == 0:
                 raise ValueError(f"{what} has an empty sampled axis {axis} (shape {arr.shape})")
-            if not self.replace and p.size > n:
+            if self._mode in (_DROP, _SHORT) and p.size > n:
+                raise ValueError(
+                    f"batch_size must be <= {n} (the length of axis {axis} of {what}) with "
+                    f"epoch_end={self.epoch_end!r}, got {p.size} (epoch_end='wrap' lets a "
+                    f"batch span epochs)")
+            if not self._mode and not self.replace and p.size > n:
                 raise ValueError(
                     f"batch_size must be <= {n} (the length of axis {axis} of {what}) when "
                     f"replace=False, got {p.size}")
@@ -148,11 +176,78 @@ class BatchSpec:
         shape = tuple(shape)
         return total_size_of(self.batch_size, self.plans(len(shape)), shape)
 
+    def sizes(self, ndim):
+        """Per axis of an ``ndim``-d array, the batch's length on a sampled
+        axis (this shard's share on the first one) and None on a whole axis."""
+        out = [p.size for p in self.plans(ndim)]
+        if self.shard is not None:
+            first = next(k for k, b in enumerate(out) if b is not None)
+            out[first] //= self.shard[1]
+        return tuple(out)
+
     def batch_shape(self, shape):
-        """The shape of every batch of an array of this shape."""
+        """The shape of every batch of an array of this shape (with
+        ``epoch_end="short"``, of every full batch)."""
         shape = tuple(shape)
-        return tuple(n if p.size is None else p.size
-                     for n, p in zip(shape, self.plans(len(shape))))
+        return tuple(n if b is None else b for n, b in zip(shape, self.sizes(len(shape))))
+
+    def _short_lengths(self, step, shape):
+        """With epoch_end="short": per axis, the length of batch ``step``
+        (None on whole axes), or None when the batch is full."""
+        lengths = [None] * len(shape)
+        short = False
+        for k, p in enumerate(self.plans(len(shape))):
+            if p.size is not None:
+                n, b = shape[k], p.size
+                left = n - (step % -(-n // b)) * b
+                lengths[k] = min(b, left)
+                short = short or left < b
+        return lengths if short else None
+
+    def epoch(self, step, shape):
+        """With ``epochs=True``, the epoch batch ``step`` of an array of this
+        shape starts in: an int, or a tuple with one per sampled axis when
+        several are sampled (as ``mbcore.Minibatch.epoch``).  None without
+        epochs."""
+        if not self._mode:
+            return None
+        step = self.check_step(step)
+        shape = tuple(shape)
+        res = []
+        for k, p in enumerate(self.plans(len(shape))):
+            if p.size is None:
+                continue
+            n, b = shape[k], p.size
+            if self._mode == _WRAP:
+                res.append(step * b // n)
+            elif self._mode == _DROP:
+                res.append(step // (n // b))
+            else:
+                res.append(step // -(-n // b))
+        return res[0] if len(res) == 1 else tuple(res)
+
+    # -- resumable state -----------------------------------------------------
+    def state_dict(self, step, *shapes):
+        """The state dict of a stream at ``step`` over arrays of these shapes,
+        in the format of ``mbcore.Minibatch.state_dict()`` (one shape) or of
+        ``minibatches(...).state_dict()`` (several): a state moves freely
+        between the core and an adapter built on this spec."""
+        if not shapes:
+            raise ValueError("state_dict needs the shape of at least one array, got none")
+        shapes = [tuple(int(n) for n in s) for s in shapes]
+        kind = "mbcore.Minibatch" if len(shapes) == 1 else "mbcore.Minibatches"
+        return make_state(kind, self.check_step(step), self.replace, self.epochs,
+                          self.epoch_end, self.random_seed, self.plans(len(shapes[0])),
+                          shapes, self.shard)
+
+    def check_state(self, state, *shapes):
+        """The step of ``state``, after checking that it may be loaded into a
+        stream of this spec over arrays of these shapes (as
+        ``mbcore.Minibatch.load_state_dict`` checks: version, format, mode,
+        seed, spec and shapes; not the shard).  TypeError or ValueError
+        otherwise."""
+        check_state(state, self.state_dict(0, *shapes))
+        return state["step"]
 
     # -- drawing -------------------------------------------------------------
     @staticmethod
@@ -173,7 +268,8 @@ class BatchSpec:
         arrays = [self.prepare(a, what=f"arrays[{i}]") for i, a in enumerate(arrays)]
         if len(arrays) > 1:
             self.check_aligned([a.shape for a in arrays])
-        samplers = tuple(_build(a, self.plans(a.ndim), self.replace, f"arrays[{i}]")
+        samplers = tuple(_build(a, self.plans(a.ndim), self.replace, f"arrays[{i}]",
+                                self._mode, self.shard)
                          for i, a in enumerate(arrays))
         self._samplers = samplers
         return samplers
@@ -199,7 +295,27 @@ class BatchSpec:
         """
         if not arrays:
             raise ValueError("draw needs at least one array, got none")
-        return draw_group(self._samplers_for(arrays), self.check_step(step), out)
+        samplers = self._samplers_for(arrays)
+        step = self.check_step(step)
+        if self._mode == _SHORT:
+            return self._draw_short(samplers, step, out)
+        return draw_group(samplers, step, out)
+
+    def _draw_short(self, samplers, step, out=None):
+        """Batch ``step`` with epoch_end="short": the kernel's when it is
+        full, else the entries left in the epoch, gathered here (as
+        ``mbcore.Minibatch`` does)."""
+        if self._short_lengths(step, samplers[0].data.shape) is None:
+            return draw_group(samplers, step, out)
+        res = []
+        for s in samplers:
+            lengths = self._short_lengths(step, s.data.shape)
+            batch = s.data
+            for axis, (ix, m) in enumerate(zip(s.indices(step), lengths)):
+                if ix is not None:
+                    batch = np.take(batch, ix[:m], axis=axis)
+            res.append(np.ascontiguousarray(batch))
+        return tuple(res)
 
     def bind(self, *arrays):
         """``draw`` for these arrays, checked once, as a C-level callable.
@@ -215,7 +331,10 @@ class BatchSpec:
         """
         if not arrays:
             raise ValueError("bind needs at least one array, got none")
-        return functools.partial(draw_group, self._samplers_for(arrays))
+        samplers = self._samplers_for(arrays)
+        if self._mode == _SHORT:
+            return functools.partial(self._draw_short, samplers)
+        return functools.partial(draw_group, samplers)
 
     def indices(self, step, shape):
         """Per-axis int64 indices of batch ``step`` for an array of this
@@ -224,12 +343,19 @@ class BatchSpec:
         # Indices depend on the shape only: a zero-stride view stands in for data.
         stand_in = np.lib.stride_tricks.as_strided(np.empty(1, np.uint8), shape,
                                                    (0,) * len(shape))
-        sampler = _build(stand_in, self.plans(len(shape)), self.replace)
-        return sampler.indices(self.check_step(step))
+        sampler = _build(stand_in, self.plans(len(shape)), self.replace, "shape", self._mode,
+                         self.shard)
+        step = self.check_step(step)
+        indices = sampler.indices(step)
+        lengths = self._short_lengths(step, shape) if self._mode == _SHORT else None
+        if lengths is None:
+            return indices
+        return tuple(ix if ix is None else ix[:m] for ix, m in zip(indices, lengths))
 
     # -- identity ------------------------------------------------------------
     def _key(self):
-        return (repr(self.batch_size), repr(self.random_seed), self.replace)
+        return (repr(self.batch_size), repr(self.random_seed), self.replace, self.epochs,
+                self.epoch_end, self.shard)
 
     def __eq__(self, other):
         return type(other) is type(self) and self._key() == other._key()
@@ -238,8 +364,11 @@ class BatchSpec:
         return hash(self._key())
 
     def __reduce__(self):
-        return (type(self), (self.batch_size, self.random_seed, self.replace))
+        return (type(self), (self.batch_size, self.random_seed, self.replace, self.epochs,
+                             self.epoch_end, self.shard))
 
     def __repr__(self):
         return (f"BatchSpec(batch_size={self.batch_size!r}, "
-                f"random_seed={self.random_seed!r}, replace={self.replace})")
+                f"random_seed={self.random_seed!r}, replace={self.replace}"
+                + (f", epochs=True, epoch_end={self.epoch_end!r}" if self.epochs else "")
+                + (f", shard={self.shard}" if self.shard is not None else "") + ")")

@@ -25,7 +25,11 @@ shapes and ``t``: :class:`mbcore.BatchSpec`), so:
 - two ``Minibatch`` calls own two step variables: no rewrite can merge their
   nodes or fold one into a constant;
 - batch ``t`` equals ``mbcore.minibatches(X, y, ...).draw(t)`` on every
-  backend, and ``step.set_value(t)`` moves the stream to batch ``t``.
+  backend, and ``step.set_value(t)`` moves the stream to batch ``t``;
+- the sampling modes (``epochs``, ``epoch_end``, ``shard``) need no other
+  state: an epoch's permutation and a shard's slice of the global batch are
+  functions of the step too, so :func:`state_dict` and
+  :func:`load_state_dict` read and set the step, in the core's state format.
 
 The node is wrapped in PyMC's ``MinibatchOp`` (an inlined ``OpFromGraph``,
 inputs ``(X, y, step)`` and outputs ``(X_batch, y_batch, step + 1)`` in the
@@ -53,6 +57,7 @@ from mbcore import BatchSpec
 
 from . import _jax, _numba  # noqa: F401 (register the Numba and JAX implementations)
 from ._op import MinibatchDraw
+from ._step import LAST_STEP
 
 try:     # PyMC looks for its own MinibatchOp; without PyMC, the same wrapper
     from pymc.data import MinibatchOp
@@ -66,7 +71,8 @@ except ImportError:       # pragma: no cover - PyMC is installed with the extra
         def __str__(self):
             return "Minibatch"
 
-__all__ = ["Minibatch", "MinibatchOp", "MinibatchDraw", "minibatch_step", "total_size"]
+__all__ = ["Minibatch", "MinibatchOp", "MinibatchDraw", "minibatch_step", "total_size",
+           "epoch", "state_dict", "load_state_dict"]
 
 
 def _is_random(var):
@@ -82,7 +88,8 @@ def _static_value(var):
     return None
 
 
-def Minibatch(variable, *variables, batch_size=128, random_seed=42, replace=True):
+def Minibatch(variable, *variables, batch_size=128, random_seed=42, replace=True,
+              epochs=False, epoch_end="wrap", shard=None):
     """Aligned random minibatches of one or more variables, one draw for all.
 
     A drop-in for ``pymc.Minibatch``: the same call, the same return (one
@@ -105,7 +112,22 @@ def Minibatch(variable, *variables, batch_size=128, random_seed=42, replace=True
         Seed of every sampled axis without a seed of its own.
     replace : bool, default True
         Sample with replacement (as ``pm.Minibatch`` does); False draws no
-        index twice within a batch.
+        index twice within a batch.  Not used with ``epochs=True``.
+    epochs : bool, default False
+        Draw in epochs, as :class:`mbcore.Minibatch` does: every entry of a
+        sampled axis exactly once an epoch, each epoch a keyed permutation.
+        :func:`epoch` tells the epoch of the next batch.
+    epoch_end : {"wrap", "drop"}, default "wrap"
+        With ``epochs=True``: "wrap" runs the batch at an epoch's end on
+        into the next epoch, "drop" skips the last ``n % batch_size`` entries
+        of each epoch.  "short" is refused: a short batch would change the
+        shape of a graph variable.
+    shard : (int, int), optional
+        ``(rank, world)``: this worker's share of each global batch, the
+        positions ``[rank * b / world, (rank + 1) * b / world)`` of the first
+        sampled axis (batch size b, which world must divide).  The batches
+        have ``b / world`` rows; ``total_size`` stays the data's length, so
+        each worker's log-likelihood is scaled to the whole data set.
 
     Returns
     -------
@@ -123,7 +145,10 @@ def Minibatch(variable, *variables, batch_size=128, random_seed=42, replace=True
     ...     w = pm.Normal("w", 0, 10, shape=2)
     ...     obs = pm.Normal("obs", xb @ w, 1.0, observed=yb, total_size=len(y))
     """
-    spec = BatchSpec(batch_size, random_seed, replace)
+    spec = BatchSpec(batch_size, random_seed, replace, epochs, epoch_end, shard)
+    if spec.epochs and spec.epoch_end == "short":
+        raise ValueError("epoch_end='short' is not available for PyTensor variables (a short "
+                         "batch would change the variable's shape): use 'wrap' or 'drop'")
     tensors = [pt.as_tensor_variable(v) for v in (variable, *variables)]
     names = []
     for i, v in enumerate(tensors):
@@ -172,15 +197,67 @@ def _inner_draw(op):
     return next((n.op for n in nodes if isinstance(n.op, MinibatchDraw)), None)
 
 
-def total_size(batch):
-    """What to pass as ``total_size`` for an observed ``batch``: PyMC's
-    convention for this spec (an int for an int ``batch_size``, else a list),
-    computed from the current data."""
-    node = batch.owner
+def _node_of(batch):
+    """The MinibatchOp node of ``batch`` and its spec; ValueError for another
+    variable."""
+    node = getattr(batch, "owner", None)
     draw = _inner_draw(node.op) if node is not None and isinstance(node.op, MinibatchOp) else None
     if not isinstance(draw, MinibatchDraw):
         raise ValueError(f"{batch} is not a batch of mbcore.adapters.pytensor.Minibatch")
-    data = node.inputs[node.outputs.index(batch)]
+    return node, draw.spec
+
+
+def _shape_of(data):
     value = _static_value(data)
-    shape = np.shape(value) if value is not None else tuple(data.shape.eval())
-    return draw.spec.total_size(shape)
+    return tuple(np.shape(value)) if value is not None else tuple(
+        int(n) for n in data.shape.eval())
+
+
+def total_size(batch):
+    """What to pass as ``total_size`` for an observed ``batch``: PyMC's
+    convention for this spec (an int for an int ``batch_size``, else a list),
+    computed from the current data.  With a ``shard`` it is still the whole
+    data's length: each worker's log-likelihood estimates the whole data's."""
+    node, spec = _node_of(batch)
+    data = node.inputs[node.outputs.index(batch)]
+    return spec.total_size(_shape_of(data))
+
+
+def _stream_shapes(batch):
+    """The node, spec, step variable and the shapes of all data of the
+    stream ``batch`` comes from."""
+    node, spec = _node_of(batch)
+    shapes = [_shape_of(d) for d in node.inputs[:-1]]
+    return node, spec, node.inputs[-1], shapes
+
+
+def epoch(batch):
+    """With ``epochs=True``, the epoch of the next batch of the stream
+    ``batch`` comes from (as ``mbcore.Minibatch.epoch``: an int, or a tuple
+    with one per sampled axis when several are sampled); None without
+    epochs.  Read from the step variable and the current data."""
+    _, spec, step, shapes = _stream_shapes(batch)
+    return spec.epoch(int(step.get_value()), shapes[0])
+
+
+def state_dict(batch):
+    """The state of the stream ``batch`` comes from, in the format of
+    ``mbcore.Minibatch.state_dict()`` (one variable) or of
+    ``mbcore.minibatches(...).state_dict()`` (several): the step of its step
+    variable, the mode, the seed and the fingerprints of the spec and the
+    data's shapes.  A state moves freely between the core and the adapter."""
+    _, spec, step, shapes = _stream_shapes(batch)
+    return spec.state_dict(int(step.get_value()), *shapes)
+
+
+def load_state_dict(batch, state):
+    """Set the step variable of the stream ``batch`` comes from to the
+    state's step.  The state (from :func:`state_dict` or the core's
+    ``state_dict()``) must be of the same spec, seed, mode and data shapes,
+    any shard: else a ValueError, and nothing changes."""
+    _, spec, step, shapes = _stream_shapes(batch)
+    t = spec.check_state(state, *shapes)
+    if t >= LAST_STEP:
+        raise ValueError(f"state's step {t} is past the last step an int64 step variable "
+                         f"can draw ({LAST_STEP - 1})")
+    step.set_value(np.int64(t))

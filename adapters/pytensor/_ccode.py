@@ -103,8 +103,8 @@ def c_code(spec, node, name, inp, out, sub):
     for k, (d, b, var) in enumerate(zip(data, batches, node.inputs)):
         dims = " && ".join(
             f"PyArray_DIMS({b})[{a}] == "
-            + (f"PyArray_DIMS({d})[{a}]" if p.size is None else f"{p.size}")
-            for a, p in enumerate(spec.plans(var.type.ndim)))
+            + (f"PyArray_DIMS({d})[{a}]" if size is None else f"{size}")
+            for a, size in enumerate(spec.sizes(var.type.ndim)))
         fits.append(C_FIT.format(k=k, b=b, d=d, ndim=var.type.ndim, dims=dims))
     stores = "".join(C_STORE.format(k=k, b=b) for k, b in enumerate(batches))
     return C_CODE.format(

@@ -58,8 +58,8 @@ class MinibatchDraw(COp):
             if d.type.ndim < self.spec.min_ndim:
                 raise ValueError(f"variable {i} must have at least ndim={self.spec.min_ndim} for "
                                  f"batch_size={self.spec.batch_size!r}, got ndim={d.type.ndim}")
-            shape = tuple(n if p.size is None else p.size
-                          for n, p in zip(d.type.shape, self.spec.plans(d.type.ndim)))
+            shape = tuple(n if b is None else b
+                          for n, b in zip(d.type.shape, self.spec.sizes(d.type.ndim)))
             outs.append(pt.tensor(dtype=d.type.dtype, shape=shape))
         return Apply(self, [*data, step], [*outs, step.type()])
 
@@ -67,9 +67,9 @@ class MinibatchDraw(COp):
         *data_shapes, _ = shapes
         out = []
         for d, shape in zip(node.inputs[:-1], data_shapes):
-            plans = self.spec.plans(d.type.ndim)
-            out.append(tuple(n if p.size is None else pt.constant(p.size, dtype="int64")
-                             for n, p in zip(shape, plans)))
+            sizes = self.spec.sizes(d.type.ndim)
+            out.append(tuple(n if b is None else pt.constant(b, dtype="int64")
+                             for n, b in zip(shape, sizes)))
         return [*out, ()]
 
     def perform(self, node, inputs, output_storage):
@@ -214,8 +214,7 @@ class MinibatchIndices(Op):
         shape = pt.as_tensor_variable(shape)
         step = pt.as_tensor_variable(step)
         k = len(self.spec.sampled_axes(self.ndim))
-        plans = self.spec.plans(self.ndim)
-        sizes = [p.size for p in plans if p.size is not None]
+        sizes = [b for b in self.spec.sizes(self.ndim) if b is not None]
         return Apply(self, [shape, step],
                      [pt.tensor(dtype="int64", shape=(sizes[a],)) for a in range(k)])
 
