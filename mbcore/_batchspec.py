@@ -13,7 +13,7 @@ import functools
 import numpy as np
 
 from ._kernels._gather import draw_group
-from ._minibatch import EPOCH_ENDS, _build, _check_shard, _epoch_mode
+from ._minibatch import EPOCH_ENDS, _build, _check_shard, _epoch_mode, epoch_of, short_lengths
 from ._spec import check_data, parse_batch_size, total_size_of
 from ._state import check_state, make_state
 
@@ -191,18 +191,13 @@ class BatchSpec:
         shape = tuple(shape)
         return tuple(n if b is None else b for n, b in zip(shape, self.sizes(len(shape))))
 
+    def _axes(self, shape):
+        """(axis, n, b) of each sampled axis of an array of this shape."""
+        return [(k, shape[k], p.size) for k, p in enumerate(self.plans(len(shape)))
+                if p.size is not None]
+
     def _short_lengths(self, step, shape):
-        """With epoch_end="short": per axis, the length of batch ``step``
-        (None on whole axes), or None when the batch is full."""
-        lengths = [None] * len(shape)
-        short = False
-        for k, p in enumerate(self.plans(len(shape))):
-            if p.size is not None:
-                n, b = shape[k], p.size
-                left = n - (step % -(-n // b)) * b
-                lengths[k] = min(b, left)
-                short = short or left < b
-        return lengths if short else None
+        return short_lengths(step, len(shape), self._axes(shape))
 
     def epoch(self, step, shape):
         """With ``epochs=True``, the epoch batch ``step`` of an array of this
@@ -212,19 +207,7 @@ class BatchSpec:
         if not self._mode:
             return None
         step = self.check_step(step)
-        shape = tuple(shape)
-        res = []
-        for k, p in enumerate(self.plans(len(shape))):
-            if p.size is None:
-                continue
-            n, b = shape[k], p.size
-            if self._mode == _WRAP:
-                res.append(step * b // n)
-            elif self._mode == _DROP:
-                res.append(step // (n // b))
-            else:
-                res.append(step // -(-n // b))
-        return res[0] if len(res) == 1 else tuple(res)
+        return epoch_of(self._mode, step, self._axes(tuple(shape)))
 
     # -- resumable state -----------------------------------------------------
     def state_dict(self, step, *shapes):

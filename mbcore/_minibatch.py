@@ -26,6 +26,34 @@ EPOCH_ENDS = {"wrap": 1, "drop": 2, "short": 3}
 _SHORT = EPOCH_ENDS["short"]
 
 
+def epoch_of(mode, step, axes):
+    """The epoch batch ``step`` starts in, for epoch mode ``mode`` (a value
+    of EPOCH_ENDS) and the sampled ``axes`` as (axis, n, b): an int, or a
+    tuple with one per axis when several are sampled."""
+    res = []
+    for _, n, b in axes:
+        if mode == EPOCH_ENDS["wrap"]:
+            res.append(step * b // n)
+        elif mode == EPOCH_ENDS["drop"]:
+            res.append(step // (n // b))
+        else:
+            res.append(step // -(-n // b))
+    return res[0] if len(res) == 1 else tuple(res)
+
+
+def short_lengths(step, ndim, axes):
+    """With epoch_end="short": per axis of an ``ndim``-d array, the length of
+    batch ``step`` (None on whole axes), or None when the batch is full;
+    ``axes`` as in ``epoch_of``."""
+    lengths = [None] * ndim
+    short = False
+    for k, n, b in axes:
+        left = n - (step % -(-n // b)) * b
+        lengths[k] = min(b, left)
+        short = short or left < b
+    return lengths if short else None
+
+
 def _epoch_mode(epochs, epoch_end):
     """The Sampler's epoch mode (0: no epochs) for Minibatch's arguments."""
     if not isinstance(epochs, (bool, np.bool_)):
@@ -313,15 +341,7 @@ class Minibatch(BatchIterator):
         return [(k, shape[k], p.size) for k, p in enumerate(self._plans) if p.size is not None]
 
     def _epoch_of(self, step, sampler):
-        res = []
-        for _, n, b in self._epoch_axes(sampler):
-            if self._epochs == EPOCH_ENDS["wrap"]:
-                res.append(step * b // n)
-            elif self._epochs == EPOCH_ENDS["drop"]:
-                res.append(step // (n // b))
-            else:
-                res.append(step // -(-n // b))
-        return res[0] if len(res) == 1 else tuple(res)
+        return epoch_of(self._epochs, step, self._epoch_axes(sampler))
 
     @property
     def epoch(self) -> Union[int, Tuple[int, ...], None]:
@@ -331,15 +351,7 @@ class Minibatch(BatchIterator):
         return self._epoch_of(step, s)
 
     def _short_lengths(self, step, sampler):
-        """With epoch_end="short": per axis, the length of batch ``step``
-        (None on whole axes), or None when the batch is full."""
-        lengths = [None] * len(self._plans)
-        short = False
-        for k, n, b in self._epoch_axes(sampler):
-            left = n - (step % -(-n // b)) * b
-            lengths[k] = min(b, left)
-            short = short or left < b
-        return lengths if short else None
+        return short_lengths(step, len(self._plans), self._epoch_axes(sampler))
 
     def _indices(self, sampler, step):
         """sampler.indices(step), trimmed to a short batch's lengths."""
