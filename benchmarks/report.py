@@ -27,7 +27,15 @@ def load(paths):
     for path in paths:
         with open(path) as f:
             doc = json.load(f)
-        machine = machine or doc.get("machine_info")
+        # The core's record names the machine (and its NumPy 2); the
+        # adapters' venvs add their NumPy versions (see describe).
+        info = doc.get("machine_info") or {}
+        if machine is None or "core" in path.rsplit("/", 1)[-1]:
+            numpys = (machine or {}).get("numpys", [])
+            machine = dict(info, numpys=numpys)
+        record = info.get("mbcore", {})
+        if record.get("numpy") and record["numpy"] not in machine["numpys"]:
+            machine["numpys"].append(record["numpy"])
         for b in doc["benchmarks"]:
             info = b.get("extra_info", {})
             case, impl = info.get("case"), info.get("impl")
@@ -146,9 +154,10 @@ def describe(machine):
         return platform.platform()
     if "mbcore" in machine:       # benchmarks/machine.py's record
         info = machine["mbcore"]
+        numpys = [info["numpy"]] + [v for v in machine.get("numpys", []) if v != info["numpy"]]
         return (f"{info['cpu_model']}, {info['cpus_usable']} of {info['cpus_host']} CPUs "
                 f"usable, {info['platform']}, Python {info['python']}, NumPy "
-                f"{info['numpy']}, {info['simd']} draw")
+                f"{' / '.join(numpys)}, {info['simd']} draw")
     cpu = machine.get("cpu", {})
     return (f"{cpu.get('brand_raw', machine.get('processor', '?'))}, "
             f"{cpu.get('count', '?')} cores, {machine.get('system')} "
