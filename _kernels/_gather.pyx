@@ -95,11 +95,14 @@ cdef int64_t PARALLEL_MIN_NS = -1    # _tune: split threshold (ns); -1: twice th
 cdef int forced_prefetch = -1        # _tune: rows ahead for every batch; -1: calibrated
 cdef int forced_threads = 0          # _tune: threads for every batch; 0: calibrated
 cdef int max_threads = 1             # set_num_threads (mbcore sets it at import)
-# Batches this small (a microsecond or two) are drawn with the GIL held, as
-# NumPy does below 500 elements: releasing and taking it back costs more
-# than another thread could win.
-cdef int64_t KEEP_GIL_MAX_INDICES = 512
-cdef int64_t KEEP_GIL_MAX_BYTES = 1 << 14
+# A batch keeps the GIL when releasing and taking it back (measured at
+# first need) would add more than GIL_KEEP_PCT percent to its estimated
+# time: the same 10% that a prefetch distance must gain to be used.
+cdef int64_t cal_gil_ps = 0          # ps a GIL release and retake; 0: not measured
+cdef int64_t cal_gen = 1             # bumped by _forget_calibration
+cdef int64_t cal_sink = 0
+cdef int64_t GIL_KEEP_PCT = 10
+cdef int forced_gil = -1             # _tune: 1 keep, 0 release, -1 measured
 
 
 cdef inline int ceil_log2(int64_t x) noexcept nogil:
@@ -493,9 +496,45 @@ cdef inline int auto_prefetch(int64_t span) noexcept nogil:
     return -1
 
 
-cdef inline bint keeps_gil(int64_t nidx, int64_t nbytes) noexcept nogil:
-    """Whether a batch of nidx indices and nbytes of output keeps the GIL."""
-    return nidx <= KEEP_GIL_MAX_INDICES and nbytes <= KEEP_GIL_MAX_BYTES
+cdef int64_t gil_ps():
+    """ps to release the GIL and take it back (64 round trips, best of 9),
+    measured at first need; called with the GIL held."""
+    cdef int64_t v = mb_load(&cal_gil_ps)
+    cdef int64_t t0, dt, best = INT64_MAX
+    cdef int r, i
+    if v != 0:
+        return v
+    for r in range(9):
+        t0 = mb_now_ns()
+        for i in range(64):
+            with nogil:
+                mb_store(&cal_sink, i)
+        dt = mb_now_ns() - t0
+        best = min(best, dt)
+    v = max(1, best * 1000 // 64)
+    mb_store(&cal_gil_ps, v)
+    return v
+
+
+cdef int64_t batch_ps(const mb_plan *p, const char *src, int64_t nbytes) noexcept nogil:
+    """A batch's estimated one-thread time (ps): its indices drawn and its
+    rows (blocks of a walk) copied, at the calibrated costs."""
+    cdef int64_t rows = nbytes // p.block if p.block > 0 else 0
+    cdef int64_t row
+    if p.nouter > 1 and p.prefetch < 0:
+        row = walk_cell(p, src, plan_span(p)) >> 8
+    else:
+        row = row_cell(p, src, plan_span(p)) >> 8
+    return p.nidx * draw_ps() + rows * row
+
+
+cdef bint keeps_gil(int64_t est_ps):
+    """Whether a batch estimated at est_ps keeps the GIL: forced by _tune,
+    else when a release and retake would add more than GIL_KEEP_PCT percent
+    to its time.  Called with the GIL held."""
+    if forced_gil >= 0:
+        return forced_gil
+    return gil_ps() * 100 > est_ps * GIL_KEEP_PCT
 
 
 cdef struct mb_axis:
@@ -1000,8 +1039,10 @@ def _simd(level=None):
     return simd_switch(level)
 
 
-def _tune(parallel_min_bytes=None, prefetch=None, parallel_min_ns=None, threads=None):
-    """_tune(parallel_min_bytes=None, prefetch=None, parallel_min_ns=None, threads=None)
+def _tune(parallel_min_bytes=None, prefetch=None, parallel_min_ns=None, threads=None,
+          gil=None):
+    """_tune(parallel_min_bytes=None, prefetch=None, parallel_min_ns=None, threads=None,
+             gil=None)
 
     For tests and benchmarks, read on every batch: the output size (bytes)
     below which a batch is never split; the estimated one-thread time (ns)
@@ -1009,13 +1050,19 @@ def _tune(parallel_min_bytes=None, prefetch=None, parallel_min_ns=None, threads=
     the prefetch distance ("auto": calibrated, "off": 0, "on": 8 rows
     (runs of a multi-axis walk) ahead, or an int: that many ahead); the thread count (0:
     calibrated; n: n threads for every batch of 16 rows or more, within
-    set_num_threads' limit).  None leaves a setting alone.  Returns the old
+    set_num_threads' limit); the GIL ("auto": measured, "keep": held
+    through every batch, "release": released for every batch).  None
+    leaves a setting alone.  Returns the old
     settings, in an order that ``_tune(*old)`` restores.
     """
-    global PARALLEL_MIN_BYTES, PARALLEL_MIN_NS, forced_prefetch, forced_threads
+    global PARALLEL_MIN_BYTES, PARALLEL_MIN_NS, forced_prefetch, forced_threads, forced_gil
     cdef dict modes = {"auto": -1, "off": 0, "on": 8}
+    cdef dict gil_modes = {"auto": -1, "release": 0, "keep": 1}
     old_prefetch = ([k for k, v in modes.items() if v == forced_prefetch] or [forced_prefetch])[0]
-    old = (PARALLEL_MIN_BYTES, old_prefetch, PARALLEL_MIN_NS, forced_threads)
+    old_gil = [k for k, v in gil_modes.items() if v == forced_gil][0]
+    old = (PARALLEL_MIN_BYTES, old_prefetch, PARALLEL_MIN_NS, forced_threads, old_gil)
+    if gil is not None and gil not in gil_modes:
+        raise ValueError(f"gil must be one of {sorted(gil_modes)}, got {gil!r}")
     if prefetch is not None and prefetch not in modes and not (
             type(prefetch) is int and 0 <= prefetch <= 1024):
         raise ValueError(f"prefetch must be one of {sorted(modes)} or an int in [0, 1024], "
@@ -1030,6 +1077,8 @@ def _tune(parallel_min_bytes=None, prefetch=None, parallel_min_ns=None, threads=
         forced_prefetch = modes[prefetch] if isinstance(prefetch, str) else prefetch
     if threads is not None:
         forced_threads = threads
+    if gil is not None:
+        forced_gil = gil_modes[gil]
     return old
 
 
@@ -1059,12 +1108,24 @@ def _batch_threads(Sampler s not None):
     return tr.n
 
 
+def _keeps_gil(Sampler s not None):
+    """_keeps_gil(sampler)
+
+    For tests: whether a batch of this Sampler runs with the GIL held
+    (measuring what the choice needs first).
+    """
+    if s.gil_gen != cal_gen:
+        s._estimate()
+    return bool(forced_gil == 1 or (forced_gil < 0 and s.keep_gil))
+
+
 def _dispatch_info():
     """_dispatch_info()
 
     What the dispatcher has measured in this process: ``wake_ns`` (a pool
     worker's wake time, None if not measured), ``draw_ps`` (ps an index, per
-    vector level measured), ``cells`` ({(span class, row class): (rows ahead,
+    vector level measured), ``gil_ps`` (ps to release the GIL and take it
+    back, None if not measured), ``cells`` ({(span class, row class): (rows ahead,
     ps a row)}, classes as log2 of bytes), ``walk_cells`` (the same for
     multi-axis walks: {(span class, run class): (runs ahead, ps a block)}),
     ``workers`` (pool threads started) and ``max_threads``.
@@ -1079,7 +1140,7 @@ def _dispatch_info():
             if v:
                 walks[(i, j)] = (int(v & 255), int(v >> 8))
     names = ["scalar", "avx2", "avx512"]
-    return {"wake_ns": int(cal_wake_ns) or None,
+    return {"wake_ns": int(cal_wake_ns) or None, "gil_ps": int(cal_gil_ps) or None,
             "draw_ps": {names[i]: int(cal_draw_ps[i]) for i in range(3) if cal_draw_ps[i]},
             "cells": cells, "walk_cells": walks, "workers": mb_pool_size(), "max_threads": max_threads}
 
@@ -1090,8 +1151,10 @@ def _forget_calibration():
     For tests and benchmarks: drop every measurement and thread choice, so
     that the next batches measure again.
     """
-    global cal_wake_ns
+    global cal_wake_ns, cal_gen
     cdef int i, j
+    mb_store(&cal_gil_ps, 0)
+    cal_gen += 1
     for i in range(CAL_SPANS):
         for j in range(CAL_ROWS):
             mb_store(&cal_cells[i][j], 0)
@@ -1217,7 +1280,9 @@ cdef class Sampler:
     cdef int64_t *scratch_buf     # index scratch reused between batches (_scratch)
     cdef int64_t scratch_cap
     cdef bint scratch_busy
-    cdef bint keep_gil            # a batch too small to release the GIL for
+    cdef bint keep_gil            # a batch too small to release the GIL for ...
+    cdef int64_t gil_gen          # ... as decided under this cal_gen (0: not yet)
+    cdef int64_t est_ps           # its estimated one-thread time
     cdef int64_t span             # bytes the source spans
     cdef const char *src_lo       # the source's bytes: [src_lo, src_hi)
     cdef const char *src_hi
@@ -1362,7 +1427,7 @@ cdef class Sampler:
         self.out_bytes = isz
         for k in range(nd):
             self.out_bytes *= self.out_shape[k]
-        self.keep_gil = keeps_gil(self.plan.nidx, self.out_bytes)
+        self.gil_gen = 0
 
     @property
     def shape(self):
@@ -1412,6 +1477,18 @@ cdef class Sampler:
         cdef const char *lo = <const char *>cnp.PyArray_DATA(res)
         return nbytes > 0 and lo < self.src_hi and self.src_lo < lo + nbytes
 
+    cdef int _estimate(self) except -1:
+        """Estimate a batch's time (calibrating at first need) and decide
+        whether batches keep the GIL."""
+        cdef const char *src = <const char *>cnp.PyArray_DATA(self.data)
+        cdef int64_t est
+        with nogil:
+            est = batch_ps(&self.plan, src, self.out_bytes)
+        self.est_ps = est
+        self.keep_gil = gil_ps() * 100 > est * GIL_KEEP_PCT
+        self.gil_gen = cal_gen
+        return 0
+
     cdef object _draw(self, uint64_t step, cnp.ndarray res):
         """Draw batch ``step`` into res, an array from _alloc.  A batch of no
         bytes draws nothing; an ``out`` that overlaps the source receives a
@@ -1431,7 +1508,9 @@ cdef class Sampler:
             return res
         nthreads = threads_for(&self.plan, self.out_bytes, self.span)
         scratch = self._scratch(plan_scratch_size(&self.plan), small, &how)
-        if self.keep_gil:
+        if self.gil_gen != cal_gen:
+            self._estimate()
+        if (forced_gil < 0 and self.keep_gil) or forced_gil == 1:
             draw_gather(&self.plan, src, dst, step, scratch, nthreads)
         else:
             with nogil:
@@ -1741,7 +1820,7 @@ def copy_rows(cnp.ndarray src not None, cnp.ndarray idx not None, cnp.ndarray ds
     """
     cdef Py_ssize_t m, k, row
     cdef const int64_t *ip
-    cdef int64_t lo = 0, hi = 0, v, n
+    cdef int64_t lo = 0, hi = 0, v, n, est
     cdef int ax
     cdef bint fits
     if not (cnp.PyArray_IS_C_CONTIGUOUS(src) and cnp.PyArray_IS_C_CONTIGUOUS(dst)
@@ -1783,7 +1862,9 @@ def copy_rows(cnp.ndarray src not None, cnp.ndarray idx not None, cnp.ndarray ds
         prefetch = forced_prefetch
     elif prefetch < 0:
         prefetch = <int>(cell_for(s, n, row, row, cnp.PyArray_NBYTES(src)) & 255)
-    if keeps_gil(m, m * row):
+    with nogil:
+        est = m * (cell_for(s, n, row, row, cnp.PyArray_NBYTES(src)) >> 8)
+    if keeps_gil(est):
         copy_rows_of(d, s, ip, row, m, row, prefetch)
     else:
         with nogil:

@@ -533,6 +533,41 @@ def test_tune_rejects_unknown_prefetch_mode():
     with pytest.raises(ValueError, match="prefetch must be one of .*got 'later'"):
         _gather._tune(prefetch="later")
     assert _gather._tune() == old
+    with pytest.raises(ValueError, match="gil must be one of .*got 'drop'"):
+        _gather._tune(gil="drop")
+    assert _gather._tune() == old
+
+
+def test_gil_is_kept_only_where_releasing_it_costs_over_a_tenth_of_the_batch():
+    _gather._forget_calibration()
+    tiny, _, _ = sampler_for(np.arange(100.0), [4], [1], True)
+    big, _, _ = sampler_for(np.arange(10.0 ** 6), [10 ** 5], [1], True)
+    assert _gather._keeps_gil(tiny)         # 4 indices: a few ns of work
+    assert not _gather._keeps_gil(big)      # 1e5 indices: tens of microseconds
+    gil_ps = _gather._dispatch_info()["gil_ps"]
+    assert gil_ps and 0 < gil_ps < 10 ** 8  # measured once, kept
+    _gather._forget_calibration()
+    assert _gather._dispatch_info()["gil_ps"] is None
+    assert _gather._keeps_gil(tiny) and not _gather._keeps_gil(big)   # measured again
+
+
+@pytest.mark.parametrize("gil", ["keep", "release", "auto"])
+@pytest.mark.parametrize("shape, batch", [((100,), 4), ((10 ** 4, 10), 128), ((10 ** 5,), 10 ** 4)])
+def test_forced_gil_choice_is_used_and_batches_match(gil, shape, batch):
+    data = np.arange(np.prod(shape), dtype=np.float64).reshape(shape)
+    s, _, _ = sampler_for(data, [batch], [3], True)
+    auto = _gather._keeps_gil(s)
+    old = _gather._tune(gil=gil)
+    try:
+        assert _gather._keeps_gil(s) == {"keep": True, "release": False, "auto": auto}[gil]
+        for step in (0, 5):
+            twins.assert_same_array(s.draw(step), data[s.indices(step)[0]])
+        idx = np.arange(batch, dtype=np.int64) * 7 % shape[0]
+        out = np.empty((batch,) + shape[1:])
+        _gather.copy_rows(data, idx, out)
+        twins.assert_same_array(out, data[idx])
+    finally:
+        _gather._tune(*old)
 
 
 @pytest.mark.parametrize("layout", ["C", "F", "sliced", "reversed"])
@@ -715,8 +750,8 @@ def test_draw_group_out_and_errors():
 # ------------------------------------------------------------------ benchmark helpers
 
 @pytest.mark.parametrize("shape,m", [
-    ((10,), 4),                  # 8-byte rows, GIL kept
-    ((1000, 7), 600),            # 56-byte rows, more than the GIL-held limit of indices
+    ((10,), 4),                  # 8-byte rows, GIL kept (a few ns of work)
+    ((1000, 7), 600),            # 56-byte rows, GIL released
     ((3000, 1000), 300),         # 8 KB rows from a 24 MB source: the prefetching copy
     ((5, 2, 3), 0),              # no rows
 ])
