@@ -70,6 +70,7 @@ cdef enum:
     CAL_SAMPLE = 512        # rows copied per timed gather
     CAL_ROUNDS = 9          # shuffled rounds; the minimum of each is kept
     CAL_MAX_BYTES = 1 << 18 # bytes copied per timed gather, at most
+    CAL_WARM_ROUNDS = 2     # walks: untimed rounds first
 
 cdef int64_t cal_cells[CAL_SPANS][CAL_ROWS]
 # Multi-axis walks (gather_nd over several outer axes): one cell per (source
@@ -205,7 +206,9 @@ cdef int64_t calibrate_walk(const mb_plan *p, const char *src, int64_t span,
     walk, cut to at most CAL_SAMPLE runs and CAL_MAX_BYTES: the longest
     outer axis halved until it fits, a whole axis kept whole by stepping
     over it evenly, so that the walk spans the bytes a batch spans and
-    jumps as a batch does; returns the packed cell (best distance, its ps per block), 0 if memory
+    jumps as a batch does; a shorter walk is timed several times over (fresh
+    indices each time), so that each timing covers about CAL_SAMPLE runs;
+    returns the packed cell (best distance, its ps per block), 0 if memory
     ran out, and the best time (ns) of each distance into ``times``."""
     cdef mb_plan *q = <mb_plan *>malloc(sizeof(mb_plan))
     cdef int64_t best[CAL_NDIST]
@@ -214,7 +217,7 @@ cdef int64_t calibrate_walk(const mb_plan *p, const char *src, int64_t span,
     cdef int64_t *cur
     cdef char *dst = NULL
     cdef const char *lo = src
-    cdef int64_t nidx = 0, out, blocks, k, t0, dt, ps, runs
+    cdef int64_t nidx = 0, out, blocks, k, t0, dt, ps, runs, reps, e
     cdef int r, i, j, d, t
     cdef uint64_t s = 0x9E3779B97F4A7C15ULL ^ <uint64_t>mb_now_ns()
     if q == NULL:
@@ -233,6 +236,7 @@ cdef int64_t calibrate_walk(const mb_plan *p, const char *src, int64_t span,
             break
         q.ax[j].m = (q.ax[j].m + 1) // 2
     out *= k
+    reps = max(1, runs // max(k, 1))
     for i in range(q.nouter):
         if q.ax[i].stride < 0:
             lo += q.ax[i].stride * (q.ax[i].n - 1)
@@ -242,7 +246,7 @@ cdef int64_t calibrate_walk(const mb_plan *p, const char *src, int64_t span,
             q.ax[i].stride *= p.ax[i].n // q.ax[i].m
             q.ax[i].n = q.ax[i].m
     blocks = out // q.block if q.block > 0 else 0
-    idx = <int64_t *>malloc(max(nidx, 1) * sizeof(int64_t))
+    idx = <int64_t *>malloc(max(nidx * reps, 1) * sizeof(int64_t))
     dst = <char *>malloc(max(out, 1))
     if idx == NULL or dst == NULL or blocks == 0:
         free(q)
@@ -255,7 +259,7 @@ cdef int64_t calibrate_walk(const mb_plan *p, const char *src, int64_t span,
     for i in range(CAL_NDIST):
         best[i] = INT64_MAX
         order[i] = i
-    for r in range(CAL_ROUNDS):
+    for r in range(-CAL_WARM_ROUNDS, CAL_ROUNDS):
         for i in range(CAL_NDIST - 1, 0, -1):
             j = <int>(cal_rand(&s) % <uint64_t>(i + 1))
             t = order[i]
@@ -264,15 +268,17 @@ cdef int64_t calibrate_walk(const mb_plan *p, const char *src, int64_t span,
         for i in range(CAL_NDIST):
             d = order[i]
             cur = idx
-            for t in range(q.nouter):
-                if q.ax[t].sampled:
-                    for k in range(q.ax[t].m):
-                        cur[k] = <int64_t>(cal_rand(&s) % <uint64_t>q.ax[t].n)
-                    cur += q.ax[t].m
+            for e in range(reps):
+                for t in range(q.nouter):
+                    if q.ax[t].sampled:
+                        for k in range(q.ax[t].m):
+                            cur[k] = <int64_t>(cal_rand(&s) % <uint64_t>q.ax[t].n)
+                        cur += q.ax[t].m
             t0 = mb_now_ns()
-            gather_nd(q, src, dst, NULL, 0, idx, cal_dists[d])
+            for e in range(reps):
+                gather_nd(q, src, dst, NULL, 0, idx + e * nidx, cal_dists[d])
             dt = mb_now_ns() - t0
-            if dt < best[d]:
+            if dt < best[d] and r >= 0:
                 best[d] = dt
     free(q)
     free(idx)
@@ -287,7 +293,7 @@ cdef int64_t calibrate_walk(const mb_plan *p, const char *src, int64_t span,
     # As for rows: prefetching is kept only when it gains 10%.
     if best[0] * 10 <= best[d] * 11:
         d = 0
-    ps = best[d] * 1000 // blocks
+    ps = best[d] * 1000 // (blocks * reps)
     return (ps if ps > 0 else 1) << 8 | cal_dists[d]
 
 
@@ -802,7 +808,8 @@ cdef void gather_nd(const mb_plan *p, const char *src, char *dst,
         more = True
         ahead = o
         i = 0
-        while more and i < prefetch:
+        while more and i < prefetch:        # the first runs, then one a run
+            prefetch_block(src + ahead.base[last] + lo, hi - lo + p.block)
             more = odo_next(&ahead, p, ix, m, last)
             i += 1
     while True:
