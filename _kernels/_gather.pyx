@@ -70,7 +70,7 @@ cdef enum:
     CAL_SAMPLE = 512        # rows copied per timed gather
     CAL_ROUNDS = 9          # shuffled rounds; the minimum of each is kept
     CAL_MAX_BYTES = 1 << 18 # bytes copied per timed gather, at most
-    CAL_WARM_ROUNDS = 2     # walks: untimed rounds first
+    CAL_WARM_ROUNDS = 9     # walks: untimed rounds first
 
 cdef int64_t cal_cells[CAL_SPANS][CAL_ROWS]
 # Multi-axis walks (gather_nd over several outer axes): one cell per (source
