@@ -49,7 +49,6 @@ cdef extern from "numpy/arrayobject.h":
 cdef enum:
     MB_MAXDIMS = 64      # NPY_MAXDIMS of NumPy 2 (NumPy 1.x has 32)
     MB_CHUNK = 256       # indices drawn ahead of the copy in the fused loop
-    MB_PREFETCH_AHEAD = 8   # runs between a prefetch and its copy in a multi-axis walk
     MB_PREFETCH_LINES = 16  # at most this many 64-byte lines prefetched per row
     MB_SMALL_SCRATCH = 512   # int64 of index scratch on the stack; more: _scratch
 
@@ -71,8 +70,13 @@ cdef enum:
     CAL_SAMPLE = 512        # rows copied per timed gather
     CAL_ROUNDS = 9          # shuffled rounds; the minimum of each is kept
     CAL_MAX_BYTES = 1 << 18 # bytes copied per timed gather, at most
+    CAL_WARM_ROUNDS = 9     # walks: untimed rounds first
 
 cdef int64_t cal_cells[CAL_SPANS][CAL_ROWS]
+# Multi-axis walks (gather_nd over several outer axes): one cell per (source
+# span, run size) class, a run being the blocks of one row of the last
+# outer axis; the same packing, the time per block copied.
+cdef int64_t walk_cells[CAL_SPANS][CAL_ROWS]
 cdef int64_t cal_draw_ps[3]          # ps an index drawn, per vector level; 0: not measured
 cdef int64_t cal_wake_ns = 0         # a sleeping worker's start; 0: not measured
 cdef int cal_dists[CAL_NDIST]
@@ -92,11 +96,14 @@ cdef int64_t PARALLEL_MIN_NS = -1    # _tune: split threshold (ns); -1: twice th
 cdef int forced_prefetch = -1        # _tune: rows ahead for every batch; -1: calibrated
 cdef int forced_threads = 0          # _tune: threads for every batch; 0: calibrated
 cdef int max_threads = 1             # set_num_threads (mbcore sets it at import)
-# Batches this small (a microsecond or two) are drawn with the GIL held, as
-# NumPy does below 500 elements: releasing and taking it back costs more
-# than another thread could win.
-cdef int64_t KEEP_GIL_MAX_INDICES = 512
-cdef int64_t KEEP_GIL_MAX_BYTES = 1 << 14
+# A batch keeps the GIL when releasing and taking it back (measured at
+# first need) would add more than GIL_KEEP_PCT percent to its estimated
+# time: the same 10% that a prefetch distance must gain to be used.
+cdef int64_t cal_gil_ps = 0          # ps a GIL release and retake; 0: not measured
+cdef int64_t cal_gen = 1             # bumped by _forget_calibration
+cdef int64_t cal_sink = 0
+cdef int64_t GIL_KEEP_PCT = 10
+cdef int forced_gil = -1             # _tune: 1 keep, 0 release, -1 measured
 
 
 cdef inline int ceil_log2(int64_t x) noexcept nogil:
@@ -191,6 +198,119 @@ cdef inline int64_t cell_for(const char *base, int64_t n, int64_t stride, int64_
     return v
 
 
+cdef int64_t calibrate_walk(const mb_plan *p, const char *src, int64_t span,
+                            int64_t *times=NULL) noexcept nogil:
+    """Time multi-axis walks of plan p on its own source, each with every
+    prefetch distance of cal_dists (runs ahead), CAL_ROUNDS rounds in
+    shuffled order, fresh random indices on every sampled axis for every
+    walk, cut to at most CAL_SAMPLE runs and CAL_MAX_BYTES: the longest
+    outer axis halved until it fits, a whole axis kept whole by stepping
+    over it evenly, so that the walk spans the bytes a batch spans and
+    jumps as a batch does; a shorter walk is timed several times over (fresh
+    indices each time), so that each timing covers about CAL_SAMPLE runs;
+    returns the packed cell (best distance, its ps per block), 0 if memory
+    ran out, and the best time (ns) of each distance into ``times``."""
+    cdef mb_plan *q = <mb_plan *>malloc(sizeof(mb_plan))
+    cdef int64_t best[CAL_NDIST]
+    cdef int order[CAL_NDIST]
+    cdef int64_t *idx = NULL
+    cdef int64_t *cur
+    cdef char *dst = NULL
+    cdef const char *lo = src
+    cdef int64_t nidx = 0, out, blocks, k, t0, dt, ps, runs, reps, e
+    cdef int r, i, j, d, t
+    cdef uint64_t s = 0x9E3779B97F4A7C15ULL ^ <uint64_t>mb_now_ns()
+    if q == NULL:
+        return 0
+    memcpy(q, p, sizeof(mb_plan))
+    out = q.block * q.ax[q.nouter - 1].m          # bytes a run
+    runs = max(1, min(<int64_t>CAL_SAMPLE, CAL_MAX_BYTES // max(out, 1)))
+    while True:
+        k = 1
+        j = 0
+        for i in range(q.nouter - 1):
+            k *= q.ax[i].m
+            if q.ax[i].m > q.ax[j].m:
+                j = i
+        if k <= runs or q.ax[j].m <= 1:
+            break
+        q.ax[j].m = (q.ax[j].m + 1) // 2
+    out *= k
+    reps = max(1, runs // max(k, 1))
+    for i in range(q.nouter):
+        if q.ax[i].stride < 0:
+            lo += q.ax[i].stride * (q.ax[i].n - 1)
+        if q.ax[i].sampled:
+            nidx += q.ax[i].m
+        elif q.ax[i].m < p.ax[i].m:
+            q.ax[i].stride *= p.ax[i].n // q.ax[i].m
+            q.ax[i].n = q.ax[i].m
+    blocks = out // q.block if q.block > 0 else 0
+    idx = <int64_t *>malloc(max(nidx * reps, 1) * sizeof(int64_t))
+    dst = <char *>malloc(max(out, 1))
+    if idx == NULL or dst == NULL or blocks == 0:
+        free(q)
+        free(idx)
+        free(dst)
+        return 0
+    memset(dst, 0, out)
+    if span <= CAL_WARM_SPAN:
+        mb_touch(lo, span)
+    for i in range(CAL_NDIST):
+        best[i] = INT64_MAX
+        order[i] = i
+    for r in range(-CAL_WARM_ROUNDS, CAL_ROUNDS):
+        for i in range(CAL_NDIST - 1, 0, -1):
+            j = <int>(cal_rand(&s) % <uint64_t>(i + 1))
+            t = order[i]
+            order[i] = order[j]
+            order[j] = t
+        for i in range(CAL_NDIST):
+            d = order[i]
+            cur = idx
+            for e in range(reps):
+                for t in range(q.nouter):
+                    if q.ax[t].sampled:
+                        for k in range(q.ax[t].m):
+                            cur[k] = <int64_t>(cal_rand(&s) % <uint64_t>q.ax[t].n)
+                        cur += q.ax[t].m
+            t0 = mb_now_ns()
+            for e in range(reps):
+                gather_nd(q, src, dst, NULL, 0, idx + e * nidx, cal_dists[d])
+            dt = mb_now_ns() - t0
+            if dt < best[d] and r >= 0:
+                best[d] = dt
+    free(q)
+    free(idx)
+    free(dst)
+    if times != NULL:
+        for i in range(CAL_NDIST):
+            times[i] = best[i]
+    d = 0
+    for i in range(CAL_NDIST):
+        if best[i] < best[d]:
+            d = i
+    # As for rows: prefetching is kept only when it gains 10%.
+    if best[0] * 10 <= best[d] * 11:
+        d = 0
+    ps = best[d] * 1000 // (blocks * reps)
+    return (ps if ps > 0 else 1) << 8 | cal_dists[d]
+
+
+cdef int64_t walk_cell(const mb_plan *p, const char *src, int64_t span) noexcept nogil:
+    """The calibration cell of a multi-axis walk: (span, run) class,
+    measured on this plan's walks at first need."""
+    cdef const mb_axis *a = &p.ax[p.nouter - 1]
+    cdef int64_t run = p.block * max(a.m, 1)
+    cdef int64_t *c = &walk_cells[ceil_log2(span) if span < (<int64_t>1 << 62) else 62][
+        min(ceil_log2(run), CAL_ROWS - 1)]
+    cdef int64_t v = mb_load(c)
+    if v == 0 and p.block > 0:
+        v = calibrate_walk(p, src, span)
+        mb_store(c, v)
+    return v
+
+
 cdef int64_t draw_ps() noexcept nogil:
     """ps to draw one index at the current vector level (fill_bounded of
     2048 indices, best of 5), measured at first need."""
@@ -257,12 +377,14 @@ cdef inline int64_t row_cell(const mb_plan *p, const char *src, int64_t span) no
 
 cdef int prefetch_for(const mb_plan *p, const char *src) noexcept nogil:
     """Rows (runs) ahead that a batch of plan p prefetches: forced by
-    _tune, or fixed by the plan's rule (multi-axis walks, sources of at most
-    CAL_MIN_SPAN), else the calibrated best for its cell."""
+    _tune, 0 for sources of at most CAL_MIN_SPAN, else the calibrated best
+    for its cell (rows for a single-axis plan, walks for a multi-axis one)."""
     if forced_prefetch >= 0:
         return forced_prefetch
     if p.prefetch >= 0:
         return p.prefetch
+    if p.nouter > 1:
+        return <int>(walk_cell(p, src, plan_span(p)) & 255)
     return <int>(row_cell(p, src, plan_span(p)) & 255)
 
 
@@ -371,22 +493,54 @@ cdef inline int threads_for(const mb_plan *p, int64_t nbytes, int64_t span) noex
     return max_threads
 
 
-cdef inline int auto_prefetch(int64_t span, int64_t run, bint multi_axis) noexcept nogil:
+cdef inline int auto_prefetch(int64_t span) noexcept nogil:
     """The prefetch distance fixed when a plan is built, -1 for one
-    calibrated at its first batch (prefetch_for).  A multi-axis walk of runs
-    of at least 32 bytes from a source beyond CAL_MIN_SPAN prefetches
-    MB_PREFETCH_AHEAD runs ahead (a rule, see docs/tuning.md); sources
-    within CAL_MIN_SPAN are in the L2 and not prefetched."""
+    calibrated at its first batch (prefetch_for): sources within
+    CAL_MIN_SPAN are in the L2 and not prefetched."""
     if span <= CAL_MIN_SPAN:
         return 0
-    if multi_axis:
-        return MB_PREFETCH_AHEAD if run >= 32 else 0
     return -1
 
 
-cdef inline bint keeps_gil(int64_t nidx, int64_t nbytes) noexcept nogil:
-    """Whether a batch of nidx indices and nbytes of output keeps the GIL."""
-    return nidx <= KEEP_GIL_MAX_INDICES and nbytes <= KEEP_GIL_MAX_BYTES
+cdef int64_t gil_ps():
+    """ps to release the GIL and take it back (64 round trips, best of 9),
+    measured at first need; called with the GIL held."""
+    cdef int64_t v = mb_load(&cal_gil_ps)
+    cdef int64_t t0, dt, best = INT64_MAX
+    cdef int r, i
+    if v != 0:
+        return v
+    for r in range(9):
+        t0 = mb_now_ns()
+        for i in range(64):
+            with nogil:
+                mb_store(&cal_sink, i)
+        dt = mb_now_ns() - t0
+        best = min(best, dt)
+    v = max(1, best * 1000 // 64)
+    mb_store(&cal_gil_ps, v)
+    return v
+
+
+cdef int64_t batch_ps(const mb_plan *p, const char *src, int64_t nbytes) noexcept nogil:
+    """A batch's estimated one-thread time (ps): its indices drawn and its
+    rows (blocks of a walk) copied, at the calibrated costs."""
+    cdef int64_t rows = nbytes // p.block if p.block > 0 else 0
+    cdef int64_t row
+    if p.nouter > 1 and p.prefetch < 0:
+        row = walk_cell(p, src, plan_span(p)) >> 8
+    else:
+        row = row_cell(p, src, plan_span(p)) >> 8
+    return p.nidx * draw_ps() + rows * row
+
+
+cdef bint keeps_gil(int64_t est_ps):
+    """Whether a batch estimated at est_ps keeps the GIL: forced by _tune,
+    else when a release and retake would add more than GIL_KEEP_PCT percent
+    to its time.  Called with the GIL held."""
+    if forced_gil >= 0:
+        return forced_gil
+    return gil_ps() * 100 > est_ps * GIL_KEEP_PCT
 
 
 cdef struct mb_axis:
@@ -608,12 +762,10 @@ cdef void gather_nd(const mb_plan *p, const char *src, char *dst,
     the other sampled axes take theirs, in axis order, from ``idx``.
     O(output bytes).
 
-    With ``prefetch`` (the batch's choice: rows ahead for a single-axis
-    plan, on or off for a walk), the source lines of the run
-    MB_PREFETCH_AHEAD runs ahead are prefetched (a second odometer walks ahead of the first):
-    10x20x30x40x50 [2, None, 20, ..., 10], whose runs jump every 40 rows,
-    went from 2.8-3.1x to 3.3-3.9x NumPy; [2, ..., 10] measured 4.4-4.6x
-    without and 4.2-4.5x with (two runs, interleaved on the same data).
+    With ``prefetch`` (the batch's choice, calibrated per class: rows
+    ahead for a single-axis plan, runs ahead for a walk), the source lines
+    of the run ``prefetch`` runs ahead (at most MB_PREFETCH_LINES of them)
+    are prefetched; a second odometer walks ahead of the first.
     """
     cdef const int64_t *ix[MB_MAXDIMS]
     cdef int64_t m[MB_MAXDIMS]
@@ -653,12 +805,11 @@ cdef void gather_nd(const mb_plan *p, const char *src, char *dst,
                 lo = off
             if i == 0 or off > hi:
                 hi = off
-        # Only when the lines prefetched (at most MB_PREFETCH_LINES) cover the
-        # run: 1000 x 1000 [128, 128] (runs over 8 KB rows) lost 4% with it.
-        more = hi - lo + p.block <= 64 * MB_PREFETCH_LINES
+        more = True
         ahead = o
         i = 0
-        while more and i < MB_PREFETCH_AHEAD:
+        while more and i < prefetch:        # the first runs, then one a run
+            prefetch_block(src + ahead.base[last] + lo, hi - lo + p.block)
             more = odo_next(&ahead, p, ix, m, last)
             i += 1
     while True:
@@ -895,22 +1046,30 @@ def _simd(level=None):
     return simd_switch(level)
 
 
-def _tune(parallel_min_bytes=None, prefetch=None, parallel_min_ns=None, threads=None):
-    """_tune(parallel_min_bytes=None, prefetch=None, parallel_min_ns=None, threads=None)
+def _tune(parallel_min_bytes=None, prefetch=None, parallel_min_ns=None, threads=None,
+          gil=None):
+    """_tune(parallel_min_bytes=None, prefetch=None, parallel_min_ns=None, threads=None,
+             gil=None)
 
     For tests and benchmarks, read on every batch: the output size (bytes)
     below which a batch is never split; the estimated one-thread time (ns)
     from which it is (-1: twice the measured wake time of a pool worker);
     the prefetch distance ("auto": calibrated, "off": 0, "on": 8 rows
-    ahead, or an int: that many rows ahead); the thread count (0:
+    (runs of a multi-axis walk) ahead, or an int: that many ahead); the thread count (0:
     calibrated; n: n threads for every batch of 16 rows or more, within
-    set_num_threads' limit).  None leaves a setting alone.  Returns the old
+    set_num_threads' limit); the GIL ("auto": measured, "keep": held
+    through every batch, "release": released for every batch).  None
+    leaves a setting alone.  Returns the old
     settings, in an order that ``_tune(*old)`` restores.
     """
-    global PARALLEL_MIN_BYTES, PARALLEL_MIN_NS, forced_prefetch, forced_threads
+    global PARALLEL_MIN_BYTES, PARALLEL_MIN_NS, forced_prefetch, forced_threads, forced_gil
     cdef dict modes = {"auto": -1, "off": 0, "on": 8}
+    cdef dict gil_modes = {"auto": -1, "release": 0, "keep": 1}
     old_prefetch = ([k for k, v in modes.items() if v == forced_prefetch] or [forced_prefetch])[0]
-    old = (PARALLEL_MIN_BYTES, old_prefetch, PARALLEL_MIN_NS, forced_threads)
+    old_gil = [k for k, v in gil_modes.items() if v == forced_gil][0]
+    old = (PARALLEL_MIN_BYTES, old_prefetch, PARALLEL_MIN_NS, forced_threads, old_gil)
+    if gil is not None and gil not in gil_modes:
+        raise ValueError(f"gil must be one of {sorted(gil_modes)}, got {gil!r}")
     if prefetch is not None and prefetch not in modes and not (
             type(prefetch) is int and 0 <= prefetch <= 1024):
         raise ValueError(f"prefetch must be one of {sorted(modes)} or an int in [0, 1024], "
@@ -925,6 +1084,8 @@ def _tune(parallel_min_bytes=None, prefetch=None, parallel_min_ns=None, threads=
         forced_prefetch = modes[prefetch] if isinstance(prefetch, str) else prefetch
     if threads is not None:
         forced_threads = threads
+    if gil is not None:
+        forced_gil = gil_modes[gil]
     return old
 
 
@@ -954,25 +1115,41 @@ def _batch_threads(Sampler s not None):
     return tr.n
 
 
+def _keeps_gil(Sampler s not None):
+    """_keeps_gil(sampler)
+
+    For tests: whether a batch of this Sampler runs with the GIL held
+    (measuring what the choice needs first).
+    """
+    if s.gil_gen != cal_gen:
+        s._estimate()
+    return bool(forced_gil == 1 or (forced_gil < 0 and s.keep_gil))
+
+
 def _dispatch_info():
     """_dispatch_info()
 
     What the dispatcher has measured in this process: ``wake_ns`` (a pool
     worker's wake time, None if not measured), ``draw_ps`` (ps an index, per
-    vector level measured), ``cells`` ({(span class, row class): (rows ahead,
-    ps a row)}, classes as log2 of bytes), ``workers`` (pool threads
-    started) and ``max_threads``.
+    vector level measured), ``gil_ps`` (ps to release the GIL and take it
+    back, None if not measured), ``cells`` ({(span class, row class): (rows ahead,
+    ps a row)}, classes as log2 of bytes), ``walk_cells`` (the same for
+    multi-axis walks: {(span class, run class): (runs ahead, ps a block)}),
+    ``workers`` (pool threads started) and ``max_threads``.
     """
-    cells = {}
+    cells, walks = {}, {}
     for i in range(CAL_SPANS):
         for j in range(CAL_ROWS):
             v = mb_load(&cal_cells[i][j])
             if v:
                 cells[(i, j)] = (int(v & 255), int(v >> 8))
+            v = mb_load(&walk_cells[i][j])
+            if v:
+                walks[(i, j)] = (int(v & 255), int(v >> 8))
     names = ["scalar", "avx2", "avx512"]
-    return {"wake_ns": int(cal_wake_ns) or None,
+    return {"wake_ns": int(cal_wake_ns) or None, "gil_ps": int(cal_gil_ps) or None,
             "draw_ps": {names[i]: int(cal_draw_ps[i]) for i in range(3) if cal_draw_ps[i]},
-            "cells": cells, "workers": mb_pool_size(), "max_threads": max_threads}
+            "cells": cells, "walk_cells": walks, "workers": mb_pool_size(), "max_threads": max_threads}
 
 
 def _forget_calibration():
@@ -981,11 +1158,14 @@ def _forget_calibration():
     For tests and benchmarks: drop every measurement and thread choice, so
     that the next batches measure again.
     """
-    global cal_wake_ns
+    global cal_wake_ns, cal_gen
     cdef int i, j
+    mb_store(&cal_gil_ps, 0)
+    cal_gen += 1
     for i in range(CAL_SPANS):
         for j in range(CAL_ROWS):
             mb_store(&cal_cells[i][j], 0)
+            mb_store(&walk_cells[i][j], 0)
     for i in range(3):
         mb_store(&cal_draw_ps[i], 0)
     mb_store(&cal_wake_ns, 0)
@@ -1006,13 +1186,19 @@ def _measure_wake(int tries, int gap_us):
 
 
 def _calibration_times(Sampler s not None):
-    """_calibration_times(sampler): {rows ahead: best ns of a timed gather}
-    of a fresh calibration on this single-axis Sampler's rows (for
-    benchmarks and docs/tuning.md); the cells are left as they are."""
+    """_calibration_times(sampler): {rows (runs) ahead: best ns of a timed
+    gather} of a fresh calibration on this Sampler's rows, or its walks for
+    a multi-axis Sampler (for benchmarks and docs/tuning.md); the cells are
+    left as they are."""
     cdef int64_t times[CAL_NDIST]
     cdef const char *src = <const char *>cnp.PyArray_DATA(s.data)
     cdef int64_t span = plan_span(&s.plan)
     cdef int nd = CAL_NDIST if span > CAL_MIN_SPAN else 1
+    if s.plan.nouter > 1:
+        nd = CAL_NDIST
+        with nogil:
+            calibrate_walk(&s.plan, src, span, times)
+        return {cal_dists[i]: times[i] for i in range(nd)}
     with nogil:
         calibrate_rows(src, s.plan.ax[0].n, s.plan.ax[0].stride, s.plan.block, span, times)
     return {cal_dists[i]: times[i] for i in range(nd)}
@@ -1101,7 +1287,9 @@ cdef class Sampler:
     cdef int64_t *scratch_buf     # index scratch reused between batches (_scratch)
     cdef int64_t scratch_cap
     cdef bint scratch_busy
-    cdef bint keep_gil            # a batch too small to release the GIL for
+    cdef bint keep_gil            # a batch too small to release the GIL for ...
+    cdef int64_t gil_gen          # ... as decided under this cal_gen (0: not yet)
+    cdef int64_t est_ps           # its estimated one-thread time
     cdef int64_t span             # bytes the source spans
     cdef const char *src_lo       # the source's bytes: [src_lo, src_hi)
     cdef const char *src_hi
@@ -1113,7 +1301,7 @@ cdef class Sampler:
                   shard=None):
         cdef int nd = cnp.PyArray_NDIM(data)
         cdef int k
-        cdef int64_t expected, run, isz = cnp.PyArray_ITEMSIZE(data)
+        cdef int64_t expected, isz = cnp.PyArray_ITEMSIZE(data)
         cdef int64_t reach
         cdef mb_axis *a
         cdef object size, elements
@@ -1242,16 +1430,11 @@ cdef class Sampler:
         if cnp.PyArray_SIZE(data) == 0:
             self.src_hi = self.src_lo
         self.span = span
-        # A run of several outer axes copies m blocks of its last axis.
-        run = self.plan.block * (self.plan.ax[self.plan.nouter - 1].m if self.plan.nouter > 1 else 1)
-        if forced_prefetch >= 0:
-            self.plan.prefetch = MB_PREFETCH_AHEAD if forced_prefetch else 0
-        else:
-            self.plan.prefetch = auto_prefetch(span, run, self.plan.nouter > 1)
+        self.plan.prefetch = auto_prefetch(span)
         self.out_bytes = isz
         for k in range(nd):
             self.out_bytes *= self.out_shape[k]
-        self.keep_gil = keeps_gil(self.plan.nidx, self.out_bytes)
+        self.gil_gen = 0
 
     @property
     def shape(self):
@@ -1301,6 +1484,18 @@ cdef class Sampler:
         cdef const char *lo = <const char *>cnp.PyArray_DATA(res)
         return nbytes > 0 and lo < self.src_hi and self.src_lo < lo + nbytes
 
+    cdef int _estimate(self) except -1:
+        """Estimate a batch's time (calibrating at first need) and decide
+        whether batches keep the GIL."""
+        cdef const char *src = <const char *>cnp.PyArray_DATA(self.data)
+        cdef int64_t est
+        with nogil:
+            est = batch_ps(&self.plan, src, self.out_bytes)
+        self.est_ps = est
+        self.keep_gil = gil_ps() * 100 > est * GIL_KEEP_PCT
+        self.gil_gen = cal_gen
+        return 0
+
     cdef object _draw(self, uint64_t step, cnp.ndarray res):
         """Draw batch ``step`` into res, an array from _alloc.  A batch of no
         bytes draws nothing; an ``out`` that overlaps the source receives a
@@ -1320,7 +1515,9 @@ cdef class Sampler:
             return res
         nthreads = threads_for(&self.plan, self.out_bytes, self.span)
         scratch = self._scratch(plan_scratch_size(&self.plan), small, &how)
-        if self.keep_gil:
+        if self.gil_gen != cal_gen:
+            self._estimate()
+        if (forced_gil < 0 and self.keep_gil) or forced_gil == 1:
             draw_gather(&self.plan, src, dst, step, scratch, nthreads)
         else:
             with nogil:
@@ -1630,7 +1827,7 @@ def copy_rows(cnp.ndarray src not None, cnp.ndarray idx not None, cnp.ndarray ds
     """
     cdef Py_ssize_t m, k, row
     cdef const int64_t *ip
-    cdef int64_t lo = 0, hi = 0, v, n
+    cdef int64_t lo = 0, hi = 0, v, n, est
     cdef int ax
     cdef bint fits
     if not (cnp.PyArray_IS_C_CONTIGUOUS(src) and cnp.PyArray_IS_C_CONTIGUOUS(dst)
@@ -1665,14 +1862,16 @@ def copy_rows(cnp.ndarray src not None, cnp.ndarray idx not None, cnp.ndarray ds
     row = cnp.PyArray_NBYTES(src) // n if n else 0
     cdef const char *s = <const char *>cnp.PyArray_DATA(src)
     cdef char *d = <char *>cnp.PyArray_DATA(dst)
-    cdef int prefetch = auto_prefetch(cnp.PyArray_NBYTES(src), row, False)
+    cdef int prefetch = auto_prefetch(cnp.PyArray_NBYTES(src))
     if row == 0 or m == 0:
         return
     if forced_prefetch >= 0:
         prefetch = forced_prefetch
     elif prefetch < 0:
         prefetch = <int>(cell_for(s, n, row, row, cnp.PyArray_NBYTES(src)) & 255)
-    if keeps_gil(m, m * row):
+    with nogil:
+        est = m * (cell_for(s, n, row, row, cnp.PyArray_NBYTES(src)) >> 8)
+    if keeps_gil(est):
         copy_rows_of(d, s, ip, row, m, row, prefetch)
     else:
         with nogil:

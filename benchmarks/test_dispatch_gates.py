@@ -3,8 +3,10 @@ batch runs within 10% of the best variant found by brute force, on this
 machine, in the same run.
 
 For each case, every prefetch distance the calibration tries (0, 4, 8, 16,
-32 rows ahead) is crossed with every thread count up to the limit (1, 2, 4,
-... and the limit itself), each forced with ``_tune`` on a Minibatch of its
+32 rows, or runs of a multi-axis walk, ahead) is crossed with every thread
+count up to the limit (1, 2, 4, ... and the limit itself), and for the
+small batches (where the GIL is kept or released) with the GIL kept and
+released, each forced with ``_tune`` on a Minibatch of its
 own (its own seed, so that no variant finds rows another drew in the
 cache); the dispatcher's own choice ("auto") is one more Minibatch.  All are
 timed with ``interleaved_min`` (20 batches a call).  The gate asserts
@@ -48,7 +50,13 @@ SINGLE = [
     (2 * 10**4, 64, 512), (2 * 10**4, 64, 2048), (2 * 10**5, 64, 2048),
     (10**4, 100, 128), (10**5, 100, 4096),
 ]
-MULTI = [((2000, 500), [1024, 64])]
+# Small batches, around the line where the GIL is kept (a release and retake
+# costing 10% of the batch).
+SMALL = [(10**4, 1, 128), (10**4, 10, 128), (10**4, 1, 2048), (10**4, 10, 512)]
+# Multi-axis walks: runs of 512 bytes from an 8 MB source, runs of 16 bytes,
+# and runs of 80 bytes that jump every 40 rows from a 92 MB source.
+MULTI = [((2000, 500), [1024, 64]), ((2000, 500), [64, 2]),
+         ((10, 20, 30, 40, 50), [2, None, 20, None, 10])]
 
 
 def single_id(case):
@@ -56,22 +64,24 @@ def single_id(case):
     return f"n{n:.0e}-w{w}-b{b}".replace("e+0", "e")
 
 
-MULTI_IDS = ["2000x500-b1024x64"]
+MULTI_IDS = ["2000x500-b1024x64", "2000x500-b64x2", "10x20x30x40x50-b2x20x10"]
 
 
-def _variants(data, batch_size):
+def _variants(data, batch_size, gil):
     """name -> callable drawing BATCHES_A_CALL batches under its setting."""
     impls, pick = {}, None
-    settings = [("auto", "auto", 0)] + [(f"d={d} t={t}", d, t) for d in DISTANCES
-                                          for t in thread_counts()]
-    for seed, (name, d, t) in enumerate(settings):
+    gils = ("keep", "release") if gil else ("auto",)
+    settings = [("auto", "auto", 0, "auto")] + [
+        (f"d={d} t={t}" + (f" gil={g}" if gil else ""), d, t, g)
+        for d in DISTANCES for t in thread_counts() for g in gils]
+    for seed, (name, d, t, g) in enumerate(settings):
         mb = mbcore.Minibatch(data, batch_size=batch_size, random_seed=100 + seed)
         nxt = mb.__next__
         if name == "auto":
             pick = mb._sampler
 
-        def run(nxt=nxt, d=d, t=t):
-            old = _gather._tune(prefetch=d, threads=t)
+        def run(nxt=nxt, d=d, t=t, g=g):
+            old = _gather._tune(prefetch=d, threads=t, gil=g)
             for _ in range(BATCHES_A_CALL):
                 nxt()
             _gather._tune(*old)
@@ -79,8 +89,8 @@ def _variants(data, batch_size):
     return impls, pick
 
 
-def _gate(data, batch_size, label):
-    impls, sampler = _variants(data, batch_size)
+def _gate(data, batch_size, label, gil=False):
+    impls, sampler = _variants(data, batch_size, gil)
     best_ratio, shown = float("inf"), None
     for attempt in range(ATTEMPTS):
         t = interleaved_min(impls, rounds=ROUNDS, target=0.01)
@@ -94,9 +104,10 @@ def _gate(data, batch_size, label):
     t, best = shown
     info = _gather._dispatch_info()
     print(f"{label}: auto (d={_gather._prefetch_ahead(sampler)} "
-          f"t={_gather._batch_threads(sampler)}) {t['auto'] / BATCHES_A_CALL * 1e6:.2f} us, "
+          f"t={_gather._batch_threads(sampler)} "
+          f"gil={'keep' if _gather._keeps_gil(sampler) else 'release'}) {t['auto'] / BATCHES_A_CALL * 1e6:.2f} us, "
           f"best {best[1]} {best[0] / BATCHES_A_CALL * 1e6:.2f} us: {best_ratio:.2f}x the best "
-          f"(wake {info['wake_ns']} ns); "
+          f"(wake {info['wake_ns']} ns, GIL round trip {(info['gil_ps'] or 0) / 1000:.0f} ns); "
           + ", ".join(f"{k} {v / BATCHES_A_CALL * 1e6:.2f}" for k, v in sorted(t.items())))
     assert best_ratio <= NEED, (
         f"{label}: the dispatcher's pick takes {best_ratio:.2f}x the best variant "
@@ -108,6 +119,13 @@ def test_dispatch_within_10_percent_of_brute_force(case):
     n, w, b = case
     data = np.full((n,) if w == 1 else (n, w), 1.5)
     _gate(data, b, single_id(case))
+
+
+@pytest.mark.parametrize("case", SMALL, ids=single_id)
+def test_gil_dispatch_within_10_percent_of_brute_force(case):
+    n, w, b = case
+    data = np.full((n,) if w == 1 else (n, w), 1.5)
+    _gate(data, b, single_id(case), gil=True)
 
 
 @pytest.mark.parametrize("shape, spec", MULTI, ids=MULTI_IDS)

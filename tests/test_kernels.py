@@ -392,8 +392,8 @@ def test_sampler_next_advances_step():
 # The Sampler's batches prefetch the row 0, 4, 8, 16 or 32 positions ahead
 # (the distance that copied random rows of the source's size class fastest
 # when measured in this process; none from a source of at most 256 KiB; a
-# multi-axis walk 8 runs ahead, for runs of 32 bytes or more from a larger
-# source), and run on as many threads as their estimated time pays for,
+# multi-axis walk the run 0, 4, 8, 16 or 32 runs ahead, measured on walks of
+# its own), and run on as many threads as their estimated time pays for,
 # within set_num_threads' limit (each chunk of a fused batch draws its own
 # indices from its start position).  Every path must give the same batch.
 
@@ -447,13 +447,47 @@ def test_forced_prefetch_distance_is_used_and_batches_match(ahead):
         _gather._tune(*old)
 
 
-def test_multi_axis_walk_prefetch_rule():
-    s, _, _ = sampler_for(np.empty((2000, 500)), [64, 2], [1, 2], True)      # 8 MB, 16-byte runs
+def test_multi_axis_walk_prefetch_is_measured():
+    _gather._forget_calibration()
+    s, _, _ = sampler_for(np.empty((200, 100)), [64, 2], [1, 2], True)       # 160 KB: in the L2
     assert _gather._prefetch_ahead(s) == 0
+    assert _gather._dispatch_info()["walk_cells"] == {}
     s, _, _ = sampler_for(np.empty((2000, 500)), [64, None], [1, None], True)  # single-axis
     assert _gather._prefetch_ahead(s) in (0, 4, 8, 16, 32)
-    s, _, _ = sampler_for(np.empty((200, 50, 40)), [64, 8, None], [1, 2, None], True)
-    assert _gather._prefetch_ahead(s) == 8     # 3.2 MB, 320-byte runs
+    assert _gather._dispatch_info()["walk_cells"] == {}
+    for shape, spec in [((2000, 500), [64, 2]),                  # 8 MB, 16-byte runs
+                        ((200, 50, 40), [64, 8, None])]:         # 3.2 MB, 320-byte runs
+        data = np.arange(np.prod(shape), dtype=np.float64).reshape(shape)
+        s, _, _ = sampler_for(data, spec, [1, 2, None][:len(spec)], True)
+        ahead = _gather._prefetch_ahead(s)
+        assert ahead in (0, 4, 8, 16, 32)
+        twins.assert_same_array(s.draw(1), data[np.ix_(*[
+            i if i is not None else np.arange(n) for i, n in zip(s.indices(1), shape)])])
+    walks = _gather._dispatch_info()["walk_cells"]
+    assert len(walks) == 2          # one cell a (span, run) class, kept
+    assert all(d in (0, 4, 8, 16, 32) and ps > 0 for d, ps in walks.values())
+    _gather._forget_calibration()
+    assert _gather._dispatch_info()["walk_cells"] == {}
+
+
+@pytest.mark.parametrize("ahead", [0, 1, 4, 8, 16, 32, 300])
+def test_forced_walk_prefetch_distance_is_used_and_batches_match(ahead):
+    data = np.arange(200 * 50 * 40, dtype=np.float64).reshape(200, 50, 40)
+    s, _, _ = sampler_for(data, [33, 9, None], [7, 8, None], True)
+    old = _gather._tune(prefetch=ahead)
+    try:
+        assert _gather._prefetch_ahead(s) == ahead
+        ix = s.indices(2)
+        twins.assert_same_array(s.draw(2), data[np.ix_(ix[0], ix[1], np.arange(40))])
+    finally:
+        _gather._tune(*old)
+
+
+def test_walk_calibration_times_every_distance():
+    s, _, _ = sampler_for(np.ones((2000, 500)), [64, 32], [1, 2], True)
+    times = _gather._calibration_times(s)
+    assert sorted(times) == [0, 4, 8, 16, 32]
+    assert all(t > 0 for t in times.values())
 
 
 @pytest.mark.parametrize("shape, spec", [
@@ -499,6 +533,41 @@ def test_tune_rejects_unknown_prefetch_mode():
     with pytest.raises(ValueError, match="prefetch must be one of .*got 'later'"):
         _gather._tune(prefetch="later")
     assert _gather._tune() == old
+    with pytest.raises(ValueError, match="gil must be one of .*got 'drop'"):
+        _gather._tune(gil="drop")
+    assert _gather._tune() == old
+
+
+def test_gil_is_kept_only_where_releasing_it_costs_over_a_tenth_of_the_batch():
+    _gather._forget_calibration()
+    tiny, _, _ = sampler_for(np.arange(100.0), [4], [1], True)
+    big, _, _ = sampler_for(np.arange(10.0 ** 6), [10 ** 5], [1], True)
+    assert _gather._keeps_gil(tiny)         # 4 indices: a few ns of work
+    assert not _gather._keeps_gil(big)      # 1e5 indices: tens of microseconds
+    gil_ps = _gather._dispatch_info()["gil_ps"]
+    assert gil_ps and 0 < gil_ps < 10 ** 8  # measured once, kept
+    _gather._forget_calibration()
+    assert _gather._dispatch_info()["gil_ps"] is None
+    assert _gather._keeps_gil(tiny) and not _gather._keeps_gil(big)   # measured again
+
+
+@pytest.mark.parametrize("gil", ["keep", "release", "auto"])
+@pytest.mark.parametrize("shape, batch", [((100,), 4), ((10 ** 4, 10), 128), ((10 ** 5,), 10 ** 4)])
+def test_forced_gil_choice_is_used_and_batches_match(gil, shape, batch):
+    data = np.arange(np.prod(shape), dtype=np.float64).reshape(shape)
+    s, _, _ = sampler_for(data, [batch], [3], True)
+    auto = _gather._keeps_gil(s)
+    old = _gather._tune(gil=gil)
+    try:
+        assert _gather._keeps_gil(s) == {"keep": True, "release": False, "auto": auto}[gil]
+        for step in (0, 5):
+            twins.assert_same_array(s.draw(step), data[s.indices(step)[0]])
+        idx = np.arange(batch, dtype=np.int64) * 7 % shape[0]
+        out = np.empty((batch,) + shape[1:])
+        _gather.copy_rows(data, idx, out)
+        twins.assert_same_array(out, data[idx])
+    finally:
+        _gather._tune(*old)
 
 
 @pytest.mark.parametrize("layout", ["C", "F", "sliced", "reversed"])
@@ -681,8 +750,8 @@ def test_draw_group_out_and_errors():
 # ------------------------------------------------------------------ benchmark helpers
 
 @pytest.mark.parametrize("shape,m", [
-    ((10,), 4),                  # 8-byte rows, GIL kept
-    ((1000, 7), 600),            # 56-byte rows, more than the GIL-held limit of indices
+    ((10,), 4),                  # 8-byte rows, GIL kept (a few ns of work)
+    ((1000, 7), 600),            # 56-byte rows, GIL released
     ((3000, 1000), 300),         # 8 KB rows from a 24 MB source: the prefetching copy
     ((5, 2, 3), 0),              # no rows
 ])
