@@ -61,11 +61,15 @@ def describe():
     dispatch = getattr(_gather, "_dispatch_info", None)
     if dispatch is not None:
         # What the dispatcher measured in this process: the pool's wake time,
-        # the draw's cost an index, and per class of (source span, row size),
-        # classes as log2 of bytes, the prefetch distance and cost a row.
+        # the GIL round trip, the draw's cost an index, and per class of
+        # (source span, row or run size), classes as log2 of bytes, the
+        # prefetch distance and the cost a row (cells: single-axis rows,
+        # walk_cells: multi-axis runs).
         d = dispatch()
-        d["cells"] = {f"span 2^{i} row 2^{j}": {"rows_ahead": ahead, "ps_a_row": ps}
-                      for (i, j), (ahead, ps) in sorted(d["cells"].items())}
+        for key, value in d.items():
+            if isinstance(value, dict) and any(isinstance(k, tuple) for k in value):
+                d[key] = {f"span 2^{i} row 2^{j}": {"ahead": ahead, "ps_a_row": ps}
+                          for (i, j), (ahead, ps) in sorted(value.items())}
         info["dispatch"] = d
     return info
 

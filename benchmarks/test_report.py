@@ -69,3 +69,18 @@ def test_machine_record_names_the_cpu():
     assert info["cpus_usable"] <= info["cpus_host"]
     text = report.describe({"mbcore": info})
     assert info["cpu_model"] in text and f"{info['cpus_usable']} of" in text
+
+
+def test_machine_record_is_json_after_calibration():
+    # pytest-benchmark writes the record into its JSON: every measurement the
+    # dispatcher holds (single-axis and multi-axis classes) must serialise.
+    import numpy as np
+
+    import machine
+    from mbcore import Minibatch
+    for data, spec in [(np.zeros((10**5, 10)), 128), (np.zeros((2000, 500)), [1024, 64])]:
+        mb = Minibatch(data, spec)
+        for _ in range(5):
+            next(mb)
+    info = json.loads(json.dumps(machine.describe()))
+    assert info["dispatch"]["cells"] and info["dispatch"]["walk_cells"]
