@@ -18,6 +18,7 @@ interleaved measurement its adapter test records
 import argparse
 import json
 import platform
+import textwrap
 from collections import defaultdict
 
 def load(paths):
@@ -123,12 +124,15 @@ def plot_threads(rows, meta, path, title=""):
             if pts:
                 ax.plot([p[0] for p in pts], [p[1] * 1e6 for p in pts], style, color=color,
                         label=f"{base}: {impl}")
+    counts = sorted({meta[k]["threads"] for k in rows if k[0] == "threads"})
     ax.set(xscale="log", yscale="log", xlabel="threads", ylabel="time per batch (us)",
            title="Thread scaling: ours against the contiguous copy of the same bytes")
+    ax.set_xticks(counts, [str(c) for c in counts])
+    ax.minorticks_off()
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(fontsize=7)
     if title:
-        fig.suptitle(title, fontsize=8)
+        fig.suptitle(textwrap.fill(title, 100), fontsize=7)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
 
