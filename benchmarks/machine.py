@@ -68,8 +68,10 @@ def describe():
         d = dispatch()
         for key, value in d.items():
             if isinstance(value, dict) and any(isinstance(k, tuple) for k in value):
-                d[key] = {f"span 2^{i} row 2^{j}": {"ahead": ahead, "ps_a_row": ps}
-                          for (i, j), (ahead, ps) in sorted(value.items())}
+                d[key] = {f"span 2^{c[0]} row 2^{c[1]}"
+                          + (f" {c[2]} sampled axes" if len(c) > 2 else ""):
+                          {"ahead": ahead, "ps_a_row": ps}
+                          for c, (ahead, ps) in sorted(value.items())}
         info["dispatch"] = d
     return info
 
