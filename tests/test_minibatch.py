@@ -46,7 +46,7 @@ def test_iter_returns_self(data2d):
 
 def test_next_runs_no_python_frame(data2d):
     """next(mb) and mb.next(out=) go from the type slot to the kernel in C
-    (the cheap path of issue #4): a profiler sees no Python-level call."""
+    (the cheap path of small batches): a profiler sees no Python-level call."""
     mb = Minibatch(data2d, batch_size=8, random_seed=3)
     out = np.empty(mb.shape)
     events = []
