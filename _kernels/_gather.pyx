@@ -127,6 +127,28 @@ cdef inline uint64_t cal_rand(uint64_t *s) noexcept nogil:
     return s[0] * 0x2545F4914F6CDD1DULL
 
 
+cdef int64_t pick_distance(const int64_t *best, int nd, int64_t units,
+                           int64_t *times) noexcept nogil:
+    """The calibration cell from the best time (ns) of each distance
+    cal_dists[0..nd) over ``units`` rows (or blocks): ps a unit << 8 | the
+    distance; the times are copied to ``times`` when it is not NULL."""
+    cdef int i, d = 0
+    cdef int64_t ps
+    if times != NULL:
+        for i in range(nd):
+            times[i] = best[i]
+    for i in range(nd):
+        if best[i] < best[d]:
+            d = i
+    # Prefetching is kept only when it gains 10%: rows already in a cache
+    # pay for the hints and gain nothing, and smaller gains are within the
+    # noise of one calibration on a busy machine.
+    if best[0] * 10 <= best[d] * 11:
+        d = 0
+    ps = best[d] * 1000 // units
+    return (ps if ps > 0 else 1) << 8 | cal_dists[d]
+
+
 cdef int64_t calibrate_rows(const char *base, int64_t n, int64_t stride, int64_t block,
                             int64_t span, int64_t *times=NULL) noexcept nogil:
     """Time copies of CAL_SAMPLE random rows of ``block`` bytes, row i at
@@ -175,20 +197,7 @@ cdef int64_t calibrate_rows(const char *base, int64_t n, int64_t stride, int64_t
                 best[d] = dt
     free(offs)
     free(dst)
-    if times != NULL:
-        for i in range(nd):
-            times[i] = best[i]
-    d = 0
-    for i in range(nd):
-        if best[i] < best[d]:
-            d = i
-    # Prefetching is kept only when it gains 10%: rows already in a cache
-    # pay for the hints and gain nothing, and smaller gains are within the
-    # noise of one calibration on a busy machine.
-    if best[0] * 10 <= best[d] * 11:
-        d = 0
-    ps = best[d] * 1000 // rows
-    return (ps if ps > 0 else 1) << 8 | cal_dists[d]
+    return pick_distance(best, nd, rows, times)
 
 
 cdef inline int64_t cell_for(const char *base, int64_t n, int64_t stride, int64_t block,
@@ -289,18 +298,7 @@ cdef int64_t calibrate_walk(const mb_plan *p, const char *src, int64_t span,
     free(q)
     free(idx)
     free(dst)
-    if times != NULL:
-        for i in range(CAL_NDIST):
-            times[i] = best[i]
-    d = 0
-    for i in range(CAL_NDIST):
-        if best[i] < best[d]:
-            d = i
-    # As for rows: prefetching is kept only when it gains 10%.
-    if best[0] * 10 <= best[d] * 11:
-        d = 0
-    ps = best[d] * 1000 // (blocks * reps)
-    return (ps if ps > 0 else 1) << 8 | cal_dists[d]
+    return pick_distance(best, CAL_NDIST, blocks * reps, times)
 
 
 cdef int64_t walk_cell(const mb_plan *p, const char *src, int64_t span) noexcept nogil:
