@@ -9,7 +9,7 @@ import platform
 import numpy as np
 
 import mbcore
-from mbcore._kernels import _gather
+from mbcore._kernels import _hooks
 
 
 def cpu_model():
@@ -54,11 +54,11 @@ def describe():
         "python": platform.python_version(),
         "numpy": np.__version__,
         "mbcore": getattr(mbcore, "__version__", None),
-        "simd": _gather._simd(),
+        "simd": _hooks._simd(),
     }
     if hasattr(mbcore, "get_num_threads"):
         info["num_threads"] = mbcore.get_num_threads()
-    dispatch = getattr(_gather, "_dispatch_info", None)
+    dispatch = getattr(_hooks, "_dispatch_info", None)
     if dispatch is not None:
         # What the dispatcher measured in this process: the pool's wake time,
         # the GIL round trip, the draw's cost an index, and per class of

@@ -21,7 +21,7 @@ import numpy as np
 import pytest
 
 import mbcore
-from mbcore._kernels import _gather
+from mbcore._kernels import _hooks
 from timing import interleaved_min
 
 NEED = 1.10
@@ -81,10 +81,10 @@ def _variants(data, batch_size, gil):
             pick = mb._sampler
 
         def run(nxt=nxt, d=d, t=t, g=g):
-            old = _gather._tune(prefetch=d, threads=t, gil=g)
+            old = _hooks._tune(prefetch=d, threads=t, gil=g)
             for _ in range(BATCHES_A_CALL):
                 nxt()
-            _gather._tune(*old)
+            _hooks._tune(*old)
         impls[name] = run
     return impls, pick
 
@@ -102,10 +102,10 @@ def _gate(data, batch_size, label, gil=False):
             break
         time.sleep(0.5)
     t, best = shown
-    info = _gather._dispatch_info()
-    print(f"{label}: auto (d={_gather._prefetch_ahead(sampler)} "
-          f"t={_gather._batch_threads(sampler)} "
-          f"gil={'keep' if _gather._keeps_gil(sampler) else 'release'}) {t['auto'] / BATCHES_A_CALL * 1e6:.2f} us, "
+    info = _hooks._dispatch_info()
+    print(f"{label}: auto (d={_hooks._prefetch_ahead(sampler)} "
+          f"t={_hooks._batch_threads(sampler)} "
+          f"gil={'keep' if _hooks._keeps_gil(sampler) else 'release'}) {t['auto'] / BATCHES_A_CALL * 1e6:.2f} us, "
           f"best {best[1]} {best[0] / BATCHES_A_CALL * 1e6:.2f} us: {best_ratio:.2f}x the best "
           f"(wake {info['wake_ns']} ns, GIL round trip {(info['gil_ps'] or 0) / 1000:.0f} ns); "
           + ", ".join(f"{k} {v / BATCHES_A_CALL * 1e6:.2f}" for k, v in sorted(t.items())))
