@@ -23,10 +23,10 @@ cdef enum:
 
 
 cdef void copy_run(char *dst, const char *base, const int64_t *idx,
-                   int64_t stride, int64_t m, int64_t block) noexcept nogil
+                   int64_t stride, int64_t m, int64_t block, bint moves) noexcept nogil
 cdef void copy_run_prefetch(char *dst, const char *base, const int64_t *idx,
                             int64_t stride, int64_t m, int64_t block,
-                            int64_t ahead) noexcept nogil
+                            int64_t ahead, bint moves) noexcept nogil
 
 
 cdef inline void prefetch_block(const char *p, int64_t block) noexcept nogil:
@@ -37,12 +37,19 @@ cdef inline void prefetch_block(const char *p, int64_t block) noexcept nogil:
         o += 64
 
 
+cdef inline bint short_rows(int64_t block) noexcept nogil:
+    """Rows of this size can go through mb_copy_short_rows (``moves``)."""
+    return MB_SHORT_MIN <= block <= MB_SHORT_MAX
+
+
 cdef inline void copy_rows_of(char *dst, const char *base, const int64_t *idx,
                               int64_t stride, int64_t m, int64_t block,
-                              int prefetch) noexcept nogil:
+                              int prefetch, bint moves) noexcept nogil:
     """copy_run_prefetch, ``prefetch`` rows ahead, when that is not 0 and
-    rows are sampled (idx not NULL), else copy_run."""
+    rows are sampled (idx not NULL), else copy_run; sampled rows of 16 to
+    272 bytes by 16-byte moves (mb_copy_short_rows) when ``moves``, else
+    by libc's memcpy."""
     if prefetch > 0 and idx != NULL:
-        copy_run_prefetch(dst, base, idx, stride, m, block, prefetch)
+        copy_run_prefetch(dst, base, idx, stride, m, block, prefetch, moves)
     else:
-        copy_run(dst, base, idx, stride, m, block)
+        copy_run(dst, base, idx, stride, m, block, moves)

@@ -12,15 +12,17 @@ from libc.string cimport memcpy
 
 
 cdef void copy_run(char *dst, const char *base, const int64_t *idx,
-                   int64_t stride, int64_t m, int64_t block) noexcept nogil:
+                   int64_t stride, int64_t m, int64_t block, bint moves) noexcept nogil:
     """Copy m blocks of ``block`` bytes from ``base + idx[i] * stride`` (or
     ``base + i * stride`` when idx is NULL) to consecutive places in dst.
 
     memcpy with a constant size compiles to one load and one store, so the
     common itemsizes get their own loops; unaligned sources stay legal.
-    Sampled rows of 16 to 272 bytes go through mb_copy_short_rows: a loop
-    per count of 16-byte moves, rather than libc's memcpy, whose call and
-    size dispatch cost as much as copying such a row from the cache.
+    Sampled rows of 17 to 272 bytes go through mb_copy_short_rows when
+    ``moves`` (the dispatcher measures which loop is faster, per row size,
+    at first need: ``_dispatch.pyx``): a loop per count of 16-byte moves,
+    rather than libc's memcpy, whose call and size dispatch can cost as
+    much as copying such a row from the cache.
     Time of the loop it replaced / mb_copy_short_rows, ``next(mb)`` (a
     runtime switch in a test build), both in shuffled order in one process,
     41 rounds, two measurements each, each side with its own seed (the
@@ -53,7 +55,7 @@ cdef void copy_run(char *dst, const char *base, const int64_t *idx,
         elif block == 1:
             for i in range(m):
                 dst[i] = base[idx[i] * stride]
-        elif MB_SHORT_MIN <= block <= MB_SHORT_MAX:
+        elif moves and MB_SHORT_MIN <= block <= MB_SHORT_MAX:
             mb_copy_short_rows(dst, base, idx, stride, m, block, 0)
         else:
             for i in range(m):
@@ -72,12 +74,12 @@ cdef void copy_run(char *dst, const char *base, const int64_t *idx,
 
 cdef void copy_run_prefetch(char *dst, const char *base, const int64_t *idx,
                             int64_t stride, int64_t m, int64_t block,
-                            int64_t ahead) noexcept nogil:
+                            int64_t ahead, bint moves) noexcept nogil:
     """copy_run for sampled rows of a source larger than the caches: the row
     ``ahead`` positions ahead is prefetched before each copy, so that
     several cache misses are in flight at once."""
     cdef int64_t i, lead = m - ahead
-    if MB_SHORT_MIN <= block <= MB_SHORT_MAX:
+    if moves and MB_SHORT_MIN <= block <= MB_SHORT_MAX:
         mb_copy_short_rows(dst, base, idx, stride, m, block, ahead)
         return
     for i in range(ahead if ahead < m else m):

@@ -1,7 +1,8 @@
 # cython: language_level=3
 """The dispatcher's state and choices (``_dispatch.pyx``): how far ahead a
-batch prefetches, how many threads it runs on, whether it keeps the GIL,
-each measured on the machine at first need.  The state has one owner, this
+batch prefetches, which loop copies its short rows, how many threads it
+runs on, whether it keeps the GIL, each measured on the machine at first
+need.  The state has one owner, this
 module; the batch runner (``_gather.pyx``) and the test hooks
 (``_hooks.pyx``) read and set it through these declarations."""
 from libc.stdint cimport int64_t
@@ -22,8 +23,12 @@ cdef enum:
     # first need) would add more than GIL_KEEP_PCT percent to its estimated
     # time: the same 10% that a prefetch distance must gain to be used.
     GIL_KEEP_PCT = 10
+    # A cell's low byte: the rows (runs) ahead, and a flag for the copy loop.
+    CELL_AHEAD = 127
+    CELL_MOVES = 128        # rows of 16 to 272 bytes: 16-byte moves, not memcpy
 
-# Calibration cells, (ps a row or block) << 8 | rows (runs) ahead; 0: not measured.
+# Calibration cells, (ps a row or block) << 8 | CELL_MOVES if the moves
+# loop copies faster | rows (runs) ahead; 0: not measured.
 cdef int64_t cal_cells[CAL_SPANS][CAL_ROWS]
 cdef int64_t walk_cells[CAL_SPANS][CAL_ROWS][WALK_KINDS]
 cdef int64_t cal_draw_ps[3]      # ps an index drawn, per vector level; 0: not measured
@@ -39,6 +44,7 @@ cdef int64_t PARALLEL_MIN_NS     # split threshold (ns); -1: twice the wake time
 cdef int forced_prefetch         # rows ahead for every batch; -1: calibrated
 cdef int forced_threads          # threads for every batch; 0: calibrated
 cdef int forced_gil              # 1 keep, 0 release, -1 measured
+cdef int forced_moves            # short rows: 1 moves, 0 memcpy, -1 measured
 
 
 cdef struct mb_threads:
@@ -58,6 +64,7 @@ cdef inline int auto_prefetch(int64_t span) noexcept nogil:
 
 
 cdef int prefetch_for(const mb_plan *p, const char *src) noexcept nogil
+cdef bint moves_for(const mb_plan *p, const char *src) noexcept nogil
 cdef void threads_decide(const mb_plan *p, const char *src, int64_t nbytes, int cap,
                          mb_threads *r) noexcept nogil
 cdef void threads_record(const mb_threads *r, int64_t ns) noexcept nogil

@@ -1,5 +1,6 @@
 # cython: language_level=3
-"""The dispatcher: for each batch, how far ahead it prefetches, how many
+"""The dispatcher: for each batch, how far ahead it prefetches, which loop
+copies its rows of 16 to 272 bytes (16-byte moves or memcpy), how many
 threads it runs on and whether it keeps the GIL.
 
 Every choice is measured on the machine the batch runs on (at first need,
@@ -11,8 +12,9 @@ read and force the state.
 
 Calibration cells: one per (source span, row size) class, both rounded up
 to a power of two.  A cell holds the prefetch distance that copied random
-rows of that class fastest and the time per row at that distance, packed
-as (ps per row) << 8 | distance; 0 while not measured.  Multi-axis walks
+rows of that class fastest, for rows of 16 to 272 bytes the copy loop that
+did (16-byte moves or memcpy, CELL_MOVES), and the time per row, packed as
+(ps per row) << 8 | CELL_MOVES if moves | distance; 0 while not measured.  Multi-axis walks
 (gather_nd over several outer axes) have cells of their own, per (source
 span, run size) class, a run being the blocks of one row of the last outer
 axis, and per number of sampled axes the walk jumps along: walks of one
@@ -25,9 +27,12 @@ from libc.stdlib cimport malloc, free
 from libc.stdint cimport uint64_t, int64_t, INT64_MAX
 
 from _philox cimport philox_pos, pos_init, fill_bounded, mb_simd_get
-from mbcore._kernels._copy cimport copy_rows_of
+from mbcore._kernels._copy cimport copy_rows_of, short_rows
 from mbcore._kernels._plan cimport mb_axis, mb_plan, plan_span, gather_nd
 from mbcore._kernels._pool cimport pool_wake_ns
+
+cdef extern from *:
+    int __builtin_clzll(unsigned long long x) noexcept nogil
 
 cdef extern from "mb_measure.h":
     int64_t mb_now_ns() noexcept nogil
@@ -61,13 +66,14 @@ PARALLEL_MIN_NS = -1
 forced_prefetch = -1
 forced_threads = 0
 forced_gil = -1
+forced_moves = -1
 
 
 cdef inline int ceil_log2(int64_t x) noexcept nogil:
-    cdef int k = 0
-    while k < 62 and (<int64_t>1 << k) < x:
-        k += 1
-    return k
+    """The least k <= 62 with 2**k >= x (0 for x <= 1)."""
+    if x <= 1:
+        return 0
+    return min(64 - __builtin_clzll(<unsigned long long>(x - 1)), 62)
 
 
 cdef inline uint64_t cal_rand(uint64_t *s) noexcept nogil:
@@ -104,17 +110,21 @@ cdef int64_t calibrate_rows(const char *base, int64_t n, int64_t stride, int64_t
                             int64_t span, int64_t *times) noexcept nogil:
     """Time copies of CAL_SAMPLE random rows of ``block`` bytes, row i at
     ``base + r_i * stride`` (r_i < n), with each prefetch distance of
-    cal_dists (only 0 for a source of at most CAL_MIN_SPAN bytes), fresh
-    rows for every copy, CAL_ROUNDS rounds in shuffled order; returns the
-    packed cell (best distance, its ps per row), 0 if memory ran out, and
-    the best time (ns) of each distance into ``times`` when not NULL."""
-    cdef int64_t rows = CAL_SAMPLE, best[CAL_NDIST]
+    cal_dists (only 0 for a source of at most CAL_MIN_SPAN bytes) and, for
+    rows of 16 to 272 bytes, with each copy loop (16-byte moves, memcpy),
+    fresh rows for every copy, CAL_ROUNDS rounds in shuffled order; returns
+    the packed cell (best distance, the loop, its ps per row), 0 if memory
+    ran out, and the best time (ns) of each distance with the chosen loop
+    into ``times`` when not NULL."""
+    cdef int64_t rows = CAL_SAMPLE
+    cdef int64_t best[2][CAL_NDIST]
     cdef int64_t *offs
     cdef char *dst
-    cdef int order[CAL_NDIST]
+    cdef int order[2 * CAL_NDIST]
     cdef int nd = CAL_NDIST if span > CAL_MIN_SPAN else 1
-    cdef int r, i, j, d, t
-    cdef int64_t k, t0, dt, ps
+    cdef int nl = 2 if short_rows(block) else 1
+    cdef int r, i, j, d, t, loop
+    cdef int64_t k, t0, dt, cell, other
     cdef uint64_t s = 0x9E3779B97F4A7C15ULL ^ <uint64_t>mb_now_ns()
     if block * rows > CAL_MAX_BYTES:
         rows = max(16, CAL_MAX_BYTES // block)
@@ -128,27 +138,35 @@ cdef int64_t calibrate_rows(const char *base, int64_t n, int64_t stride, int64_t
     if span <= CAL_WARM_SPAN:
         # The bytes the rows span (from the last row up with a negative stride).
         mb_touch(base + (stride * (n - 1) if stride < 0 else 0), span)
-    for i in range(nd):
-        best[i] = INT64_MAX
+    for i in range(nd * nl):
+        best[i // nd][i % nd] = INT64_MAX
         order[i] = i
     for r in range(CAL_ROUNDS):
-        for i in range(nd - 1, 0, -1):
+        for i in range(nd * nl - 1, 0, -1):
             j = <int>(cal_rand(&s) % <uint64_t>(i + 1))
             t = order[i]
             order[i] = order[j]
             order[j] = t
-        for i in range(nd):
-            d = order[i]
+        for i in range(nd * nl):
+            loop = order[i] // nd
+            d = order[i] % nd
             for k in range(rows):
                 offs[k] = <int64_t>(cal_rand(&s) % <uint64_t>n) * stride
             t0 = mb_now_ns()
-            copy_rows_of(dst, base, offs, 1, rows, block, cal_dists[d])
+            # loop 0: the moves where the rows allow them, 1: memcpy.
+            copy_rows_of(dst, base, offs, 1, rows, block, cal_dists[d], loop == 0)
             dt = mb_now_ns() - t0
-            if dt < best[d]:
-                best[d] = dt
+            if dt < best[loop][d]:
+                best[loop][d] = dt
     free(offs)
     free(dst)
-    return pick_distance(best, nd, rows, times)
+    cell = pick_distance(best[0], nd, rows, times)
+    if nl == 2:
+        # The faster loop, each at its own distance.
+        other = pick_distance(best[1], nd, rows, NULL)
+        if (other >> 8) < (cell >> 8):
+            return pick_distance(best[1], nd, rows, times)
+    return cell | (CELL_MOVES if nl == 2 else 0)
 
 
 cdef int64_t cell_for(const char *base, int64_t n, int64_t stride, int64_t block,
@@ -175,7 +193,9 @@ cdef int64_t calibrate_walk(const mb_plan *p, const char *src, int64_t span,
     jumps as a batch does; a shorter walk is timed several times over (fresh
     indices each time), so that each timing covers about CAL_SAMPLE runs;
     returns the packed cell (best distance, its ps per block), 0 if memory
-    ran out, and the best time (ns) of each distance into ``times``."""
+    ran out, and the best time (ns) of each distance into ``times``.  The
+    blocks are copied by the loop that batches of p use (moves_for)."""
+    cdef bint moves = moves_for(p, src)
     cdef mb_plan *q = <mb_plan *>malloc(sizeof(mb_plan))
     cdef int64_t best[CAL_NDIST]
     cdef int order[CAL_NDIST]
@@ -242,7 +262,7 @@ cdef int64_t calibrate_walk(const mb_plan *p, const char *src, int64_t span,
                         cur += q.ax[t].m
             t0 = mb_now_ns()
             for e in range(reps):
-                gather_nd(q, src, dst, NULL, 0, idx + e * nidx, cal_dists[d])
+                gather_nd(q, src, dst, NULL, 0, idx + e * nidx, cal_dists[d], moves)
             dt = mb_now_ns() - t0
             if dt < best[d] and r >= 0:
                 best[d] = dt
@@ -334,8 +354,19 @@ cdef int prefetch_for(const mb_plan *p, const char *src) noexcept nogil:
     if p.prefetch >= 0:
         return p.prefetch
     if p.nouter > 1:
-        return <int>(walk_cell(p, src, plan_span(p)) & 255)
-    return <int>(row_cell(p, src, plan_span(p)) & 255)
+        return <int>(walk_cell(p, src, plan_span(p)) & CELL_AHEAD)
+    return <int>(row_cell(p, src, plan_span(p)) & CELL_AHEAD)
+
+
+cdef bint moves_for(const mb_plan *p, const char *src) noexcept nogil:
+    """Whether a batch of plan p copies its rows (a walk: its blocks) of 16
+    to 272 bytes by 16-byte moves rather than memcpy: forced by _tune, else
+    the loop its row cell measured faster."""
+    if not short_rows(p.block):
+        return False
+    if forced_moves >= 0:
+        return forced_moves
+    return (row_cell(p, src, plan_span(p)) & CELL_MOVES) != 0
 
 
 # Thread counts are chosen by timing real batches.  Batches are grouped by

@@ -27,7 +27,7 @@ from _permute cimport (epoch_cursor, epoch_start, epoch_fill, mb_perm_digit, EPO
 from mbcore._kernels._plan cimport (mb_axis, mb_plan, MB_MAXDIMS, plan_scratch_size,
                                     draw_plan_indices, same_streams, gather_nd)
 from mbcore._kernels cimport _dispatch
-from mbcore._kernels._dispatch cimport (mb_threads, auto_prefetch, prefetch_for,
+from mbcore._kernels._dispatch cimport (mb_threads, auto_prefetch, prefetch_for, moves_for,
                                         threads_decide, threads_record, batch_ps, gil_ps,
                                         GIL_KEEP_PCT)
 from mbcore._kernels._pool cimport pool_run, MB_POOL_MAX
@@ -60,6 +60,7 @@ cdef struct gather_job:
     int64_t start          # first axis-0 position of this job
     int64_t count          # axis-0 positions in this job
     int prefetch           # rows (runs) ahead, prefetch_for(p[0])
+    bint moves             # short rows by 16-byte moves, moves_for(p[0])
     int64_t *scratch       # index scratch of a plan that is not fused
 
 
@@ -86,9 +87,9 @@ cdef void run_job(void *arg) noexcept nogil:
             p = g.p[i]
             if a.sampled:
                 gather_nd(p, g.src[i], g.dst[i] + g.start * p.row_out, g.idx + g.start,
-                          g.count, g.idx + a.m, g.prefetch)
+                          g.count, g.idx + a.m, g.prefetch, g.moves)
             else:
-                gather_nd(p, g.src[i], g.dst[i], NULL, 0, g.idx, g.prefetch)
+                gather_nd(p, g.src[i], g.dst[i], NULL, 0, g.idx, g.prefetch, g.moves)
         return
     if a.epochs:    # one permutation set-up a job, not a chunk
         epoch_start(&ec, a.key0, a.key1, a.sid, a.epochs, a.n, a.perm_digit, a.gm,
@@ -106,7 +107,7 @@ cdef void run_job(void *arg) noexcept nogil:
         for i in range(g.k):
             p = g.p[i]
             gather_nd(p, g.src[i], g.dst[i] + (g.start + done) * p.row_out, chunk, cnt, NULL,
-                      g.prefetch)
+                      g.prefetch, g.moves)
         done += cnt
 
 
@@ -144,7 +145,8 @@ cdef void draw_gather_k(int k, const mb_plan **p, const char **src, char **dst,
     that is 0).  Fused plans (only axis 0 sampled, with replacement) draw as
     they copy; others draw every index into scratch first; either way the
     indices are drawn once for all k arrays.  The prefetch distance is
-    prefetch_for(p[0]); the batch runs on threads_decide (at most
+    prefetch_for(p[0]), the short rows' loop moves_for(p[0]); the batch
+    runs on threads_decide (at most
     ``nthreads``) threads: with more than one, it is cut along axis 0 into
     SHARE_CHUNKS chunks a thread that this thread and pool workers claim in
     turn (pool_run; each draw is addressable, so a fused chunk draws its
@@ -164,6 +166,7 @@ cdef void draw_gather_k(int k, const mb_plan **p, const char **src, char **dst,
     job.start = 0
     job.count = a.m
     job.prefetch = prefetch_for(p[0], src[0])
+    job.moves = moves_for(p[0], src[0])
     job.scratch = scratch
     tr.n = 1
     tr.cls = -1

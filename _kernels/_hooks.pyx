@@ -8,10 +8,11 @@ cimport numpy as cnp
 from libc.string cimport memcpy
 from libc.stdint cimport int64_t
 
-from mbcore._kernels._copy cimport copy_rows_of
+from mbcore._kernels._copy cimport copy_rows_of, short_rows
 from mbcore._kernels cimport _dispatch
 from mbcore._kernels._dispatch cimport (CAL_SPANS, CAL_ROWS, CAL_NDIST, CAL_MIN_SPAN,
-                                        WALK_KINDS, mb_threads, auto_prefetch, prefetch_for,
+                                        WALK_KINDS, CELL_AHEAD, CELL_MOVES, mb_threads,
+                                        auto_prefetch, prefetch_for, moves_for,
                                         threads_decide, cell_for, gil_ps, GIL_KEEP_PCT,
                                         calibrate_rows, calibrate_walk, forget_calibration)
 from mbcore._kernels._gather cimport Sampler
@@ -46,9 +47,9 @@ def _simd(level=None):
 
 
 def _tune(parallel_min_bytes=None, prefetch=None, parallel_min_ns=None, threads=None,
-          gil=None):
+          gil=None, loop=None):
     """_tune(parallel_min_bytes=None, prefetch=None, parallel_min_ns=None, threads=None,
-             gil=None)
+             gil=None, loop=None)
 
     For tests and benchmarks, read on every batch: the output size (bytes)
     below which a batch is never split; the estimated one-thread time (ns)
@@ -57,19 +58,24 @@ def _tune(parallel_min_bytes=None, prefetch=None, parallel_min_ns=None, threads=
     (runs of a multi-axis walk) ahead, or an int: that many ahead); the thread count (0:
     calibrated; n: n threads for every batch of 16 rows or more, within
     set_num_threads' limit); the GIL ("auto": measured, "keep": held
-    through every batch, "release": released for every batch).  None
-    leaves a setting alone.  Returns the old
-    settings, in an order that ``_tune(*old)`` restores.
+    through every batch, "release": released for every batch); the loop
+    that copies rows of 16 to 272 bytes ("auto": measured, "moves": 16-byte
+    moves, "memcpy": libc's memcpy).  None leaves a setting alone.  Returns
+    the old settings, in an order that ``_tune(*old)`` restores.
     """
     cdef dict modes = {"auto": -1, "off": 0, "on": 8}
     cdef dict gil_modes = {"auto": -1, "release": 0, "keep": 1}
+    cdef dict loop_modes = {"auto": -1, "memcpy": 0, "moves": 1}
     old_prefetch = ([k for k, v in modes.items() if v == _dispatch.forced_prefetch]
                     or [_dispatch.forced_prefetch])[0]
     old_gil = [k for k, v in gil_modes.items() if v == _dispatch.forced_gil][0]
+    old_loop = [k for k, v in loop_modes.items() if v == _dispatch.forced_moves][0]
     old = (_dispatch.PARALLEL_MIN_BYTES, old_prefetch, _dispatch.PARALLEL_MIN_NS,
-           _dispatch.forced_threads, old_gil)
+           _dispatch.forced_threads, old_gil, old_loop)
     if gil is not None and gil not in gil_modes:
         raise ValueError(f"gil must be one of {sorted(gil_modes)}, got {gil!r}")
+    if loop is not None and loop not in loop_modes:
+        raise ValueError(f"loop must be one of {sorted(loop_modes)}, got {loop!r}")
     if prefetch is not None and prefetch not in modes and not (
             type(prefetch) is int and 0 <= prefetch <= 1024):
         raise ValueError(f"prefetch must be one of {sorted(modes)} or an int in [0, 1024], "
@@ -86,6 +92,8 @@ def _tune(parallel_min_bytes=None, prefetch=None, parallel_min_ns=None, threads=
         _dispatch.forced_threads = threads
     if gil is not None:
         _dispatch.forced_gil = gil_modes[gil]
+    if loop is not None:
+        _dispatch.forced_moves = loop_modes[loop]
     return old
 
 
@@ -97,6 +105,16 @@ def _prefetch_ahead(Sampler s not None):
     cell is not measured yet).
     """
     return prefetch_for(&s.plan, <const char *>cnp.PyArray_DATA(s.data))
+
+
+def _copy_loop(Sampler s not None):
+    """_copy_loop(sampler)
+
+    For tests: the loop that copies this Sampler's rows (blocks of a walk):
+    "moves" (16-byte moves, rows of 16 to 272 bytes) or "memcpy"
+    (calibrating first if its cell is not measured yet).
+    """
+    return "moves" if moves_for(&s.plan, <const char *>cnp.PyArray_DATA(s.data)) else "memcpy"
 
 
 def _batch_threads(Sampler s not None):
@@ -133,27 +151,30 @@ def _dispatch_info():
     worker's wake time, None if not measured), ``draw_ps`` (ps an index, per
     vector level measured), ``gil_ps`` (ps to release the GIL and take it
     back, None if not measured), ``cells`` ({(span class, row class): (rows ahead,
-    ps a row)}, classes as log2 of bytes), ``walk_cells`` (the same for
+    ps a row)}, classes as log2 of bytes), ``loops`` ({(span class, row
+    class): "moves" or "memcpy"}, the loop measured faster for the class'
+    rows), ``walk_cells`` (the same as ``cells`` for
     multi-axis walks: {(span class, run class, sampled outer axes): (runs
     ahead, ps a block)}),
     ``workers`` (pool threads started) and ``max_threads``.
     """
-    cells, walks = {}, {}
+    cells, loops, walks = {}, {}, {}
     for i in range(CAL_SPANS):
         for j in range(CAL_ROWS):
             v = mb_load(&_dispatch.cal_cells[i][j])
             if v:
-                cells[(i, j)] = (int(v & 255), int(v >> 8))
+                cells[(i, j)] = (int(v & CELL_AHEAD), int(v >> 8))
+                loops[(i, j)] = "moves" if v & CELL_MOVES else "memcpy"
             for k in range(WALK_KINDS):
                 v = mb_load(&_dispatch.walk_cells[i][j][k])
                 if v:
-                    walks[(i, j, k + 1)] = (int(v & 255), int(v >> 8))
+                    walks[(i, j, k + 1)] = (int(v & CELL_AHEAD), int(v >> 8))
     names = ["scalar", "avx2", "avx512"]
     return {"wake_ns": int(_dispatch.cal_wake_ns) or None,
             "gil_ps": int(_dispatch.cal_gil_ps) or None,
             "draw_ps": {names[i]: int(_dispatch.cal_draw_ps[i])
                         for i in range(3) if _dispatch.cal_draw_ps[i]},
-            "cells": cells, "walk_cells": walks, "workers": pool_size(),
+            "cells": cells, "loops": loops, "walk_cells": walks, "workers": pool_size(),
             "max_threads": _dispatch.max_threads}
 
 
@@ -266,16 +287,21 @@ def copy_rows(cnp.ndarray src not None, cnp.ndarray idx not None, cnp.ndarray ds
     cdef const char *s = <const char *>cnp.PyArray_DATA(src)
     cdef char *d = <char *>cnp.PyArray_DATA(dst)
     cdef int prefetch = auto_prefetch(cnp.PyArray_NBYTES(src))
+    cdef int64_t cell
+    cdef bint moves
     if row == 0 or m == 0:
         return
+    with nogil:
+        cell = cell_for(s, n, row, row, cnp.PyArray_NBYTES(src))
     if _dispatch.forced_prefetch >= 0:
         prefetch = _dispatch.forced_prefetch
     elif prefetch < 0:
-        prefetch = <int>(cell_for(s, n, row, row, cnp.PyArray_NBYTES(src)) & 255)
-    with nogil:
-        est = m * (cell_for(s, n, row, row, cnp.PyArray_NBYTES(src)) >> 8)
+        prefetch = <int>(cell & CELL_AHEAD)
+    moves = short_rows(row) and (_dispatch.forced_moves == 1 or (
+        _dispatch.forced_moves < 0 and cell & CELL_MOVES))
+    est = m * (cell >> 8)
     if keeps_gil(est):
-        copy_rows_of(d, s, ip, row, m, row, prefetch)
+        copy_rows_of(d, s, ip, row, m, row, prefetch, moves)
     else:
         with nogil:
-            copy_rows_of(d, s, ip, row, m, row, prefetch)
+            copy_rows_of(d, s, ip, row, m, row, prefetch, moves)

@@ -57,4 +57,4 @@ cdef void draw_plan_indices(const mb_plan *p, uint64_t step, int64_t *idx,
 cdef bint same_streams(const mb_plan *a, const mb_plan *b) noexcept nogil
 cdef void gather_nd(const mb_plan *p, const char *src, char *dst,
                     const int64_t *idx0, int64_t m0,
-                    const int64_t *idx, int prefetch) noexcept nogil
+                    const int64_t *idx, int prefetch, bint moves) noexcept nogil

@@ -41,7 +41,7 @@ cdef inline bint odo_next(mb_odo *o, const mb_plan *p, const int64_t **ix,
 
 cdef void gather_nd(const mb_plan *p, const char *src, char *dst,
                     const int64_t *idx0, int64_t m0,
-                    const int64_t *idx, int prefetch) noexcept nogil:
+                    const int64_t *idx, int prefetch, bint moves) noexcept nogil:
     """Outer-product gather (``src[np.ix_(...)]``) into C-contiguous dst.
 
     Axes ``0 .. nouter-1`` are walked with an odometer; axis k reads
@@ -54,7 +54,9 @@ cdef void gather_nd(const mb_plan *p, const char *src, char *dst,
     With ``prefetch`` (the batch's choice, calibrated per class: rows
     ahead for a single-axis plan, runs ahead for a walk), the source lines
     of the run ``prefetch`` runs ahead (at most MB_PREFETCH_LINES of them)
-    are prefetched; a second odometer walks ahead of the first.
+    are prefetched; a second odometer walks ahead of the first.  ``moves``:
+    rows (blocks) of 16 to 272 bytes are copied by 16-byte moves rather
+    than memcpy (the batch's choice, calibrated per row size).
     """
     cdef const int64_t *ix[MB_MAXDIMS]
     cdef int64_t m[MB_MAXDIMS]
@@ -80,7 +82,7 @@ cdef void gather_nd(const mb_plan *p, const char *src, char *dst,
         if m[k] == 0:
             return
     if last == 0:
-        copy_rows_of(dst, src, ix[0], p.ax[0].stride, m[0], p.block, prefetch)
+        copy_rows_of(dst, src, ix[0], p.ax[0].stride, m[0], p.block, prefetch, moves)
         return
     o.base[0] = 0
     for k in range(last):
@@ -106,7 +108,7 @@ cdef void gather_nd(const mb_plan *p, const char *src, char *dst,
             prefetch_block(src + ahead.base[last] + lo, hi - lo + p.block)
             more = odo_next(&ahead, p, ix, m, last)
         copy_run(dst, src + o.base[last], ix[last], p.ax[last].stride, m[last],
-                 p.block)
+                 p.block, moves)
         dst += m[last] * p.block
         if not odo_next(&o, p, ix, m, last):
             return

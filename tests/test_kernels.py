@@ -436,10 +436,13 @@ def threads():
     _gather.set_num_threads(old)
 
 
-@pytest.fixture(params=["on", "off"])
+@pytest.fixture(params=[("on", "moves"), ("off", "moves"), ("on", "memcpy"), ("off", "memcpy")],
+                ids="-".join)
 def force_all_paths(request):
-    """A prefetch mode and every batch split (benchmark hook ``_tune``)."""
-    old = _hooks._tune(parallel_min_bytes=0, prefetch=request.param, parallel_min_ns=0)
+    """A prefetch mode, a copy loop for rows of 16 to 272 bytes, and every
+    batch split (benchmark hook ``_tune``)."""
+    prefetch, loop = request.param
+    old = _hooks._tune(parallel_min_bytes=0, prefetch=prefetch, parallel_min_ns=0, loop=loop)
     yield
     _hooks._tune(*old)
 
@@ -567,6 +570,36 @@ def test_tune_rejects_unknown_prefetch_mode():
     with pytest.raises(ValueError, match="gil must be one of .*got 'drop'"):
         _hooks._tune(gil="drop")
     assert _hooks._tune() == old
+    with pytest.raises(ValueError, match="loop must be one of .* got 'sse'"):
+        _hooks._tune(loop="sse")
+    assert _hooks._tune() == old
+
+
+@pytest.mark.parametrize("width", [2, 10, 34])
+def test_short_row_loop_is_measured_with_the_rows(width):
+    # Rows of 16 to 272 bytes: their cell holds the loop that copied them
+    # faster at its first need, the one batches use unless _tune forces one;
+    # rows of other sizes are copied by memcpy whatever the cell.
+    data = np.zeros((2 * 10 ** 5, width))
+    s = Sampler(data, [128, None], [(1, 2), None], True)
+    _hooks._forget_calibration()
+    assert _hooks._dispatch_info()["loops"] == {}
+    loop = _hooks._copy_loop(s)
+    assert loop in ("moves", "memcpy")
+    assert list(_hooks._dispatch_info()["loops"].values()) == [loop]
+    for forced in ("moves", "memcpy"):
+        old = _hooks._tune(loop=forced)
+        try:
+            assert _hooks._copy_loop(s) == forced
+        finally:
+            _hooks._tune(*old)
+    assert _hooks._copy_loop(s) == loop
+    wide = Sampler(np.zeros((1000, 40)), [8, None], [(1, 2), None], True)
+    old = _hooks._tune(loop="moves")
+    try:
+        assert _hooks._copy_loop(wide) == "memcpy"      # 320-byte rows
+    finally:
+        _hooks._tune(*old)
 
 
 def test_gil_is_kept_only_where_releasing_it_costs_over_a_tenth_of_the_batch():
