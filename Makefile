@@ -20,7 +20,7 @@ PYMC_VERSION := 5.28.5
 # PyTensor's compile cache lives in the venv: tests never depend on a warm
 # cache in the home directory (a cold one costs about 40 s per first fit).
 PYTENSOR_ENV := PYTENSOR_FLAGS=compiledir=$(CURDIR)/$(VENV_PYMC5)/pytensor-compiledir
-SOURCES := setup.py pyproject.toml $(wildcard _kernels/*.pyx _kernels/*.pxd _kernels/mb_*.h _kernels/*.py mbcore/*.py mbcore/data/* adapters/*.py adapters/*.pth \
+SOURCES := setup.py pyproject.toml $(wildcard _kernels/*.pyx _kernels/*.pxd _kernels/mb_*.h _kernels/mb_*.c _kernels/*.py mbcore/*.py mbcore/data/* adapters/*.py adapters/*.pth \
            adapters/pytensor/*.py)
 PIP_QUIET ?= -q
 

@@ -23,7 +23,6 @@ cdef extern from "mb_permute.h":
     uint64_t mb_perm_inv_at(const mb_perm *p, uint64_t y) noexcept nogil
 
 cnp.import_array()
-mb_simd_set(mb_simd_detect())
 
 ROUNDS = MB_PERM_ROUNDS               # rounds from n = SMALL_N up
 SMALL_N = MB_PERM_SMALL_N

@@ -1,8 +1,10 @@
 # cython: language_level=3
 """Counter-based Philox4x64-10 draws and exactly uniform bounded integers.
 
-Everything here is ``noexcept nogil`` and inline, so that the gather kernels in
-``_gather.pyx`` draw and copy in one loop without a function call per index.
+Everything here is ``noexcept nogil`` and inline, so that the gather kernels
+(``_gather.pyx``, ``_plan.pyx``) draw and copy in one loop without a function
+call per index.  The Philox blocks themselves are C (``mb_philox.h``, and
+``mb_philox_simd.h`` for the vector levels).
 
 Stream layout
 -------------
@@ -26,106 +28,31 @@ one batch splits across threads and any step is O(1) to reach.
 """
 from libc.stdint cimport uint32_t, uint64_t, int64_t
 
-cdef extern from *:
-    """
-    #include <stdint.h>
-    /* 64x64 -> 128 bit multiply; __int128 where the compiler has it. */
-    #if defined(__SIZEOF_INT128__)
-    static inline uint64_t mb_mulhilo64(uint64_t a, uint64_t b, uint64_t *hi) {
-        __uint128_t p = (__uint128_t)a * (__uint128_t)b;
-        *hi = (uint64_t)(p >> 64);
-        return (uint64_t)p;
-    }
-    #elif defined(_MSC_VER) && defined(_M_X64)
-    #include <intrin.h>
-    static inline uint64_t mb_mulhilo64(uint64_t a, uint64_t b, uint64_t *hi) {
-        return _umul128(a, b, hi);
-    }
-    #else
-    static inline uint64_t mb_mulhilo64(uint64_t a, uint64_t b, uint64_t *hi) {
-        uint64_t a_lo = (uint32_t)a, a_hi = a >> 32, b_lo = (uint32_t)b, b_hi = b >> 32;
-        uint64_t p0 = a_lo * b_lo, p1 = a_lo * b_hi, p2 = a_hi * b_lo, p3 = a_hi * b_hi;
-        uint64_t mid = (p0 >> 32) + (uint32_t)p1 + (uint32_t)p2;
-        *hi = p3 + (p1 >> 32) + (p2 >> 32) + (mid >> 32);
-        return (mid << 32) | (uint32_t)p0;
-    }
-    #endif
-    /* Two Philox4x64-10 blocks, counters (j+b, c1, c2, c3), b = 0..1, with
-       the two chains' rounds interleaved: one chain alone waits on its 10
-       serial multiply rounds; two fill the pipeline and, with the key, fit
-       in the 16 general registers.  Four interleaved chains (the previous
-       version) spilled to the stack: 5.0 -> 4.25, 5.0 -> 2.5 and 4.6 -> 3.9
-       ns per drawn index in three alternating runs.  Plain C with scalar
-       locals: a Cython version with a 4x4 array was kept in memory by gcc. */
-    #define MB_PHILOX_ROUND(x0, x1, x2, x3) do { \
-        uint64_t hi0_, hi1_, lo0_, lo1_; \
-        lo0_ = mb_mulhilo64(0xD2E7470EE14C6C93ULL, x0, &hi0_); \
-        lo1_ = mb_mulhilo64(0xCA5A826395121157ULL, x2, &hi1_); \
-        x0 = hi1_ ^ x1 ^ k0; x2 = hi0_ ^ x3 ^ k1; x1 = lo1_; x3 = lo0_; } while (0)
-    static inline void mb_philox4x64_10_x2(uint64_t j, uint64_t c1, uint64_t c2,
-                                           uint64_t c3, uint64_t k0, uint64_t k1,
-                                           uint64_t *out) {
-        uint64_t a0 = j, a1 = c1, a2 = c2, a3 = c3;
-        uint64_t b0 = j + 1, b1 = c1, b2 = c2, b3 = c3;
-        int r;
-        for (r = 0; r < 10; r++) {
-            if (r) { k0 += 0x9E3779B97F4A7C15ULL; k1 += 0xBB67AE8584CAA73BULL; }
-            MB_PHILOX_ROUND(a0, a1, a2, a3);
-            MB_PHILOX_ROUND(b0, b1, b2, b3);
-        }
-        out[0] = a0; out[1] = a1; out[2] = a2; out[3] = a3;
-        out[4] = b0; out[5] = b1; out[6] = b2; out[7] = b3;
-    }
-    /* Four blocks (a group), counters (j+b, c1, c2, c3), b = 0..3. */
-    static inline void mb_philox4x64_10_x4(uint64_t j, uint64_t c1, uint64_t c2,
-                                           uint64_t c3, uint64_t k0, uint64_t k1,
-                                           uint64_t *out) {
-        mb_philox4x64_10_x2(j, c1, c2, c3, k0, k1, out);
-        mb_philox4x64_10_x2(j + 2, c1, c2, c3, k0, k1, out + 8);
-    }
-    #if defined(__GNUC__) || defined(__clang__)
-    #define MB_PREFETCH(p) __builtin_prefetch((p), 0, 0)
-    #define MB_LIKELY(x) __builtin_expect(!!(x), 1)
-    #else
-    #define MB_PREFETCH(p) ((void)(p))
-    #define MB_LIKELY(x) (x)
-    #endif
-    """
+from mbcore._kernels cimport _simd
+from mbcore._kernels._simd cimport mb_simd_detect, simd_switch
+
+cdef extern from "mb_philox.h":
     uint64_t mb_mulhilo64(uint64_t a, uint64_t b, uint64_t *hi) noexcept nogil
+    void philox4x64_10 "mb_philox4x64_10"(const uint64_t *c, uint64_t k0, uint64_t k1,
+                                          uint64_t *out) noexcept nogil
     void mb_philox4x64_10_x4(uint64_t j, uint64_t c1, uint64_t c2, uint64_t c3,
                              uint64_t k0, uint64_t k1, uint64_t *out) noexcept nogil
-    void MB_PREFETCH(const void *p) noexcept nogil
-    bint MB_LIKELY(bint x) noexcept nogil
 
 
 cdef extern from "mb_philox_simd.h":
-    int mb_simd_detect() noexcept nogil
-    int mb_simd_get() noexcept nogil
-    void mb_simd_set(int level) noexcept nogil
-    int mb_fill32_simd(uint64_t j, uint64_t c1, uint64_t c2, uint64_t c3,
+    int mb_fill32_simd(int level, uint64_t j, uint64_t c1, uint64_t c2, uint64_t c3,
                        uint64_t k0, uint64_t k1, int nb, uint32_t n, uint32_t t,
                        uint64_t *words, int64_t *out) noexcept nogil
 
 
-cdef inline object simd_switch(level):
-    """The ``_simd`` hook of the modules that draw (tests and benchmarks):
-    set this module's vector level ("scalar", "avx2", "avx512") if level is
-    not None, refusing one the CPU lacks ("auto": the widest it has), and
-    return the old level's name.  The draws do not depend on it."""
-    cdef list names = ["scalar", "avx2", "avx512"]
-    old = names[mb_simd_get()]
-    if level is None:
-        return old
-    if level == "auto":
-        mb_simd_set(mb_simd_detect())
-        return old
-    if level not in names:
-        raise ValueError(f"level must be one of {names + ['auto']} or None, got {level!r}")
-    if names.index(level) > mb_simd_detect():
-        raise ValueError(f"level {level!r} is not supported here: this CPU has "
-                         f"{names[mb_simd_detect()]!r} at most")
-    mb_simd_set(names.index(level))
-    return old
+cdef inline int mb_simd_get() noexcept nogil:
+    """The process's vector level (``_simd.pxd``), which every draw uses."""
+    return _simd.level
+
+
+cdef inline void mb_simd_set(int level) noexcept nogil:
+    """Set the process's vector level, for every module at once."""
+    _simd.level = level
 
 
 cdef enum:
@@ -144,28 +71,6 @@ cdef struct philox_pos:
     uint64_t lane          # ... of this lane
     bint valid
     uint64_t buf[16]       # PHILOX_WORDS
-
-
-cdef inline void philox4x64_10(uint64_t c[4], uint64_t k0, uint64_t k1,
-                               uint64_t out[4]) noexcept nogil:
-    """philox4x64_10(c, k0, k1, out): ten Philox rounds on counter c."""
-    cdef uint64_t x0 = c[0], x1 = c[1], x2 = c[2], x3 = c[3]
-    cdef uint64_t hi0, hi1, lo0, lo1
-    cdef int r
-    for r in range(10):
-        if r:
-            k0 += 0x9E3779B97F4A7C15ULL
-            k1 += 0xBB67AE8584CAA73BULL
-        lo0 = mb_mulhilo64(0xD2E7470EE14C6C93ULL, x0, &hi0)
-        lo1 = mb_mulhilo64(0xCA5A826395121157ULL, x2, &hi1)
-        x0 = hi1 ^ x1 ^ k0
-        x1 = lo1
-        x2 = hi0 ^ x3 ^ k1
-        x3 = lo0
-    out[0] = x0
-    out[1] = x1
-    out[2] = x2
-    out[3] = x3
 
 
 cdef inline void pos_init(philox_pos *s, uint64_t key0, uint64_t key1,
@@ -271,7 +176,7 @@ cdef inline void fill_bounded(philox_pos *s, uint64_t start, uint64_t n,
     while p < stop:
         if simd and (p & 7) == 0 and stop - p >= 64:
             nb = 16 if stop - p >= 128 else 8
-            if mb_fill32_simd(p >> 3, s.step, s.sid, 0, s.key0, s.key1, nb, n32, t,
+            if mb_fill32_simd(simd, p >> 3, s.step, s.sid, 0, s.key0, s.key1, nb, n32, t,
                               words, o + p):
                 for q in range(p, p + 8 * <uint64_t>nb):   # redraw the rejected
                     lo = ((words[(q - p) >> 1] >> (32 * (q & 1))) & 0xFFFFFFFFULL) * n32

@@ -1,4 +1,4 @@
-from typing import Literal, Optional, Sequence
+from typing import Literal, Sequence
 
 import numpy as np
 import numpy.typing as npt
@@ -8,4 +8,3 @@ def philox4x64_raw(counter: Sequence[int], key: Sequence[int],
 def draw_indices(key: Sequence[int], sid: int, step: int, n: int, m: int,
                  replace: bool = ...,
                  method: Literal["auto", "dense", "sparse"] = ...) -> npt.NDArray[np.int64]: ...
-def _simd(level: Optional[str] = ...) -> str: ...

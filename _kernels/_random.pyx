@@ -8,18 +8,11 @@ import numpy as np
 cimport numpy as cnp
 from libc.stdint cimport uint32_t, uint64_t, int64_t
 
-from _philox cimport philox4x64_10, simd_switch, mb_simd_set, mb_simd_detect
+from _philox cimport philox4x64_10
 from _samplers cimport (sample_replace, sample_noreplace, sample_noreplace_dense,
                         sample_noreplace_sparse, noreplace_work_size)
 
 cnp.import_array()
-mb_simd_set(mb_simd_detect())
-
-
-def _simd(level=None):
-    """_simd(level=None): this module's vector level for drawing (see
-    ``_philox.simd_switch``); for tests."""
-    return simd_switch(level)
 
 
 def philox4x64_raw(counter, key, Py_ssize_t nblocks):

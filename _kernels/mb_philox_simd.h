@@ -1,6 +1,7 @@
 /* Philox4x64-10 blocks and Lemire's bounded integers, 8 or 16 blocks at a
- * time in AVX-512 or AVX2 registers: bit for bit what the scalar code in
- * _philox.pxd computes, so the streams do not depend on the CPU.
+ * time in AVX-512 or AVX2 registers: bit for bit what the scalar blocks of
+ * mb_philox.h (whose constants these use) and the draws of _philox.pxd
+ * compute, so the streams do not depend on the CPU.
  *
  * No vector unit multiplies 64 x 64 -> 128 bits, so each Philox product is
  * put together from four 32 x 32 -> 64 bit products (vpmuludq).  That is
@@ -20,6 +21,9 @@
 
 #include <stdint.h>
 
+#include "mb_philox.h"
+
+/* The vector levels; the one in use is the process's (_simd.pyx). */
 #define MB_SIMD_SCALAR 0
 #define MB_SIMD_AVX2 1
 #define MB_SIMD_AVX512 2
@@ -27,11 +31,6 @@
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
 #define MB_HAVE_X86_SIMD 1
 #include <immintrin.h>
-
-#define MB_PHILOX_M0 0xD2E7470EE14C6C93ULL
-#define MB_PHILOX_M1 0xCA5A826395121157ULL
-#define MB_PHILOX_W0 0x9E3779B97F4A7C15ULL
-#define MB_PHILOX_W1 0xBB67AE8584CAA73BULL
 
 #define MB_T512 __attribute__((target("avx512f,avx512dq,avx512bw,avx512vl")))
 #define MB_T256 __attribute__((target("avx2")))
@@ -220,7 +219,7 @@ MB_T256 static int mb_lemire32_256(const uint64_t *w, int64_t nw, uint32_t n,
     return bad;
 }
 
-static int mb_simd_detect(void) {
+static inline int mb_simd_detect(void) {
     __builtin_cpu_init();
     if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512dq")
             && __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512vl"))
@@ -232,29 +231,25 @@ static int mb_simd_detect(void) {
 
 #else  /* not x86-64 GCC/Clang: scalar only */
 #define MB_HAVE_X86_SIMD 0
-static int mb_simd_detect(void) { return MB_SIMD_SCALAR; }
+static inline int mb_simd_detect(void) { return MB_SIMD_SCALAR; }
 #endif
 
-/* The level in use in this module; set at import from mb_simd_detect(). */
-static int mb_simd_level = MB_SIMD_SCALAR;
-static inline int mb_simd_get(void) { return mb_simd_level; }
-static inline void mb_simd_set(int level) { mb_simd_level = level; }
-
 /* Blocks (j + b, c1, c2, c3), b < nb (8 or 16), block-major, and then Lemire
-   on their 8 * nb halves into out (see mb_lemire32_512).  Only called when
-   mb_simd_level is not scalar.  Returns nonzero when a draw was rejected. */
-static inline int mb_fill32_simd(uint64_t j, uint64_t c1, uint64_t c2, uint64_t c3,
-                                 uint64_t k0, uint64_t k1, int nb, uint32_t n,
+   on their 8 * nb halves into out (see mb_lemire32_512), at vector level
+   `level` (MB_SIMD_AVX2 or MB_SIMD_AVX512; never called at the scalar
+   level).  Returns nonzero when a draw was rejected. */
+static inline int mb_fill32_simd(int level, uint64_t j, uint64_t c1, uint64_t c2,
+                                 uint64_t c3, uint64_t k0, uint64_t k1, int nb, uint32_t n,
                                  uint32_t t, uint64_t *words, int64_t *out) {
 #if MB_HAVE_X86_SIMD
-    if (mb_simd_level == MB_SIMD_AVX512) {
+    if (level == MB_SIMD_AVX512) {
         mb_philox_blocks_512(j, c1, c2, c3, k0, k1, words, nb);
         return mb_lemire32_512(words, 4 * nb, n, t, out);
     }
     mb_philox_blocks_256(j, c1, c2, c3, k0, k1, words, nb);
     return mb_lemire32_256(words, 4 * nb, n, t, out);
 #else
-    (void)j; (void)c1; (void)c2; (void)c3; (void)k0; (void)k1; (void)nb;
+    (void)level; (void)j; (void)c1; (void)c2; (void)c3; (void)k0; (void)k1; (void)nb;
     (void)n; (void)t; (void)words; (void)out;
     return 0;
 #endif

@@ -9,7 +9,7 @@ import platform
 import numpy as np
 
 import mbcore
-from mbcore._kernels import _gather
+from mbcore._kernels import _hooks
 
 
 def cpu_model():
@@ -54,24 +54,25 @@ def describe():
         "python": platform.python_version(),
         "numpy": np.__version__,
         "mbcore": getattr(mbcore, "__version__", None),
-        "simd": _gather._simd(),
+        "simd": _hooks._simd(),
     }
     if hasattr(mbcore, "get_num_threads"):
         info["num_threads"] = mbcore.get_num_threads()
-    dispatch = getattr(_gather, "_dispatch_info", None)
+    dispatch = getattr(_hooks, "_dispatch_info", None)
     if dispatch is not None:
         # What the dispatcher measured in this process: the pool's wake time,
         # the GIL round trip, the draw's cost an index, and per class of
         # (source span, row or run size), classes as log2 of bytes, the
         # prefetch distance and the cost a row (cells: single-axis rows,
-        # walk_cells: multi-axis runs).
+        # walk_cells: multi-axis runs), and the copy loop of a class' rows
+        # (loops: "moves" or "memcpy").
         d = dispatch()
         for key, value in d.items():
             if isinstance(value, dict) and any(isinstance(k, tuple) for k in value):
                 d[key] = {f"span 2^{c[0]} row 2^{c[1]}"
                           + (f" {c[2]} sampled axes" if len(c) > 2 else ""):
-                          {"ahead": ahead, "ps_a_row": ps}
-                          for c, (ahead, ps) in sorted(value.items())}
+                          v if isinstance(v, str) else {"ahead": v[0], "ps_a_row": v[1]}
+                          for c, v in sorted(value.items())}
         info["dispatch"] = d
     return info
 

@@ -4,9 +4,10 @@ machine, in the same run.
 
 For each case, every prefetch distance the calibration tries (0, 4, 8, 16,
 32 rows, or runs of a multi-axis walk, ahead) is crossed with every thread
-count up to the limit (1, 2, 4, ... and the limit itself), and for the
+count up to the limit (1, 2, 4, ... and the limit itself), for the
 small batches (where the GIL is kept or released) with the GIL kept and
-released, each forced with ``_tune`` on a Minibatch of its
+released, and for rows of 16 to 272 bytes with both copy loops (16-byte
+moves, memcpy), each forced with ``_tune`` on a Minibatch of its
 own (its own seed, so that no variant finds rows another drew in the
 cache); the dispatcher's own choice ("auto") is one more Minibatch.  All are
 timed with ``interleaved_min`` (20 batches a call).  The gate asserts
@@ -21,7 +22,7 @@ import numpy as np
 import pytest
 
 import mbcore
-from mbcore._kernels import _gather
+from mbcore._kernels import _hooks
 from timing import interleaved_min
 
 NEED = 1.10
@@ -64,33 +65,39 @@ def single_id(case):
     return f"n{n:.0e}-w{w}-b{b}".replace("e+0", "e")
 
 
+# Rows of 16 to 272 bytes (16, 80, 144, 272): the copy loop, 16-byte moves
+# or memcpy, crossed with the distances and thread counts.
+LOOPS = [(10**5, 2, 128), (10**5, 10, 128), (10**6, 10, 1024), (10**5, 18, 512),
+         (10**5, 34, 128)]
 MULTI_IDS = ["2000x500-b1024x64", "2000x500-b64x2", "10x20x30x40x50-b2x20x10"]
 
 
-def _variants(data, batch_size, gil):
+def _variants(data, batch_size, gil, loops):
     """name -> callable drawing BATCHES_A_CALL batches under its setting."""
     impls, pick = {}, None
     gils = ("keep", "release") if gil else ("auto",)
-    settings = [("auto", "auto", 0, "auto")] + [
-        (f"d={d} t={t}" + (f" gil={g}" if gil else ""), d, t, g)
-        for d in DISTANCES for t in thread_counts() for g in gils]
-    for seed, (name, d, t, g) in enumerate(settings):
+    loop_modes = ("moves", "memcpy") if loops else ("auto",)
+    settings = [("auto", "auto", 0, "auto", "auto")] + [
+        (f"d={d} t={t}" + (f" gil={g}" if gil else "") + (f" loop={lp}" if loops else ""),
+         d, t, g, lp)
+        for d in DISTANCES for t in thread_counts() for g in gils for lp in loop_modes]
+    for seed, (name, d, t, g, lp) in enumerate(settings):
         mb = mbcore.Minibatch(data, batch_size=batch_size, random_seed=100 + seed)
         nxt = mb.__next__
         if name == "auto":
             pick = mb._sampler
 
-        def run(nxt=nxt, d=d, t=t, g=g):
-            old = _gather._tune(prefetch=d, threads=t, gil=g)
+        def run(nxt=nxt, d=d, t=t, g=g, lp=lp):
+            old = _hooks._tune(prefetch=d, threads=t, gil=g, loop=lp)
             for _ in range(BATCHES_A_CALL):
                 nxt()
-            _gather._tune(*old)
+            _hooks._tune(*old)
         impls[name] = run
     return impls, pick
 
 
-def _gate(data, batch_size, label, gil=False):
-    impls, sampler = _variants(data, batch_size, gil)
+def _gate(data, batch_size, label, gil=False, loops=False):
+    impls, sampler = _variants(data, batch_size, gil, loops)
     best_ratio, shown = float("inf"), None
     for attempt in range(ATTEMPTS):
         t = interleaved_min(impls, rounds=ROUNDS, target=0.01)
@@ -102,10 +109,11 @@ def _gate(data, batch_size, label, gil=False):
             break
         time.sleep(0.5)
     t, best = shown
-    info = _gather._dispatch_info()
-    print(f"{label}: auto (d={_gather._prefetch_ahead(sampler)} "
-          f"t={_gather._batch_threads(sampler)} "
-          f"gil={'keep' if _gather._keeps_gil(sampler) else 'release'}) {t['auto'] / BATCHES_A_CALL * 1e6:.2f} us, "
+    info = _hooks._dispatch_info()
+    print(f"{label}: auto (d={_hooks._prefetch_ahead(sampler)} "
+          f"t={_hooks._batch_threads(sampler)} "
+          f"gil={'keep' if _hooks._keeps_gil(sampler) else 'release'} "
+          f"loop={_hooks._copy_loop(sampler)}) {t['auto'] / BATCHES_A_CALL * 1e6:.2f} us, "
           f"best {best[1]} {best[0] / BATCHES_A_CALL * 1e6:.2f} us: {best_ratio:.2f}x the best "
           f"(wake {info['wake_ns']} ns, GIL round trip {(info['gil_ps'] or 0) / 1000:.0f} ns); "
           + ", ".join(f"{k} {v / BATCHES_A_CALL * 1e6:.2f}" for k, v in sorted(t.items())))
@@ -132,3 +140,10 @@ def test_gil_dispatch_within_10_percent_of_brute_force(case):
 def test_multi_axis_dispatch_within_10_percent_of_brute_force(shape, spec):
     data = np.full(shape, 1.5)
     _gate(data, spec, f"{shape}{spec}")
+
+
+@pytest.mark.parametrize("case", LOOPS, ids=single_id)
+def test_copy_loop_within_10_percent_of_brute_force(case):
+    n, w, b = case
+    data = np.full((n, w), 1.5)
+    _gate(data, b, single_id(case), loops=True)

@@ -25,7 +25,7 @@ import pytest
 from cases import (GRID, MARGIN, MULTI, best_ratio, case_id, grid_impls, make_data,
                    multi_id, multi_impls)
 from mbcore import Minibatch
-from mbcore._kernels import _gather
+from mbcore._kernels import _hooks
 
 BATCH_128_NEED = 8.0     # x NumPy, rows of 1 and of 10 values
 GRID_NEED = 1.5          # x NumPy, every other grid case ...
@@ -78,8 +78,8 @@ VECTOR_NEED = 1.4
 
 @pytest.mark.parametrize("case", VECTOR, ids=case_id)
 def test_vector_draw_gate(case):
-    _gather._simd("auto")
-    widest = _gather._simd()
+    _hooks._simd("auto")
+    widest = _hooks._simd()
     if widest == "scalar":
         pytest.skip("this CPU has no vector level")
     n, w, b = case
@@ -89,7 +89,7 @@ def test_vector_draw_gate(case):
         f = Minibatch(data, batch_size=b, random_seed=seed).__next__
 
         def run():
-            _gather._simd(level)
+            _hooks._simd(level)
             for _ in range(20):
                 f()
         return run
@@ -98,7 +98,7 @@ def test_vector_draw_gate(case):
         speedup, t = best_ratio({"ours": batches(widest, 1), "scalar": batches("scalar", 2)},
                                 "scalar", VECTOR_NEED / MARGIN)
     finally:
-        _gather._simd(widest)
+        _hooks._simd(widest)
     print(f"{case_id(case)}: {widest} draw {speedup:.2f}x the scalar draw")
     assert speedup >= VECTOR_NEED / MARGIN, (
         f"{widest} draw {speedup:.2f}x the scalar one < {VECTOR_NEED}x / {MARGIN} ({t})")

@@ -19,7 +19,7 @@ if str(TESTS) not in sys.path:
     sys.path.insert(0, str(TESTS))
 
 import mbcore  # noqa: E402
-from mbcore._kernels import _gather, _random  # noqa: E402
+from mbcore._kernels import _gather, _hooks, _random  # noqa: E402
 
 
 def _installed_path(module):
@@ -82,15 +82,15 @@ def data2d(rng):
 
 @pytest.fixture(params=["scalar", "avx2", "avx512"])
 def simd_level(request):
-    """Draw at one vector level (``_kernels/mb_philox_simd.h``) in both kernel
-    modules, then restore theirs.  A level this CPU lacks is skipped."""
+    """Draw at one vector level (``_kernels/mb_philox_simd.h``), the
+    process's, in every kernel module, then restore it.  A level this CPU
+    lacks is skipped."""
     try:
-        old = (_gather._simd(request.param), _random._simd(request.param))
+        old = _hooks._simd(request.param)
     except ValueError as e:
         pytest.skip(str(e))
     yield request.param
-    _gather._simd(old[0])
-    _random._simd(old[1])
+    _hooks._simd(old)
 
 
 @pytest.fixture(scope="module")

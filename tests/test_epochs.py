@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 from mbcore import Minibatch, minibatches
-from mbcore._kernels import _gather
+from mbcore._kernels import _gather, _hooks
 from mbcore._kernels import _permute as P
 from mbcore._spec import seed_key
 
@@ -133,12 +133,12 @@ def test_threads_split_an_epoch_batch_as_one_thread_draws_it():
     try:
         one = [mb.draw(t) for t in range(6)]
         _gather.set_num_threads(2)
-        old = _gather._tune(parallel_min_bytes=0, parallel_min_ns=0)
+        old = _hooks._tune(parallel_min_bytes=0, parallel_min_ns=0)
         try:
-            assert _gather._batch_threads(mb._sampler) == 2
+            assert _hooks._batch_threads(mb._sampler) == 2
             two = [mb.draw(t) for t in range(6)]
         finally:
-            _gather._tune(*old)
+            _hooks._tune(*old)
     finally:
         _gather.set_num_threads(old_threads)
     for a, b in zip(one, two):

@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 import twins
 import mbcore
-from mbcore._kernels import _gather
+from mbcore._kernels import _gather, _hooks
 from mbcore._kernels._gather import Sampler
 from mbcore._kernels._random import draw_indices, philox4x64_raw
 
@@ -170,14 +170,44 @@ def test_vector_levels_draw_the_twin(n, simd_level):
 
 
 def test_simd_hook_refuses_unknown_levels():
-    old = _gather._simd()
+    old = _hooks._simd()
     assert old in ("scalar", "avx2", "avx512")
     with pytest.raises(ValueError, match="level must be one of .* got 'sse9'"):
-        _gather._simd("sse9")
-    assert _gather._simd() == old
-    assert _gather._simd("scalar") == old
-    assert _gather._simd("auto") == "scalar"
-    assert _gather._simd() == old          # auto: the widest level, as at import
+        _hooks._simd("sse9")
+    assert _hooks._simd() == old
+    assert _hooks._simd("scalar") == old
+    assert _hooks._simd("auto") == "scalar"
+    assert _hooks._simd() == old          # auto: the widest level, as at import
+
+
+def test_one_vector_level_for_every_module():
+    # The level is one variable of the process (_kernels/_simd.pyx) that every
+    # module's draws read: switched once, the dispatcher measures a drawn
+    # index at it (its own draw, compiled into _dispatch), _permute reports
+    # it, and the draws of _gather, _random and _permute at it are the twins'.
+    from mbcore._kernels import _permute as P
+    old = _hooks._simd("auto")
+    widest = _hooks._simd()
+    levels = ["scalar", "avx2", "avx512"]
+    data = np.arange(3000, dtype=np.float64).reshape(1000, 3)
+    key = (123, 456)
+    try:
+        for level in levels[:levels.index(widest) + 1]:
+            _hooks._simd(level)
+            assert P._simd() == level
+            _hooks._forget_calibration()
+            s = Sampler(data, [300, None], [key, None], True)
+            got = s.draw(5)
+            assert set(_hooks._dispatch_info()["draw_ps"]) == {level}
+            idx = twins.twin_draw_indices(key, 0, 5, 1000, 300)
+            np.testing.assert_array_equal(got, data[idx])
+            np.testing.assert_array_equal(draw_indices(key, 0, 5, 1000, 300), idx)
+            np.testing.assert_array_equal(
+                P.permutation(10 ** 6, key, start=10 ** 6 - 300),
+                P.at(10 ** 6, key, np.arange(10 ** 6 - 300, 10 ** 6, dtype=np.uint64))
+                .astype(np.int64))
+    finally:
+        _hooks._simd(old)
 
 
 _N_STRATEGY = st.one_of(
@@ -406,12 +436,15 @@ def threads():
     _gather.set_num_threads(old)
 
 
-@pytest.fixture(params=["on", "off"])
+@pytest.fixture(params=[("on", "moves"), ("off", "moves"), ("on", "memcpy"), ("off", "memcpy")],
+                ids="-".join)
 def force_all_paths(request):
-    """A prefetch mode and every batch split (benchmark hook ``_tune``)."""
-    old = _gather._tune(parallel_min_bytes=0, prefetch=request.param, parallel_min_ns=0)
+    """A prefetch mode, a copy loop for rows of 16 to 272 bytes, and every
+    batch split (benchmark hook ``_tune``)."""
+    prefetch, loop = request.param
+    old = _hooks._tune(parallel_min_bytes=0, prefetch=prefetch, parallel_min_ns=0, loop=loop)
     yield
-    _gather._tune(*old)
+    _hooks._tune(*old)
 
 
 @pytest.mark.parametrize("shape, calibrated", [
@@ -427,7 +460,7 @@ def test_prefetch_distance_is_measured_and_batches_match(shape, calibrated, batc
     # Batches shorter than, equal to and longer than the distance.
     data = np.arange(np.prod(shape), dtype=np.float64).reshape(shape)
     s, _, _ = sampler_for(data, [batch], [7], True)
-    ahead = _gather._prefetch_ahead(s)
+    ahead = _hooks._prefetch_ahead(s)
     if data.nbytes <= 1 << 18:
         assert ahead == 0
     else:
@@ -440,53 +473,53 @@ def test_prefetch_distance_is_measured_and_batches_match(shape, calibrated, batc
 def test_forced_prefetch_distance_is_used_and_batches_match(ahead):
     data = np.arange(300000 * 10, dtype=np.float64).reshape(300000, 10)
     s, _, _ = sampler_for(data, [257], [7], True)
-    old = _gather._tune(prefetch=ahead)
+    old = _hooks._tune(prefetch=ahead)
     try:
-        assert _gather._prefetch_ahead(s) == ahead
+        assert _hooks._prefetch_ahead(s) == ahead
         twins.assert_same_array(s.draw(2), data[s.indices(2)[0]])
     finally:
-        _gather._tune(*old)
+        _hooks._tune(*old)
 
 
 def test_multi_axis_walk_prefetch_is_measured():
-    _gather._forget_calibration()
+    _hooks._forget_calibration()
     s, _, _ = sampler_for(np.empty((200, 100)), [64, 2], [1, 2], True)       # 160 KB: in the L2
-    assert _gather._prefetch_ahead(s) == 0
-    assert _gather._dispatch_info()["walk_cells"] == {}
+    assert _hooks._prefetch_ahead(s) == 0
+    assert _hooks._dispatch_info()["walk_cells"] == {}
     s, _, _ = sampler_for(np.empty((2000, 500)), [64, None], [1, None], True)  # single-axis
-    assert _gather._prefetch_ahead(s) in (0, 4, 8, 16, 32)
-    assert _gather._dispatch_info()["walk_cells"] == {}
+    assert _hooks._prefetch_ahead(s) in (0, 4, 8, 16, 32)
+    assert _hooks._dispatch_info()["walk_cells"] == {}
     for shape, spec in [((2000, 500), [64, 2]),                  # 8 MB, 16-byte runs
                         ((200, 50, 40), [64, 8, None])]:         # 3.2 MB, 320-byte runs
         data = np.arange(np.prod(shape), dtype=np.float64).reshape(shape)
         s, _, _ = sampler_for(data, spec, [1, 2, None][:len(spec)], True)
-        ahead = _gather._prefetch_ahead(s)
+        ahead = _hooks._prefetch_ahead(s)
         assert ahead in (0, 4, 8, 16, 32)
         twins.assert_same_array(s.draw(1), data[np.ix_(*[
             i if i is not None else np.arange(n) for i, n in zip(s.indices(1), shape)])])
-    walks = _gather._dispatch_info()["walk_cells"]
+    walks = _hooks._dispatch_info()["walk_cells"]
     assert len(walks) == 2          # one cell a (span, run, sampled axes) class, kept
     assert all(d in (0, 4, 8, 16, 32) and ps > 0 for d, ps in walks.values())
-    _gather._forget_calibration()
-    assert _gather._dispatch_info()["walk_cells"] == {}
+    _hooks._forget_calibration()
+    assert _hooks._dispatch_info()["walk_cells"] == {}
 
 
 @pytest.mark.parametrize("ahead", [0, 1, 4, 8, 16, 32, 300])
 def test_forced_walk_prefetch_distance_is_used_and_batches_match(ahead):
     data = np.arange(200 * 50 * 40, dtype=np.float64).reshape(200, 50, 40)
     s, _, _ = sampler_for(data, [33, 9, None], [7, 8, None], True)
-    old = _gather._tune(prefetch=ahead)
+    old = _hooks._tune(prefetch=ahead)
     try:
-        assert _gather._prefetch_ahead(s) == ahead
+        assert _hooks._prefetch_ahead(s) == ahead
         ix = s.indices(2)
         twins.assert_same_array(s.draw(2), data[np.ix_(ix[0], ix[1], np.arange(40))])
     finally:
-        _gather._tune(*old)
+        _hooks._tune(*old)
 
 
 def test_walk_calibration_times_every_distance():
     s, _, _ = sampler_for(np.ones((2000, 500)), [64, 32], [1, 2], True)
-    times = _gather._calibration_times(s)
+    times = _hooks._calibration_times(s)
     assert sorted(times) == [0, 4, 8, 16, 32]
     assert all(t > 0 for t in times.values())
 
@@ -502,54 +535,84 @@ def test_thread_count_follows_the_split_threshold(shape, spec, threads):
     # copies of the source's rows), not values.
     s, _, _ = sampler_for(np.empty(shape), spec, [1, 2], True)
     threads(7)
-    old = _gather._tune(parallel_min_ns=10 ** 15)
+    old = _hooks._tune(parallel_min_ns=10 ** 15)
     try:
-        assert _gather._batch_threads(s) == 1
-        _gather._tune(parallel_min_ns=0)
-        assert _gather._batch_threads(s) == 7
-        _gather._tune(parallel_min_ns=-1, threads=3)
-        assert _gather._batch_threads(s) == 3
-        _gather._tune(threads=0)
-        assert 1 <= _gather._batch_threads(s) <= 7
+        assert _hooks._batch_threads(s) == 1
+        _hooks._tune(parallel_min_ns=0)
+        assert _hooks._batch_threads(s) == 7
+        _hooks._tune(parallel_min_ns=-1, threads=3)
+        assert _hooks._batch_threads(s) == 3
+        _hooks._tune(threads=0)
+        assert 1 <= _hooks._batch_threads(s) <= 7
         threads(1)
-        assert _gather._batch_threads(s) == 1
+        assert _hooks._batch_threads(s) == 1
     finally:
-        _gather._tune(*old)
+        _hooks._tune(*old)
 
 
 def test_small_batches_stay_on_one_thread(threads):
     threads(8)
     s, _, _ = sampler_for(np.empty((100000, 10)), [15], [1], True)
-    old = _gather._tune(parallel_min_ns=0)
+    old = _hooks._tune(parallel_min_ns=0)
     try:
-        assert _gather._batch_threads(s) == 1     # under 16 rows: never split
+        assert _hooks._batch_threads(s) == 1     # under 16 rows: never split
     finally:
-        _gather._tune(*old)
+        _hooks._tune(*old)
     s, _, _ = sampler_for(np.empty((100000, 10)), [128], [1], True)
-    assert _gather._batch_threads(s) == 1          # 10 KB out: under 64 KB
+    assert _hooks._batch_threads(s) == 1          # 10 KB out: under 64 KB
 
 
 def test_tune_rejects_unknown_prefetch_mode():
-    old = _gather._tune()
+    old = _hooks._tune()
     with pytest.raises(ValueError, match="prefetch must be one of .*got 'later'"):
-        _gather._tune(prefetch="later")
-    assert _gather._tune() == old
+        _hooks._tune(prefetch="later")
+    assert _hooks._tune() == old
     with pytest.raises(ValueError, match="gil must be one of .*got 'drop'"):
-        _gather._tune(gil="drop")
-    assert _gather._tune() == old
+        _hooks._tune(gil="drop")
+    assert _hooks._tune() == old
+    with pytest.raises(ValueError, match="loop must be one of .* got 'sse'"):
+        _hooks._tune(loop="sse")
+    assert _hooks._tune() == old
+
+
+@pytest.mark.parametrize("width", [2, 10, 34])
+def test_short_row_loop_is_measured_with_the_rows(width):
+    # Rows of 16 to 272 bytes: their cell holds the loop that copied them
+    # faster at its first need, the one batches use unless _tune forces one;
+    # rows of other sizes are copied by memcpy whatever the cell.
+    data = np.zeros((2 * 10 ** 5, width))
+    s = Sampler(data, [128, None], [(1, 2), None], True)
+    _hooks._forget_calibration()
+    assert _hooks._dispatch_info()["loops"] == {}
+    loop = _hooks._copy_loop(s)
+    assert loop in ("moves", "memcpy")
+    assert list(_hooks._dispatch_info()["loops"].values()) == [loop]
+    for forced in ("moves", "memcpy"):
+        old = _hooks._tune(loop=forced)
+        try:
+            assert _hooks._copy_loop(s) == forced
+        finally:
+            _hooks._tune(*old)
+    assert _hooks._copy_loop(s) == loop
+    wide = Sampler(np.zeros((1000, 40)), [8, None], [(1, 2), None], True)
+    old = _hooks._tune(loop="moves")
+    try:
+        assert _hooks._copy_loop(wide) == "memcpy"      # 320-byte rows
+    finally:
+        _hooks._tune(*old)
 
 
 def test_gil_is_kept_only_where_releasing_it_costs_over_a_tenth_of_the_batch():
-    _gather._forget_calibration()
+    _hooks._forget_calibration()
     tiny, _, _ = sampler_for(np.arange(100.0), [4], [1], True)
     big, _, _ = sampler_for(np.arange(10.0 ** 6), [10 ** 5], [1], True)
-    assert _gather._keeps_gil(tiny)         # 4 indices: a few ns of work
-    assert not _gather._keeps_gil(big)      # 1e5 indices: tens of microseconds
-    gil_ps = _gather._dispatch_info()["gil_ps"]
+    assert _hooks._keeps_gil(tiny)         # 4 indices: a few ns of work
+    assert not _hooks._keeps_gil(big)      # 1e5 indices: tens of microseconds
+    gil_ps = _hooks._dispatch_info()["gil_ps"]
     assert gil_ps and 0 < gil_ps < 10 ** 8  # measured once, kept
-    _gather._forget_calibration()
-    assert _gather._dispatch_info()["gil_ps"] is None
-    assert _gather._keeps_gil(tiny) and not _gather._keeps_gil(big)   # measured again
+    _hooks._forget_calibration()
+    assert _hooks._dispatch_info()["gil_ps"] is None
+    assert _hooks._keeps_gil(tiny) and not _hooks._keeps_gil(big)   # measured again
 
 
 @pytest.mark.parametrize("gil", ["keep", "release", "auto"])
@@ -557,18 +620,18 @@ def test_gil_is_kept_only_where_releasing_it_costs_over_a_tenth_of_the_batch():
 def test_forced_gil_choice_is_used_and_batches_match(gil, shape, batch):
     data = np.arange(np.prod(shape), dtype=np.float64).reshape(shape)
     s, _, _ = sampler_for(data, [batch], [3], True)
-    auto = _gather._keeps_gil(s)
-    old = _gather._tune(gil=gil)
+    auto = _hooks._keeps_gil(s)
+    old = _hooks._tune(gil=gil)
     try:
-        assert _gather._keeps_gil(s) == {"keep": True, "release": False, "auto": auto}[gil]
+        assert _hooks._keeps_gil(s) == {"keep": True, "release": False, "auto": auto}[gil]
         for step in (0, 5):
             twins.assert_same_array(s.draw(step), data[s.indices(step)[0]])
         idx = np.arange(batch, dtype=np.int64) * 7 % shape[0]
         out = np.empty((batch,) + shape[1:])
-        _gather.copy_rows(data, idx, out)
+        _hooks.copy_rows(data, idx, out)
         twins.assert_same_array(out, data[idx])
     finally:
-        _gather._tune(*old)
+        _hooks._tune(*old)
 
 
 @pytest.mark.parametrize("layout", ["C", "F", "sliced", "reversed"])
@@ -760,7 +823,7 @@ def test_copy_rows_equals_fancy_indexing(shape, m):
     src = np.arange(np.prod(shape), dtype=np.float64).reshape(shape)
     idx = np.random.default_rng(m).integers(0, shape[0], m)
     dst = np.full((m,) + shape[1:], -1.0)
-    _gather.copy_rows(src, idx, dst)
+    _hooks.copy_rows(src, idx, dst)
     np.testing.assert_array_equal(dst, src[idx])
 
 
@@ -776,29 +839,29 @@ def test_copy_rows_rejects_bad_arguments_and_leaves_dst(idx, dst_shape, match):
     src = np.arange(30.0).reshape(10, 3)
     dst = np.full(dst_shape, -1.0)
     with pytest.raises(ValueError, match=match):
-        _gather.copy_rows(src, idx, dst)
+        _hooks.copy_rows(src, idx, dst)
     assert (dst == -1.0).all()
 
 
 def test_copy_floor_copies_and_checks_the_offset():
     src = np.arange(100.0)
     dst = np.empty(10)
-    _gather.copy_floor(src, dst, 8 * 90)
+    _hooks.copy_floor(src, dst, 8 * 90)
     np.testing.assert_array_equal(dst, src[90:])
     with pytest.raises(ValueError, match=r"offset must be in \[0, 720\], got 728"):
-        _gather.copy_floor(src, dst, 8 * 91)
+        _hooks.copy_floor(src, dst, 8 * 91)
 
 
 def test_walks_of_other_shapes_get_cells_of_their_own():
     # On one array, [2, ..., 10] and [2, None, 20, ..., 10] walk runs of one
     # (span, run) class but jump differently (prefetching 32 runs ahead makes
     # the second 2.5-3x faster and the first no faster): each measures its own.
-    _gather._forget_calibration()
+    _hooks._forget_calibration()
     data = np.zeros((10, 20, 30, 40, 50))
     for spec in ([2, Ellipsis, 10], [2, None, 20, Ellipsis, 10]):
         mb = mbcore.Minibatch(data, spec, random_seed=1)
         next(mb)
-    walks = _gather._dispatch_info()["walk_cells"]
+    walks = _hooks._dispatch_info()["walk_cells"]
     assert len(walks) == 2, walks
     assert len({k[:2] for k in walks}) == 1        # the same (span, run) class
-    _gather._forget_calibration()
+    _hooks._forget_calibration()

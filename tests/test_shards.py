@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from mbcore import Minibatch, minibatches
-from mbcore._kernels import _gather
+from mbcore._kernels import _hooks
 
 MODES = [dict(), dict(epochs=True), dict(epochs=True, epoch_end="drop")]
 MODE_IDS = ["replace", "epochs-wrap", "epochs-drop"]
@@ -51,13 +51,13 @@ def test_shards_with_two_threads():
     data = np.arange(2e5 * 4).reshape(-1, 4)
     glob = Minibatch(data, 80000, random_seed=6, epochs=True)
     parts = [Minibatch(data, 80000, random_seed=6, epochs=True, shard=(r, 2)) for r in range(2)]
-    old = _gather._tune(parallel_min_bytes=0, parallel_min_ns=0)
+    old = _hooks._tune(parallel_min_bytes=0, parallel_min_ns=0)
     try:
-        assert _gather._batch_threads(parts[1]._sampler) == _gather._batch_threads(
+        assert _hooks._batch_threads(parts[1]._sampler) == _hooks._batch_threads(
             glob._sampler)
         np.testing.assert_array_equal(np.concatenate([p.draw(3) for p in parts]), glob.draw(3))
     finally:
-        _gather._tune(*old)
+        _hooks._tune(*old)
 
 
 def test_group_shards():

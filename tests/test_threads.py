@@ -13,7 +13,7 @@ import pytest
 
 import mbcore
 from mbcore import _threads
-from mbcore._kernels import _gather
+from mbcore._kernels import _gather, _hooks
 
 import twins
 
@@ -22,9 +22,9 @@ import twins
 def split_every_batch():
     """Every batch of 16 rows or more is split over the thread limit."""
     old_n = mbcore.get_num_threads()
-    old = _gather._tune(parallel_min_bytes=0, parallel_min_ns=0)
+    old = _hooks._tune(parallel_min_bytes=0, parallel_min_ns=0)
     yield
-    _gather._tune(*old)
+    _hooks._tune(*old)
     _gather.set_num_threads(old_n)
 
 
@@ -77,7 +77,7 @@ def test_pool_starts_the_workers_a_split_asks_for(split_every_batch):
     mbcore.set_num_threads(6)
     mb = mbcore.Minibatch(data, batch_size=6000, random_seed=1)
     next(mb)
-    assert _gather._pool_workers() >= 5
+    assert _hooks._pool_workers() >= 5
 
 
 def test_minibatches_identical_on_every_thread_count(split_every_batch):
@@ -99,7 +99,7 @@ def test_small_batches_run_on_the_calling_thread(split_every_batch):
     # Under 16 rows a batch is never split, whatever the settings.
     mbcore.set_num_threads(8)
     s = mbcore.Minibatch(np.zeros((1000, 3)), batch_size=15)._sampler
-    assert _gather._batch_threads(s) == 1
+    assert _hooks._batch_threads(s) == 1
 
 
 # ------------------------------------------------------------------ fork
@@ -107,11 +107,11 @@ def test_small_batches_run_on_the_calling_thread(split_every_batch):
 def _child_draw(conn, t):
     try:
         _gather.set_num_threads(t)
-        _gather._tune(parallel_min_bytes=0, parallel_min_ns=0)
+        _hooks._tune(parallel_min_bytes=0, parallel_min_ns=0)
         data = np.arange(200000, dtype=np.float64).reshape(20000, 10)
         mb = mbcore.Minibatch(data, batch_size=5000, random_seed=9)
         batches = [next(mb) for _ in range(3)]
-        conn.send((batches, _gather._pool_workers()))
+        conn.send((batches, _hooks._pool_workers()))
     except BaseException as e:  # report, do not hang the parent
         conn.send(repr(e))
     finally:
@@ -124,7 +124,7 @@ def test_child_of_fork_draws_the_parents_batches(t, split_every_batch):
     data = np.arange(200000, dtype=np.float64).reshape(20000, 10)
     mb = mbcore.Minibatch(data, batch_size=5000, random_seed=9)
     want = [next(mb) for _ in range(3)]      # the pool has workers now
-    assert _gather._pool_workers() >= t - 1
+    assert _hooks._pool_workers() >= t - 1
     ctx = multiprocessing.get_context("fork")
     parent, child = ctx.Pipe(duplex=False)
     p = ctx.Process(target=_child_draw, args=(child, t))
@@ -316,9 +316,9 @@ def test_calibration_reads_what_a_source_spans_not_its_rows():
     # here) reads those, not 2**33 rows, and the batch is right.
     data = np.broadcast_to(np.arange(1, dtype=np.int64) + 7, (2 ** 33 + 5,))
     s = mbcore.Minibatch(data, batch_size=1025, random_seed=1)._sampler
-    _gather._forget_calibration()
+    _hooks._forget_calibration()
     t0 = time.perf_counter()
-    assert _gather._prefetch_ahead(s) == 0
+    assert _hooks._prefetch_ahead(s) == 0
     assert time.perf_counter() - t0 < 5.0      # reading 2**33 rows takes far longer
     assert (s.draw(0) == 7).all()
 
@@ -328,8 +328,8 @@ def test_calibration_on_strided_sources(view):
     base = np.arange(4_000_000, dtype=np.float64).reshape(400_000, 10)
     data = base[::-1] if view == "reversed" else base[:, 2:7]
     s = mbcore.Minibatch(data, batch_size=3000, random_seed=4)._sampler
-    _gather._forget_calibration()
-    assert _gather._prefetch_ahead(s) in (0, 4, 8, 16, 32)
+    _hooks._forget_calibration()
+    assert _hooks._prefetch_ahead(s) in (0, 4, 8, 16, 32)
     twins.assert_same_array(s.draw(5), data[s.indices(5)[0]])
-    info = _gather._dispatch_info()
+    info = _hooks._dispatch_info()
     assert info["cells"]              # measured, and kept for the next batches

@@ -1,0 +1,1 @@
+# The copy loops of a gather: C-level only (_copy.pxd).

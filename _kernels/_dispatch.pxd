@@ -1,0 +1,79 @@
+# cython: language_level=3
+"""The dispatcher's state and choices (``_dispatch.pyx``): how far ahead a
+batch prefetches, which loop copies its short rows, how many threads it
+runs on, whether it keeps the GIL, each measured on the machine at first
+need.  The state has one owner, this
+module; the batch runner (``_gather.pyx``) and the test hooks
+(``_hooks.pyx``) read and set it through these declarations."""
+from libc.stdint cimport int64_t
+
+from mbcore._kernels._plan cimport mb_plan
+
+
+cdef enum:
+    CAL_SPANS = 64          # source span classes: log2 of bytes
+    CAL_ROWS = 48           # row (run) size classes: log2 of bytes
+    CAL_NDIST = 5           # prefetch distances tried (cal_dists)
+    WALK_KINDS = 7          # walks: 1, 2, ..., 7 or more sampled outer axes
+    # Sources of at most 256 KB are copied without prefetching and measure
+    # only the copy: every x86-64 core of the last decade has an L2 at least
+    # that big.
+    CAL_MIN_SPAN = 1 << 18
+    # A batch keeps the GIL when releasing and taking it back (measured at
+    # first need) would add more than GIL_KEEP_PCT percent to its estimated
+    # time: the same 10% that a prefetch distance must gain to be used.
+    GIL_KEEP_PCT = 10
+    # A cell's low byte: the rows (runs) ahead, and a flag for the copy loop.
+    CELL_AHEAD = 127
+    CELL_MOVES = 128        # rows of 16 to 272 bytes: 16-byte moves, not memcpy
+
+# Calibration cells, (ps a row or block) << 8 | CELL_MOVES if the moves
+# loop copies faster | rows (runs) ahead; 0: not measured.
+cdef int64_t cal_cells[CAL_SPANS][CAL_ROWS]
+cdef int64_t walk_cells[CAL_SPANS][CAL_ROWS][WALK_KINDS]
+cdef int64_t cal_draw_ps[3]      # ps an index drawn, per vector level; 0: not measured
+cdef int64_t cal_wake_ns         # a sleeping worker's start; 0: not measured
+cdef int64_t cal_gil_ps          # ps a GIL release and retake; 0: not measured
+cdef int64_t cal_gen             # bumped by forget_calibration
+cdef int cal_dists[CAL_NDIST]    # prefetch distances tried (rows ahead)
+
+# Settings: the thread limit, and what _tune forces (tests and benchmarks).
+cdef int max_threads             # set_num_threads (mbcore sets it at import)
+cdef int64_t PARALLEL_MIN_BYTES  # output below which a batch is never split
+cdef int64_t PARALLEL_MIN_NS     # split threshold (ns); -1: twice the wake time
+cdef int forced_prefetch         # rows ahead for every batch; -1: calibrated
+cdef int forced_threads          # threads for every batch; 0: calibrated
+cdef int forced_gil              # 1 keep, 0 release, -1 measured
+cdef int forced_moves            # short rows: 1 moves, 0 memcpy, -1 measured
+
+
+cdef struct mb_threads:
+    int n                  # threads for this batch
+    int cls                # its class, -1 when the batch is not timed
+    int cand               # the candidate it tries
+    int64_t est            # estimated one-thread ns
+
+
+cdef inline int auto_prefetch(int64_t span) noexcept nogil:
+    """The prefetch distance fixed when a plan is built, -1 for one
+    calibrated at its first batch (prefetch_for): sources within
+    CAL_MIN_SPAN are in the L2 and not prefetched."""
+    if span <= CAL_MIN_SPAN:
+        return 0
+    return -1
+
+
+cdef int prefetch_for(const mb_plan *p, const char *src) noexcept nogil
+cdef bint moves_for(const mb_plan *p, const char *src) noexcept nogil
+cdef void threads_decide(const mb_plan *p, const char *src, int64_t nbytes, int cap,
+                         mb_threads *r) noexcept nogil
+cdef void threads_record(const mb_threads *r, int64_t ns) noexcept nogil
+cdef int64_t batch_ps(const mb_plan *p, const char *src, int64_t nbytes) noexcept nogil
+cdef int64_t gil_ps() noexcept
+cdef int64_t cell_for(const char *base, int64_t n, int64_t stride, int64_t block,
+                      int64_t span) noexcept nogil
+cdef int64_t calibrate_rows(const char *base, int64_t n, int64_t stride, int64_t block,
+                            int64_t span, int64_t *times) noexcept nogil
+cdef int64_t calibrate_walk(const mb_plan *p, const char *src, int64_t span,
+                            int64_t *times) noexcept nogil
+cdef void forget_calibration() noexcept nogil

@@ -1,0 +1,514 @@
+# cython: language_level=3
+"""The dispatcher: for each batch, how far ahead it prefetches, which loop
+copies its rows of 16 to 272 bytes (16-byte moves or memcpy), how many
+threads it runs on and whether it keeps the GIL.
+
+Every choice is measured on the machine the batch runs on (at first need,
+once per process), or is a rule with its reason; docs/tuning.md has the
+method and the tables that chose each rule, with the machines named.  The
+state (``_dispatch.pxd``) lives here alone: the batch runner
+(``_gather.pyx``) asks these functions, the test hooks (``_hooks.pyx``)
+read and force the state.
+
+Calibration cells: one per (source span, row size) class, both rounded up
+to a power of two.  A cell holds the prefetch distance that copied random
+rows of that class fastest, for rows of 16 to 272 bytes the copy loop that
+did (16-byte moves or memcpy, CELL_MOVES), and the time per row, packed as
+(ps per row) << 8 | CELL_MOVES if moves | distance; 0 while not measured.  Multi-axis walks
+(gather_nd over several outer axes) have cells of their own, per (source
+span, run size) class, a run being the blocks of one row of the last outer
+axis, and per number of sampled axes the walk jumps along: walks of one
+class that jump differently gain differently (on a 10x20x30x40x50 array,
+[2, ..., 10] gains nothing from prefetching, and [2, None, 20, ..., 10]
+runs 2.5-3x faster 32 runs ahead: one cell for both picked "none").
+"""
+from libc.string cimport memcpy, memset
+from libc.stdlib cimport malloc, free
+from libc.stdint cimport uint64_t, int64_t, INT64_MAX
+
+from _philox cimport philox_pos, pos_init, fill_bounded, mb_simd_get
+from mbcore._kernels._copy cimport copy_rows_of, short_rows
+from mbcore._kernels._plan cimport mb_axis, mb_plan, plan_span, gather_nd
+from mbcore._kernels._pool cimport pool_wake_ns
+
+cdef extern from *:
+    int __builtin_clzll(unsigned long long x) noexcept nogil
+
+cdef extern from "mb_measure.h":
+    int64_t mb_now_ns() noexcept nogil
+    int64_t mb_load(const int64_t *p) noexcept nogil
+    void mb_store(int64_t *p, int64_t v) noexcept nogil
+    void mb_touch(const char *p, int64_t bytes) noexcept nogil
+
+
+cdef enum:
+    CAL_SAMPLE = 512        # rows copied per timed gather
+    CAL_ROUNDS = 9          # shuffled rounds; the minimum of each is kept
+    CAL_MAX_BYTES = 1 << 18 # bytes copied per timed gather, at most
+    CAL_WARM_ROUNDS = 9     # walks: untimed rounds first
+    # Sources of at most 16 MiB are read whole before the timed copies (0.1-2
+    # ms): batches drawn again and again from a source that fits a cache find
+    # it there, and where it does not fit, reading it leaves it where batches
+    # would find it.  Larger sources are timed as they are.
+    CAL_WARM_SPAN = 16 << 20
+
+cal_wake_ns = 0
+cal_gil_ps = 0
+cal_gen = 1
+cal_dists[:] = [0, 4, 8, 16, 32]
+cdef int64_t cal_sink = 0            # what gil_ps' nogil blocks write
+
+max_threads = 1
+# A split never pays below 64 KB of output: a few microseconds of copying,
+# less than a pool worker took to wake on the machines in docs/tuning.md.
+PARALLEL_MIN_BYTES = 1 << 16
+PARALLEL_MIN_NS = -1
+forced_prefetch = -1
+forced_threads = 0
+forced_gil = -1
+forced_moves = -1
+
+
+cdef inline int ceil_log2(int64_t x) noexcept nogil:
+    """The least k <= 62 with 2**k >= x (0 for x <= 1)."""
+    if x <= 1:
+        return 0
+    return min(64 - __builtin_clzll(<unsigned long long>(x - 1)), 62)
+
+
+cdef inline uint64_t cal_rand(uint64_t *s) noexcept nogil:
+    """xorshift64*: row choices of a calibration (not the batch stream)."""
+    s[0] ^= s[0] >> 12
+    s[0] ^= s[0] << 25
+    s[0] ^= s[0] >> 27
+    return s[0] * 0x2545F4914F6CDD1DULL
+
+
+cdef int64_t pick_distance(const int64_t *best, int nd, int64_t units,
+                           int64_t *times) noexcept nogil:
+    """The calibration cell from the best time (ns) of each distance
+    cal_dists[0..nd) over ``units`` rows (or blocks): ps a unit << 8 | the
+    distance; the times are copied to ``times`` when it is not NULL."""
+    cdef int i, d = 0
+    cdef int64_t ps
+    if times != NULL:
+        for i in range(nd):
+            times[i] = best[i]
+    for i in range(nd):
+        if best[i] < best[d]:
+            d = i
+    # Prefetching is kept only when it gains 10%: rows already in a cache
+    # pay for the hints and gain nothing, and smaller gains are within the
+    # noise of one calibration on a busy machine.
+    if best[0] * 10 <= best[d] * 11:
+        d = 0
+    ps = best[d] * 1000 // units
+    return (ps if ps > 0 else 1) << 8 | cal_dists[d]
+
+
+cdef int64_t calibrate_rows(const char *base, int64_t n, int64_t stride, int64_t block,
+                            int64_t span, int64_t *times) noexcept nogil:
+    """Time copies of CAL_SAMPLE random rows of ``block`` bytes, row i at
+    ``base + r_i * stride`` (r_i < n), with each prefetch distance of
+    cal_dists (only 0 for a source of at most CAL_MIN_SPAN bytes) and, for
+    rows of 16 to 272 bytes, with each copy loop (16-byte moves, memcpy),
+    fresh rows for every copy, CAL_ROUNDS rounds in shuffled order; returns
+    the packed cell (best distance, the loop, its ps per row), 0 if memory
+    ran out, and the best time (ns) of each distance with the chosen loop
+    into ``times`` when not NULL."""
+    cdef int64_t rows = CAL_SAMPLE
+    cdef int64_t best[2][CAL_NDIST]
+    cdef int64_t *offs
+    cdef char *dst
+    cdef int order[2 * CAL_NDIST]
+    cdef int nd = CAL_NDIST if span > CAL_MIN_SPAN else 1
+    cdef int nl = 2 if short_rows(block) else 1
+    cdef int r, i, j, d, t, loop
+    cdef int64_t k, t0, dt, cell, other
+    cdef uint64_t s = 0x9E3779B97F4A7C15ULL ^ <uint64_t>mb_now_ns()
+    if block * rows > CAL_MAX_BYTES:
+        rows = max(16, CAL_MAX_BYTES // block)
+    offs = <int64_t *>malloc(rows * sizeof(int64_t))
+    dst = <char *>malloc(rows * block)
+    if offs == NULL or dst == NULL:
+        free(offs)
+        free(dst)
+        return 0
+    memset(dst, 0, rows * block)
+    if span <= CAL_WARM_SPAN:
+        # The bytes the rows span (from the last row up with a negative stride).
+        mb_touch(base + (stride * (n - 1) if stride < 0 else 0), span)
+    for i in range(nd * nl):
+        best[i // nd][i % nd] = INT64_MAX
+        order[i] = i
+    for r in range(CAL_ROUNDS):
+        for i in range(nd * nl - 1, 0, -1):
+            j = <int>(cal_rand(&s) % <uint64_t>(i + 1))
+            t = order[i]
+            order[i] = order[j]
+            order[j] = t
+        for i in range(nd * nl):
+            loop = order[i] // nd
+            d = order[i] % nd
+            for k in range(rows):
+                offs[k] = <int64_t>(cal_rand(&s) % <uint64_t>n) * stride
+            t0 = mb_now_ns()
+            # loop 0: the moves where the rows allow them, 1: memcpy.
+            copy_rows_of(dst, base, offs, 1, rows, block, cal_dists[d], loop == 0)
+            dt = mb_now_ns() - t0
+            if dt < best[loop][d]:
+                best[loop][d] = dt
+    free(offs)
+    free(dst)
+    cell = pick_distance(best[0], nd, rows, times)
+    if nl == 2:
+        # The faster loop, each at its own distance.
+        other = pick_distance(best[1], nd, rows, NULL)
+        if (other >> 8) < (cell >> 8):
+            return pick_distance(best[1], nd, rows, times)
+    return cell | (CELL_MOVES if nl == 2 else 0)
+
+
+cdef int64_t cell_for(const char *base, int64_t n, int64_t stride, int64_t block,
+                      int64_t span) noexcept nogil:
+    """The calibration cell of rows of ``block`` bytes from a source of
+    ``span`` bytes, measured on these rows at first need."""
+    cdef int64_t *c = &cal_cells[ceil_log2(span) if span < (<int64_t>1 << 62) else 62][
+        min(ceil_log2(block), CAL_ROWS - 1)]
+    cdef int64_t v = mb_load(c)
+    if v == 0 and n > 0 and block > 0:
+        v = calibrate_rows(base, n, stride, block, span, NULL)
+        mb_store(c, v)
+    return v
+
+
+cdef int64_t calibrate_walk(const mb_plan *p, const char *src, int64_t span,
+                            int64_t *times) noexcept nogil:
+    """Time multi-axis walks of plan p on its own source, each with every
+    prefetch distance of cal_dists (runs ahead), CAL_ROUNDS rounds in
+    shuffled order, fresh random indices on every sampled axis for every
+    walk, cut to at most CAL_SAMPLE runs and CAL_MAX_BYTES: the longest
+    outer axis halved until it fits, a whole axis kept whole by stepping
+    over it evenly, so that the walk spans the bytes a batch spans and
+    jumps as a batch does; a shorter walk is timed several times over (fresh
+    indices each time), so that each timing covers about CAL_SAMPLE runs;
+    returns the packed cell (best distance, its ps per block), 0 if memory
+    ran out, and the best time (ns) of each distance into ``times``.  The
+    blocks are copied by the loop that batches of p use (moves_for)."""
+    cdef bint moves = moves_for(p, src)
+    cdef mb_plan *q = <mb_plan *>malloc(sizeof(mb_plan))
+    cdef int64_t best[CAL_NDIST]
+    cdef int order[CAL_NDIST]
+    cdef int64_t *idx = NULL
+    cdef int64_t *cur
+    cdef char *dst = NULL
+    cdef const char *lo = src
+    cdef int64_t nidx = 0, out, blocks, k, t0, dt, ps, runs, reps, e
+    cdef int r, i, j, d, t
+    cdef uint64_t s = 0x9E3779B97F4A7C15ULL ^ <uint64_t>mb_now_ns()
+    if q == NULL:
+        return 0
+    memcpy(q, p, sizeof(mb_plan))
+    out = q.block * q.ax[q.nouter - 1].m          # bytes a run
+    runs = max(1, min(<int64_t>CAL_SAMPLE, CAL_MAX_BYTES // max(out, 1)))
+    while True:
+        k = 1
+        j = 0
+        for i in range(q.nouter - 1):
+            k *= q.ax[i].m
+            if q.ax[i].m > q.ax[j].m:
+                j = i
+        if k <= runs or q.ax[j].m <= 1:
+            break
+        q.ax[j].m = (q.ax[j].m + 1) // 2
+    out *= k
+    reps = max(1, runs // max(k, 1))
+    for i in range(q.nouter):
+        if q.ax[i].stride < 0:
+            lo += q.ax[i].stride * (q.ax[i].n - 1)
+        if q.ax[i].sampled:
+            nidx += q.ax[i].m
+        elif q.ax[i].m < p.ax[i].m:
+            q.ax[i].stride *= p.ax[i].n // q.ax[i].m
+            q.ax[i].n = q.ax[i].m
+    blocks = out // q.block if q.block > 0 else 0
+    idx = <int64_t *>malloc(max(nidx * reps, 1) * sizeof(int64_t))
+    dst = <char *>malloc(max(out, 1))
+    if idx == NULL or dst == NULL or blocks == 0:
+        free(q)
+        free(idx)
+        free(dst)
+        return 0
+    memset(dst, 0, out)
+    if span <= CAL_WARM_SPAN:
+        mb_touch(lo, span)
+    for i in range(CAL_NDIST):
+        best[i] = INT64_MAX
+        order[i] = i
+    for r in range(-CAL_WARM_ROUNDS, CAL_ROUNDS):
+        for i in range(CAL_NDIST - 1, 0, -1):
+            j = <int>(cal_rand(&s) % <uint64_t>(i + 1))
+            t = order[i]
+            order[i] = order[j]
+            order[j] = t
+        for i in range(CAL_NDIST):
+            d = order[i]
+            cur = idx
+            for e in range(reps):
+                for t in range(q.nouter):
+                    if q.ax[t].sampled:
+                        for k in range(q.ax[t].m):
+                            cur[k] = <int64_t>(cal_rand(&s) % <uint64_t>q.ax[t].n)
+                        cur += q.ax[t].m
+            t0 = mb_now_ns()
+            for e in range(reps):
+                gather_nd(q, src, dst, NULL, 0, idx + e * nidx, cal_dists[d], moves)
+            dt = mb_now_ns() - t0
+            if dt < best[d] and r >= 0:
+                best[d] = dt
+    free(q)
+    free(idx)
+    free(dst)
+    return pick_distance(best, CAL_NDIST, blocks * reps, times)
+
+
+cdef int64_t walk_cell(const mb_plan *p, const char *src, int64_t span) noexcept nogil:
+    """The calibration cell of a multi-axis walk: (span, run) class,
+    measured on this plan's walks at first need."""
+    cdef const mb_axis *a = &p.ax[p.nouter - 1]
+    cdef int64_t run = p.block * max(a.m, 1)
+    cdef int k, jumps = 0
+    for k in range(p.nouter):
+        jumps += p.ax[k].sampled != 0
+    cdef int64_t *c = &walk_cells[ceil_log2(span) if span < (<int64_t>1 << 62) else 62][
+        min(ceil_log2(run), CAL_ROWS - 1)][min(max(jumps, 1), WALK_KINDS) - 1]
+    cdef int64_t v = mb_load(c)
+    if v == 0 and p.block > 0:
+        v = calibrate_walk(p, src, span, NULL)
+        mb_store(c, v)
+    return v
+
+
+cdef int64_t draw_ps() noexcept nogil:
+    """ps to draw one index at the current vector level (fill_bounded of
+    2048 indices, best of 5), measured at first need."""
+    cdef int level = mb_simd_get()
+    cdef int64_t v = mb_load(&cal_draw_ps[level])
+    cdef int64_t buf[2048]
+    cdef philox_pos st
+    cdef int64_t t0, dt, best = INT64_MAX
+    cdef int r
+    if v != 0:
+        return v
+    pos_init(&st, 1, 2, 3, 0)
+    for r in range(5):
+        t0 = mb_now_ns()
+        fill_bounded(&st, <uint64_t>(r * 2048), 1000003, buf, 2048)
+        dt = mb_now_ns() - t0
+        best = min(best, dt)
+    v = max(1, best * 1000 // 2048)
+    mb_store(&cal_draw_ps[level], v)
+    return v
+
+
+# The wake time is measured with the worker asleep for 50 us first (0.3 ms
+# in all, so that the first large batch hardly waits for it).  After longer
+# idling the wake takes longer (an idle virtual CPU halts: 1.2x after 1 ms,
+# 2x after 20 ms, docs/tuning.md), but the wake time only bounds which thread
+# counts are tried; the batches' own times choose among them.
+cdef enum:
+    WAKE_GAP_US = 50
+
+
+cdef int64_t wake_ns() noexcept nogil:
+    """How long a sleeping pool worker takes to start its chunk (median of 5
+    tries, WAKE_GAP_US apart), measured at first need; 0 if the pool is busy or
+    has no worker (then no batch is split until it is measured)."""
+    cdef int64_t v = mb_load(&cal_wake_ns)
+    if v == 0:
+        v = pool_wake_ns(5, WAKE_GAP_US)
+        if v <= 0:
+            return 0
+        mb_store(&cal_wake_ns, v)
+    return v
+
+
+cdef inline int64_t row_cell(const mb_plan *p, const char *src, int64_t span) noexcept nogil:
+    """Cell of a plan's copies: its rows for a single-axis plan; for a
+    multi-axis walk, its blocks within one row of the last outer axis (the
+    blocks of a run are read from one such row)."""
+    cdef const mb_axis *a
+    if p.nouter == 1:
+        return cell_for(src, p.ax[0].n, p.ax[0].stride, p.block, span)
+    a = &p.ax[p.nouter - 1]
+    return cell_for(src, a.n, a.stride,
+                    p.block, p.block + (a.stride if a.stride >= 0 else -a.stride) * (a.n - 1))
+
+
+cdef int prefetch_for(const mb_plan *p, const char *src) noexcept nogil:
+    """Rows (runs) ahead that a batch of plan p prefetches: forced by
+    _tune, 0 for sources of at most CAL_MIN_SPAN, else the calibrated best
+    for its cell (rows for a single-axis plan, walks for a multi-axis one)."""
+    if forced_prefetch >= 0:
+        return forced_prefetch
+    if p.prefetch >= 0:
+        return p.prefetch
+    if p.nouter > 1:
+        return <int>(walk_cell(p, src, plan_span(p)) & CELL_AHEAD)
+    return <int>(row_cell(p, src, plan_span(p)) & CELL_AHEAD)
+
+
+cdef bint moves_for(const mb_plan *p, const char *src) noexcept nogil:
+    """Whether a batch of plan p copies its rows (a walk: its blocks) of 16
+    to 272 bytes by 16-byte moves rather than memcpy: forced by _tune, else
+    the loop its row cell measured faster."""
+    if not short_rows(p.block):
+        return False
+    if forced_moves >= 0:
+        return forced_moves
+    return (row_cell(p, src, plan_span(p)) & CELL_MOVES) != 0
+
+
+# Thread counts are chosen by timing real batches.  Batches are grouped by
+# their estimated one-thread time (calibrated costs of an index drawn and a
+# row copied), in classes of a power of two (ns), multi-axis walks apart.
+# In a class, the first batches try each candidate count (1, 2, 4, ... up
+# to the limit) TT_TRIES times; from then on the class uses the count whose
+# mean time (per ns of estimate) is lowest, and every TT_RETRY-th batch
+# retries one candidate in turn.  The candidates go up to one thread per
+# wake time of work (a worker's share must at least pay for its wake-up),
+# and a batch estimated under twice the wake time is never split.
+cdef enum:
+    TT_CLASSES = 96        # 48 estimate classes, single-axis and multi-axis apart
+    TT_CANDS = 12          # candidate k: min(2**k, limit) threads
+    TT_TRIES = 3
+    TT_RETRY = 64          # then every 64th batch of a class retries a candidate
+
+cdef int64_t tt_best[TT_CLASSES][TT_CANDS]    # mean ns * 1024 / estimate
+cdef int64_t tt_tries[TT_CLASSES][TT_CANDS]
+cdef int64_t tt_seen[TT_CLASSES]               # batches of the class since decided
+
+
+cdef void threads_decide(const mb_plan *p, const char *src, int64_t nbytes, int cap,
+                         mb_threads *r) noexcept nogil:
+    """Threads (1 to cap) for one batch of plan p with nbytes of output
+    (several arrays' for draw_group), into r.n; r.cls >= 0 asks the caller
+    to time the batch and pass it to threads_record."""
+    cdef int64_t wake, thr, rows, est, v, best = 0
+    cdef int k, top, c, pick = 0
+    r.n = 1
+    r.cls = -1
+    if cap <= 1 or not p.ax[0].sampled or p.ax[0].m < 16:
+        return
+    if forced_threads > 0:
+        r.n = min(forced_threads, cap)
+        return
+    if nbytes < PARALLEL_MIN_BYTES and PARALLEL_MIN_NS < 0:
+        return
+    if PARALLEL_MIN_NS >= 0:
+        thr = PARALLEL_MIN_NS
+    else:
+        wake = wake_ns()
+        if wake <= 0:
+            return
+        thr = 2 * wake
+    rows = nbytes // p.block if p.block > 0 else 0
+    est = (p.nidx * draw_ps() + rows * (row_cell(p, src, plan_span(p)) >> 8)) // 1000
+    r.est = est
+    if est < thr:
+        return
+    if thr <= 0 or PARALLEL_MIN_NS >= 0:
+        # A threshold set by _tune: the model alone, nothing timed.
+        r.n = cap if thr <= 0 else <int>max(2, min(2 * est // thr, <int64_t>cap))
+        return
+    # Candidates 0..top: 1, 2, 4, ... threads, the last min(2**top, limit).
+    top = ceil_log2(min(2 * est // thr, <int64_t>cap))
+    top = min(top, TT_CANDS - 1)
+    c = min(ceil_log2(est), TT_CLASSES // 2 - 1) + (TT_CLASSES // 2 if p.nouter > 1 else 0)
+    for k in range(top + 1):
+        if mb_load(&tt_tries[c][k]) < TT_TRIES:
+            r.cls = c
+            r.cand = k
+            r.n = <int>min(<int64_t>1 << k, <int64_t>cap)
+            return
+        v = mb_load(&tt_best[c][k])
+        if k == 0 or v < best:
+            best = v
+            pick = k
+    # Retry the candidates in turn now and then: a count whose tries met a
+    # burst of load gets another chance, and the means follow the load.
+    v = mb_load(&tt_seen[c]) + 1
+    mb_store(&tt_seen[c], v)
+    if v % TT_RETRY == 0:
+        pick = <int>((v // TT_RETRY) % (top + 1))
+        r.cls = c
+        r.cand = pick
+    r.n = <int>min(<int64_t>1 << pick, <int64_t>cap)
+
+
+cdef void threads_record(const mb_threads *r, int64_t ns) noexcept nogil:
+    """Note the time of a batch that tried candidate r.cand of class r.cls:
+    a running mean (the last four tries weigh most), not the minimum: a
+    split's best case (the other cores free) is far from its usual one on
+    a busy machine."""
+    cdef int64_t v = ns * 1024 // max(r.est, 1)
+    cdef int64_t n = mb_load(&tt_tries[r.cls][r.cand])
+    cdef int64_t old = mb_load(&tt_best[r.cls][r.cand])
+    if n > 0:
+        v = old + (v - old) // min(n + 1, 4)
+    mb_store(&tt_best[r.cls][r.cand], max(v, 1))
+    mb_store(&tt_tries[r.cls][r.cand], n + 1)
+
+
+cdef int64_t gil_ps() noexcept:
+    """ps to release the GIL and take it back (64 round trips, best of 9),
+    measured at first need; called with the GIL held."""
+    cdef int64_t v = mb_load(&cal_gil_ps)
+    cdef int64_t t0, dt, best = INT64_MAX
+    cdef int r, i
+    if v != 0:
+        return v
+    for r in range(9):
+        t0 = mb_now_ns()
+        for i in range(64):
+            with nogil:
+                mb_store(&cal_sink, i)
+        dt = mb_now_ns() - t0
+        best = min(best, dt)
+    v = max(1, best * 1000 // 64)
+    mb_store(&cal_gil_ps, v)
+    return v
+
+
+cdef int64_t batch_ps(const mb_plan *p, const char *src, int64_t nbytes) noexcept nogil:
+    """A batch's estimated one-thread time (ps): its indices drawn and its
+    rows (blocks of a walk) copied, at the calibrated costs."""
+    cdef int64_t rows = nbytes // p.block if p.block > 0 else 0
+    cdef int64_t row
+    if p.nouter > 1 and p.prefetch < 0:
+        row = walk_cell(p, src, plan_span(p)) >> 8
+    else:
+        row = row_cell(p, src, plan_span(p)) >> 8
+    return p.nidx * draw_ps() + rows * row
+
+
+cdef void forget_calibration() noexcept nogil:
+    """Drop every measurement and thread choice, so that the next batches
+    measure again (Samplers decide again whether to keep the GIL: cal_gen)."""
+    global cal_gen
+    cdef int i, j, k
+    mb_store(&cal_gil_ps, 0)
+    cal_gen += 1
+    for i in range(CAL_SPANS):
+        for j in range(CAL_ROWS):
+            mb_store(&cal_cells[i][j], 0)
+            for k in range(WALK_KINDS):
+                mb_store(&walk_cells[i][j][k], 0)
+    for i in range(3):
+        mb_store(&cal_draw_ps[i], 0)
+    mb_store(&cal_wake_ns, 0)
+    for i in range(TT_CLASSES):
+        for j in range(TT_CANDS):
+            mb_store(&tt_best[i][j], 0)
+            mb_store(&tt_tries[i][j], 0)
+        mb_store(&tt_seen[i], 0)

@@ -1,0 +1,1 @@
+# The plan and its walk: C-level only (_plan.pxd).

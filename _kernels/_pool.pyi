@@ -1,0 +1,1 @@
+# The process's worker pool: C-level only (_pool.pxd).
