@@ -269,8 +269,7 @@ cdef class Sampler:
     shard : (int, int) or None
         ``(rank, world)``: the first sampled axis draws positions
         ``[rank * b / world, (rank + 1) * b / world)`` of each batch of
-        ``b`` (its size in ``sizes``, which world must divide); needs
-        ``replace`` or ``epochs``.
+        ``b`` (its size in ``sizes``, which world must divide).
 
     Attributes
     ----------
@@ -303,10 +302,8 @@ cdef class Sampler:
         self.replace = replace
         self.epochs = epochs
         self.shard = None if shard is None else (int(shard[0]), int(shard[1]))
-        if self.shard is not None and (self.shard[1] < 1 or not 0 <= self.shard[0] < self.shard[1]
-                                       or (not replace and not epochs)):
-            raise ValueError(f"shard must be (rank, world) with 0 <= rank < world, and "
-                             f"replace or epochs, got {shard!r}")
+        if self.shard is not None and (self.shard[1] < 1 or not 0 <= self.shard[0] < self.shard[1]):
+            raise ValueError(f"shard must be (rank, world) with 0 <= rank < world, got {shard!r}")
         first = True
         self.descr = data.dtype
         self.step = 0
@@ -352,8 +349,9 @@ cdef class Sampler:
                     a.off = self.shard[0] * a.m
                 first = False
                 self.plan.nidx += a.m
-                if not replace and not epochs:
-                    self.plan.nwork = max(self.plan.nwork, noreplace_work_size(a.n, a.m))
+                if not replace and not epochs:    # a shard past 0: off + m draws, kept
+                    self.plan.nwork = max(self.plan.nwork, noreplace_work_size(a.n, a.off + a.m)
+                                          + (a.off + a.m if a.off else 0))
             else:
                 a.m = a.n
                 a.gm = a.n

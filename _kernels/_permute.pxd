@@ -21,6 +21,7 @@ positions past the epoch's end are filled with the epoch's first rows again
 (so that a full-size gather reads valid rows); the caller trims them.
 """
 from libc.stdint cimport uint64_t, int64_t
+from libc.string cimport memcpy
 
 from _philox cimport mb_simd_get
 
@@ -44,6 +45,12 @@ cdef extern from "mb_permute.h":
                       int level) noexcept nogil
     uint64_t mb_perm_locate(uint64_t a, uint64_t b, uint64_t c, uint64_t n,
                             uint64_t *offset) noexcept nogil
+    enum:
+        MB_PERM_TABLE_N
+        MB_PERM_TABLE_SLOTS
+    void mb_perm_whole(const mb_perm *p, int64_t *out, int level) noexcept nogil
+    int64_t *mb_perm_table_rows(const mb_perm *p, uint64_t key0, uint64_t key1,
+                                uint64_t sid, uint64_t epoch, int *hit) noexcept nogil
 
 
 cdef enum:
@@ -53,9 +60,9 @@ cdef enum:
     EPOCHS_SHORT = 3
 
 
-cdef extern from *:
+cdef extern from "mb_philox.h":
     # Two Philox blocks, counters (j, c1, c2, c3) and (j + 1, ...), with the
-    # chains interleaved (_philox.pxd's C block, in this module's C file).
+    # chains interleaved.
     void mb_philox4x64_10_x2(uint64_t j, uint64_t c1, uint64_t c2, uint64_t c3,
                              uint64_t k0, uint64_t k1, uint64_t *out) noexcept nogil
 
@@ -86,6 +93,7 @@ cdef inline uint64_t epoch_batches(int mode, uint64_t n, uint64_t b) noexcept no
 
 cdef struct epoch_cursor:
     mb_perm p            # the permutation of the current epoch
+    const int64_t *rows  # the epoch whole (n < MB_PERM_TABLE_N), else NULL
     uint64_t key0
     uint64_t key1
     uint64_t sid
@@ -93,6 +101,23 @@ cdef struct epoch_cursor:
     uint64_t off         # the next position within the epoch
     int mode
     int level
+
+
+cdef inline void epoch_keys(epoch_cursor *c) noexcept nogil:
+    """Make c ready to fill from its epoch: the round keys, or, on a short
+    axis, this thread's table of the whole epoch (mb_perm_table_rows),
+    computed here when it does not hold it."""
+    cdef int hit
+    cdef int64_t *rows
+    if c.p.n < MB_PERM_TABLE_N and not c.p.wide:
+        rows = mb_perm_table_rows(&c.p, c.key0, c.key1, c.sid, c.epoch, &hit)
+        if not hit:
+            perm_keys(&c.p, c.key0, c.key1, c.sid, c.epoch)
+            mb_perm_whole(&c.p, rows, c.level)
+        c.rows = rows
+    else:
+        c.rows = NULL
+        perm_keys(&c.p, c.key0, c.key1, c.sid, c.epoch)
 
 
 cdef inline void epoch_start(epoch_cursor *c, uint64_t key0, uint64_t key1, uint64_t sid,
@@ -118,7 +143,7 @@ cdef inline void epoch_start(epoch_cursor *c, uint64_t key0, uint64_t key1, uint
         c.off = (step % q) * b + start
         if c.off >= n:                # a short batch's filler
             c.off -= n
-    perm_keys(&c.p, key0, key1, sid, c.epoch)
+    epoch_keys(c)
 
 
 cdef inline void epoch_fill(epoch_cursor *c, int64_t *out, int64_t m) noexcept nogil:
@@ -129,11 +154,14 @@ cdef inline void epoch_fill(epoch_cursor *c, int64_t *out, int64_t m) noexcept n
             c.off = 0
             if c.mode == EPOCHS_WRAP:   # into the next epoch
                 c.epoch += 1
-                perm_keys(&c.p, c.key0, c.key1, c.sid, c.epoch)
+                epoch_keys(c)
         run = n - c.off
         if run > <uint64_t>m:
             run = <uint64_t>m
-        mb_perm_fill(&c.p, c.off, out, <int64_t>run, c.level)
+        if c.rows != NULL:
+            memcpy(out, c.rows + c.off, run * sizeof(int64_t))
+        else:
+            mb_perm_fill(&c.p, c.off, out, <int64_t>run, c.level)
         out += run
         m -= <int64_t>run
         c.off += run

@@ -6,6 +6,8 @@ import numpy.typing as npt
 ROUNDS: int
 SMALL_N: int
 SMALL_ROUNDS: int
+TABLE_N: int
+TABLE_SLOTS: int
 MODES: Dict[str, int]
 
 def _simd(level: Optional[str] = ...) -> str: ...

@@ -16,7 +16,8 @@ from libc.stdlib cimport calloc, free
 from _philox cimport simd_switch, mb_simd_set, mb_simd_detect, mb_simd_get
 from _permute cimport (mb_perm, mb_perm_setup, mb_perm_fill, perm_keys, fill_epoch,
                        MB_PERM_ROUNDS, MB_PERM_SMALL_N, MB_PERM_SMALL_ROUNDS,
-                       MB_PERM_MAX_ROUNDS, EPOCHS_WRAP, EPOCHS_DROP, EPOCHS_SHORT)
+                       MB_PERM_MAX_ROUNDS, MB_PERM_TABLE_N, MB_PERM_TABLE_SLOTS,
+                       EPOCHS_WRAP, EPOCHS_DROP, EPOCHS_SHORT)
 
 cdef extern from "mb_permute.h":
     uint64_t mb_perm_at(const mb_perm *p, uint64_t x) noexcept nogil
@@ -27,6 +28,8 @@ cnp.import_array()
 ROUNDS = MB_PERM_ROUNDS               # rounds from n = SMALL_N up
 SMALL_N = MB_PERM_SMALL_N
 SMALL_ROUNDS = MB_PERM_SMALL_ROUNDS   # rounds below
+TABLE_N = MB_PERM_TABLE_N             # below: whole epochs in per-thread tables ...
+TABLE_SLOTS = MB_PERM_TABLE_SLOTS     # ... this many a thread
 MODES = {"wrap": EPOCHS_WRAP, "drop": EPOCHS_DROP, "short": EPOCHS_SHORT}
 cdef uint64_t MAX_N = 0x7FFFFFFFFFFFFFFFULL
 
@@ -112,7 +115,8 @@ def batch_rows(n, b, step, key, sid=0, mode="wrap", start=0, count=None,
     """batch_rows(n, b, step, key, sid=0, mode="wrap", start=0, count=None, ...)
 
     Positions ``[start, start + count)`` (default: the whole batch) of batch
-    ``step`` of the epoch stream, as the kernels draw them (``fill_epoch``).
+    ``step`` of the epoch stream, as the kernels draw them (``fill_epoch``;
+    mbcore draws a shard's part of a short batch with it).
     """
     if mode not in MODES:
         raise ValueError(f"mode must be one of {sorted(MODES)}, got {mode!r}")

@@ -7,6 +7,7 @@ cimported by the batch runner (``_gather.pyx``) and by the calibration that
 times walks (``_dispatch.pyx``).
 """
 from libc.stdint cimport uint64_t, int64_t
+from libc.string cimport memcpy
 
 from _philox cimport philox_pos, pos_init, fill_bounded
 from _samplers cimport sample_noreplace
@@ -130,6 +131,10 @@ cdef void draw_plan_indices(const mb_plan *p, uint64_t step, int64_t *idx,
         elif a.replace:
             pos_init(&st, a.key0, a.key1, step, a.sid)     # sample_replace from off
             fill_bounded(&st, <uint64_t>a.off, <uint64_t>a.n, idx, a.m)
+        elif a.off:     # a shard: the global draw's first off + m, its last m
+            sample_noreplace(a.key0, a.key1, a.sid, step, a.n, a.off + a.m, work,
+                             work + a.off + a.m)
+            memcpy(idx, work + a.off, a.m * sizeof(int64_t))
         else:
             sample_noreplace(a.key0, a.key1, a.sid, step, a.n, a.m, idx, work)
         idx += a.m

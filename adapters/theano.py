@@ -786,7 +786,7 @@ def _make_group(variables, arrays, batch_size, dtype, broadcastables, names,
     replace = bool(replace) and not mode
     prepared = [_prepare(a, dtype, in_memory_size) for a in arrays]
     plans = [parse_batch_size(batch_size, arr.ndim, random_seed) for arr, _ in prepared]
-    shard = _check_shard(shard, plans[0], replace, mode)
+    shard = _check_shard(shard, plans[0])
     if len(arrays) > 1:
         # The core's checks, messages included (lengths along sampled axes).
         Minibatches([arr for arr, _ in prepared], batch_size, None, random_seed, replace,

@@ -13,7 +13,8 @@ import functools
 import numpy as np
 
 from ._kernels._gather import draw_group
-from ._minibatch import EPOCH_ENDS, _build, _check_shard, _epoch_mode, epoch_of, short_lengths
+from ._minibatch import (EPOCH_ENDS, _build, _check_shard, _epoch_mode, epoch_of,
+                         short_indices, short_lengths)
 from ._spec import check_data, parse_batch_size, total_size_of
 from ._state import check_state, make_state
 
@@ -46,7 +47,9 @@ class BatchSpec:
     shard : (int, int), optional
         ``(rank, world)``: positions ``[rank * b / world, (rank + 1) * b /
         world)`` of the first sampled axis of each global batch (batch size
-        b, which world must divide); ``batch_shape`` is the shard's.
+        b, which world must divide); ``batch_shape`` is the shard's.  Every
+        mode shards; an epoch's short last batch (L entries) is split the
+        same way, ``[rank * L // world, (rank + 1) * L // world)``.
 
     Notes
     -----
@@ -97,7 +100,7 @@ class BatchSpec:
         plans = self.plans(self.min_ndim)
         # The shard splits the first sampled axis, whose batch size is the
         # first int of the grammar whatever the number of axes.
-        self.shard = _check_shard(shard, plans, bool(replace), self._mode)
+        self.shard = _check_shard(shard, plans)
 
     # -- the grammar ---------------------------------------------------------
     @property
@@ -292,11 +295,12 @@ class BatchSpec:
             return draw_group(samplers, step, out)
         res = []
         for s in samplers:
-            lengths = self._short_lengths(step, s.data.shape)
+            shape = s.data.shape
             batch = s.data
-            for axis, (ix, m) in enumerate(zip(s.indices(step), lengths)):
+            for axis, ix in enumerate(short_indices(s.indices(step), step,
+                                                    self.plans(len(shape)), shape, self.shard)):
                 if ix is not None:
-                    batch = np.take(batch, ix[:m], axis=axis)
+                    batch = np.take(batch, ix, axis=axis)
             res.append(np.ascontiguousarray(batch))
         return tuple(res)
 
@@ -330,10 +334,9 @@ class BatchSpec:
                          self.shard)
         step = self.check_step(step)
         indices = sampler.indices(step)
-        lengths = self._short_lengths(step, shape) if self._mode == _SHORT else None
-        if lengths is None:
+        if self._mode != _SHORT:
             return indices
-        return tuple(ix if ix is None else ix[:m] for ix, m in zip(indices, lengths))
+        return short_indices(indices, step, self.plans(len(shape)), shape, self.shard)
 
     # -- identity ------------------------------------------------------------
     def _key(self):

@@ -7,6 +7,7 @@ from typing import Any, Callable, Optional, Sequence, Tuple, Union
 import numpy as np
 from numpy.typing import ArrayLike, DTypeLike
 
+from ._kernels import _permute
 from ._kernels._gather import BatchIterator, Sampler, draw_group
 from ._state import load_state, state_of
 from ._spec import (check_casting, check_data, parse_batch_size, parse_in_memory_size,
@@ -54,6 +55,33 @@ def short_lengths(step, ndim, axes):
     return lengths if short else None
 
 
+def shard_span(length, shard):
+    """Positions ``[rank * length // world, (rank + 1) * length // world)``
+    of a global batch of ``length`` entries: the shard's (rank, world) share
+    (the slices of all ranks are disjoint and make up ``[0, length)``)."""
+    rank, world = shard
+    return rank * length // world, (rank + 1) * length // world
+
+
+def short_indices(indices, step, plans, shape, shard):
+    """With epoch_end="short": ``indices`` (a Sampler's for batch ``step`` of
+    an array of ``shape`` with the per-axis ``plans``) trimmed to the entries
+    the batch holds, or ``indices`` when it is full.  A short batch of
+    length L along a sharded first sampled axis gives this shard positions
+    ``shard_span(L, shard)`` of the epoch's last batch, drawn here."""
+    axes = [(k, shape[k], p.size) for k, p in enumerate(plans) if p.size is not None]
+    lengths = short_lengths(step, len(plans), axes)
+    if lengths is None:
+        return indices
+    res = [ix if ix is None else ix[:m] for ix, m in zip(indices, lengths)]
+    if shard is not None:
+        k, n, b = axes[0]
+        lo, hi = shard_span(lengths[k], shard)
+        res[k] = _permute.batch_rows(n, b, step, seed_key(plans[k].seed), sid=k, mode="short",
+                                     start=lo, count=hi - lo)
+    return tuple(res)
+
+
 def _epoch_mode(epochs, epoch_end):
     """The Sampler's epoch mode (0: no epochs) for Minibatch's arguments."""
     if not isinstance(epochs, (bool, np.bool_)):
@@ -67,9 +95,11 @@ def _epoch_mode(epochs, epoch_end):
     return EPOCH_ENDS[epoch_end]
 
 
-def _check_shard(shard, plans, replace, epochs):
+def _check_shard(shard, plans):
     """shard as a (rank, world) tuple of ints, or None; checked against the
-    spec (world must divide the first sampled axis' batch size)."""
+    spec (world must divide the first sampled axis' batch size).  Every
+    sampling mode shards: the global batch is drawn as one process would
+    draw it, and the shard takes its slice of the positions."""
     if shard is None:
         return None
     if (not isinstance(shard, (tuple, list)) or len(shard) != 2
@@ -79,12 +109,6 @@ def _check_shard(shard, plans, replace, epochs):
     rank, world = int(shard[0]), int(shard[1])
     if world < 1 or not 0 <= rank < world:
         raise ValueError(f"shard must be (rank, world) with 0 <= rank < world, got {shard!r}")
-    if not replace and not epochs:
-        raise ValueError(f"shard={shard!r} needs replace=True or epochs=True: a batch drawn "
-                         f"without replacement is not split by position")
-    if epochs == _SHORT:
-        raise ValueError(f"shard={shard!r} cannot be combined with epoch_end='short' (a short "
-                         f"batch need not split evenly); use 'wrap' or 'drop'")
     axis, size = next((k, p.size) for k, p in enumerate(plans) if p.size is not None)
     if size % world:
         raise ValueError(f"shard={shard!r}: the world size {world} must divide the batch "
@@ -224,8 +248,11 @@ class Minibatch(BatchIterator):
         axis (batch size b, which world must divide); the other axes whole.
         The shards of the ranks are disjoint and their union is the global
         batch, for every world, so a job can resume on another number of
-        workers.  Needs ``replace=True`` or ``epochs=True`` (not with
-        ``epoch_end="short"``).
+        workers.  Every mode shards: with ``replace=False`` the global batch
+        has no repeats, so neither have the shards nor their union; with
+        ``epoch_end="short"`` an epoch's last, short global batch of L rows
+        gives rank r positions ``[r * L // world, (r + 1) * L // world)`` (an
+        empty batch when that span is empty, for some ranks when L < world).
 
     Attributes
     ----------
@@ -293,7 +320,7 @@ class Minibatch(BatchIterator):
         if self._in_memory:
             arr = np.array(arr[self._in_memory], order="C")
         self._plans = parse_batch_size(batch_size, arr.ndim, random_seed)
-        self.shard = _check_shard(shard, self._plans, bool(replace), self._epochs)
+        self.shard = _check_shard(shard, self._plans)
         self.batch_size = batch_size
         self.random_seed = random_seed
         self.replace = bool(replace) and not self._epochs
@@ -354,14 +381,11 @@ class Minibatch(BatchIterator):
         return short_lengths(step, len(self._plans), self._epoch_axes(sampler))
 
     def _indices(self, sampler, step):
-        """sampler.indices(step), trimmed to a short batch's lengths."""
+        """sampler.indices(step), trimmed to a short batch's entries."""
         indices = sampler.indices(step)
         if self._epochs != _SHORT:
             return indices
-        lengths = self._short_lengths(step, sampler)
-        if lengths is None:
-            return indices
-        return tuple(ix if ix is None else ix[:m] for ix, m in zip(indices, lengths))
+        return short_indices(indices, step, self._plans, sampler.data.shape, self.shard)
 
     def _draw_short(self, sampler, step, out):
         """Batch ``step`` with epoch_end="short": the kernel's when it is

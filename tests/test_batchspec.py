@@ -236,10 +236,6 @@ def test_mode_errors():
         BatchSpec(4, epoch_end="drop")
     with pytest.raises(ValueError, match="the world size 3 must divide the batch size 4"):
         BatchSpec(4, shard=(0, 3))
-    with pytest.raises(ValueError, match="needs replace=True or epochs=True"):
-        BatchSpec(4, replace=False, shard=(0, 2))
-    with pytest.raises(ValueError, match="cannot be combined with epoch_end='short'"):
-        BatchSpec(4, epochs=True, epoch_end="short", shard=(0, 2))
     with pytest.raises(ValueError, match=r"batch_size must be <= 3 .*epoch_end='drop'"):
         BatchSpec(4, epochs=True, epoch_end="drop").prepare(np.zeros(3), what="X")
     with pytest.raises(ValueError, match=r"batch_size must be <= 3 .*epoch_end='drop'"):

@@ -147,6 +147,30 @@ def test_threads_split_an_epoch_batch_as_one_thread_draws_it():
     np.testing.assert_array_equal(np.sort(rows), np.arange(200000))
 
 
+def test_pool_threads_draw_a_short_axis_from_their_own_tables():
+    # 100 rows, batches of 10000: each batch spans 100 epochs, split among
+    # two pool threads, each computing its epochs' tables.
+    data = np.arange(100 * 3).reshape(100, 3)
+    mb = Minibatch(data, 10000, random_seed=9, epochs=True)
+    old_threads = _gather.set_num_threads(1)
+    try:
+        one = [mb.draw(t) for t in (0, 1, 7)]
+        _gather.set_num_threads(2)
+        old = _hooks._tune(parallel_min_bytes=0, parallel_min_ns=0)
+        try:
+            assert _hooks._batch_threads(mb._sampler) == 2
+            two = [mb.draw(t) for t in (0, 1, 7)]
+        finally:
+            _hooks._tune(*old)
+    finally:
+        _gather.set_num_threads(old_threads)
+    for a, b in zip(one, two):
+        np.testing.assert_array_equal(a, b)
+    key = seed_key(9)
+    stream = np.concatenate([P.permutation(100, key, epoch=e) for e in range(100, 200)])
+    np.testing.assert_array_equal(one[1][:, 0] // 3, stream)
+
+
 def test_python_threads_sharing_a_short_minibatch_draw_distinct_steps():
     mb = Minibatch(np.arange(1000), 96, random_seed=3, epochs=True, epoch_end="short")
     got = []

@@ -173,6 +173,86 @@ def test_batch_rows_at_huge_steps(n, b, t):
     np.testing.assert_array_equal(got, want)
 
 
+# Axes under TABLE_N rows draw from a per-thread table of the whole epoch
+# (mb_perm_table_rows): the same rows as the network evaluated position by
+# position, however the tables are shared, replaced and threaded.
+
+def _direct(n, b, t, key, sid=0, mode="wrap"):
+    """batch_rows(n, b, t, ...) from permutation(), which never uses a table."""
+    q = {"wrap": None, "drop": n // b, "short": -(-n // b)}[mode]
+    if q is None:
+        pos = np.arange(t * b, (t + 1) * b)
+    else:
+        e, i = divmod(t, q)
+        pos = e * n + (i * b + np.arange(b)) % n
+    epochs, offs = np.divmod(pos, n)
+    perms = {e: P.permutation(n, key, sid=sid, epoch=e) for e in np.unique(epochs).tolist()}
+    return np.array([perms[e][o] for e, o in zip(epochs.tolist(), offs.tolist())], np.int64)
+
+
+@pytest.mark.parametrize("n", [1, 2, 5, 17, 64, 100, 127, 128, 129, 200, 255, 256, 257])
+def test_table_rows_equal_the_network(n):
+    # At every vector level, with a key of its own, so that each level
+    # fills its own tables.
+    old = P._simd()
+    try:
+        for li, level in enumerate(available_levels()):
+            P._simd(level)
+            key = (0xC0FFEE + li, n)
+            for mode in ("wrap", "drop", "short"):
+                for b in sorted({1, max(1, n // 3), n, 3 * n + 1}):
+                    if mode != "wrap" and b > n:
+                        continue
+                    for t in (0, 1, 2, 7, 2 ** 40 + 1):
+                        np.testing.assert_array_equal(
+                            P.batch_rows(n, b, t, key, sid=2, mode=mode),
+                            _direct(n, b, t, key, sid=2, mode=mode))
+    finally:
+        P._simd(old)
+
+
+def test_whole_epochs_for_every_small_n():
+    # Every n with a table, whole epochs: the tabulated network (AVX-512)
+    # or the fill, against permutation(), which evaluates each position.
+    for n in range(1, P.TABLE_N):
+        for epoch in (0, 5):
+            np.testing.assert_array_equal(P.batch_rows(n, n, epoch, KEYS[2], sid=1),
+                                          P.permutation(n, KEYS[2], sid=1, epoch=epoch))
+
+
+def test_tables_of_more_streams_than_slots():
+    # Twice as many (key, axis) streams as a thread keeps tables, drawn in
+    # turn and backwards: every table is replaced before it comes back.
+    streams = [(KEYS[k % 3], sid, n) for k, (sid, n) in
+               enumerate([(s, n) for s in range(2) for n in (10, 11, 100, 250)])]
+    assert len(streams) >= 2 * P.TABLE_SLOTS
+    for t in list(range(6)) + list(range(5, -1, -1)):
+        for key, sid, n in streams:
+            np.testing.assert_array_equal(P.batch_rows(n, 7, t, key, sid=sid),
+                                          _direct(n, 7, t, key, sid=sid))
+
+
+def test_tables_per_thread():
+    import threading
+    cases = [(n, b, key) for n in (3, 50, 100, 127) for b in (4, 64, 200) for key in KEYS]
+    want = {c: [_direct(c[0], c[1], t, c[2]) for t in range(40)] for c in cases}
+    bad = []
+
+    def work(seed):
+        order = np.random.default_rng(seed).permutation(len(cases) * 40)
+        for k in order.tolist():
+            c, t = cases[k // 40], k % 40
+            if not np.array_equal(P.batch_rows(c[0], c[1], t, c[2]), want[c][t]):
+                bad.append((c, t))
+
+    threads = [threading.Thread(target=work, args=(s,)) for s in range(4)]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join()
+    assert not bad
+
+
 # ------------------------------------------------------------------ quality
 
 def cobatch_z(n, d, b, key, rounds=0, epoch=0):

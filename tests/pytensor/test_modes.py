@@ -213,8 +213,6 @@ def test_bad_mode_arguments():
         Minibatch(X, batch_size=8, shard=(4, 4))
     with pytest.raises(TypeError, match="shard must be a"):
         Minibatch(X, batch_size=8, shard=2)
-    with pytest.raises(ValueError, match="needs replace=True or epochs=True"):
-        Minibatch(X, batch_size=8, replace=False, shard=(0, 2))
     with pytest.raises(ValueError, match=r"batch_size must be <= 30 .*epoch_end='drop'"):
         Minibatch(X, batch_size=40, epochs=True, epoch_end="drop")
     # wrap lets a batch span epochs
