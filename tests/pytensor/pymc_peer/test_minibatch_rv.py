@@ -3,12 +3,14 @@
 # Source: https://github.com/pymc-devs/pymc, tests/variational/test_minibatch_rv.py.
 # The tag v5.28.5 (commit 1ad929ca6bced2a4848e655408dbf86849325084, the
 # full-revisionid of the 5.28.5 sdist's pymc/_version.py) is not in the
-# stored snapshot this copy was taken from; this is the snapshot's newest
-# version of the file, the one that matches the 5.28.5 API: it imports
-# ``pymc.data.Minibatch`` and ``create_minibatch_rv`` and none of the names
-# 5.28.5 no longer has (``pm.generator``, ``pymc.data.minibatch_index``, the
-# older versions' ``tests.test_data.gen1``).  PyMC's own code is unchanged
-# but for this adaptation:
+# stored snapshot this copy was taken from, and the snapshot does not record
+# the commit of this version of the file; of its versions there, this is
+# the newest (older ones are at 8c39b9c18bea75efe17a8b6463bf43be6b30e4a7 and
+# 23a6d96b8718ec5128c5e999a2688fbb8f424189) and the one that matches the
+# 5.28.5 API: it imports ``pymc.data.Minibatch`` and ``create_minibatch_rv``
+# and none of the names 5.28.5 does not have (``pm.generator``,
+# ``pymc.data.minibatch_index``, ``tests.test_data.gen1``, which the older
+# versions import).  PyMC's own code is unchanged but for this adaptation:
 #
 # 1. ``from pymc.data import Minibatch`` is ``from mbcore.adapters.pytensor
 #    import Minibatch``, and ``pm.Minibatch`` is the same function while
