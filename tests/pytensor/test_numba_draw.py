@@ -162,3 +162,15 @@ def test_thread_limit_read_at_each_call():
     for t, n in enumerate([1, 2, 1, 2]):
         with num_threads(n):
             twins.assert_same_array(f(), core.draw(t)[0])
+
+
+def test_a_new_input_layout_after_binding_compiles_again():
+    # Numba compiles the draw again for a new layout (here a negative-stride
+    # view) while the first layout's data are bound: the objmode call must
+    # not try to serialise the bound Samplers.
+    x = pytensor.shared(np.arange(100.0))
+    f = compile_numba(Minibatch(x, batch_size=10, random_seed=4))
+    f()
+    view = np.arange(100.0)[::-1]
+    x.set_value(view, borrow=True)
+    twins.assert_same_array(f(), minibatches(view, batch_size=10, random_seed=4).draw(1)[0])
