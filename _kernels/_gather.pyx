@@ -212,6 +212,17 @@ cdef api int draw_gather(const mb_plan *p, const char *src, char *dst,
     return 0
 
 
+def _draw_gather_args(Sampler s not None):
+    """_draw_gather_args(sampler) -> (plan, scratch, threads)
+
+    For compiled callers of the ``draw_gather`` C API (the PyTensor
+    adapter's Numba draw): the address of this Sampler's plan, valid while
+    the Sampler lives; the int64 entries of index scratch a batch needs (0:
+    none, scratch may be NULL); the address of the C int that
+    ``set_num_threads`` sets, the ``nthreads`` a batch passes.
+    """
+    return (<size_t>&s.plan, plan_scratch_size(&s.plan), <size_t>&_dispatch.max_threads)
+
 
 # ---------------------------------------------------------------- wrapper
 
