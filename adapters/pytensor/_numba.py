@@ -1,7 +1,7 @@
 """The Numba implementations of ``MinibatchDraw`` and ``MinibatchIndices``.
 
 ``MinibatchDraw`` of one or two data arrays draws in nopython code: it calls
-the kernel's ``draw_gather`` C function (``_kernel.py``) on the plans of the
+the kernel's ``draw_gather`` C function (``mbcore.native``) on the plans of the
 Samplers that ``spec.bind`` built for the arrays, which is what the core's
 draw runs for each array, so the batches are the core's.  The plans'
 addresses, with the data pointer, shape and strides each plan was built
@@ -28,7 +28,7 @@ import pickle
 
 import numpy as np
 
-from . import _kernel
+from mbcore import native
 from ._op import MinibatchDraw, MinibatchIndices
 from ._step import LAST_STEP, next_step
 
@@ -54,14 +54,13 @@ def _fill_record(rec, offsets, ndims, bound):
     mark the record unusable (rec[0] = 0) when its draw is not draw_gather
     of each Sampler's plan."""
     rec[0] = 0
-    samplers = _kernel.samplers_of(bound)
-    if samplers is None or len(samplers) != len(offsets):
+    found = native.plans(bound)
+    if found is None or len(found) != len(offsets):
         return
-    for s, o, nd in zip(samplers, offsets, ndims):
+    for (s, plan, scratch, threads), o, nd in zip(found, offsets, ndims):
         d = s.data
         if d.ndim != nd:
             return
-        plan, scratch, threads = _kernel.draw_gather_args(s)
         rec[1] = threads
         rec[o:o + _FIELDS] = (d.ctypes.data, plan, scratch)
         rec[o + _FIELDS:o + _FIELDS + nd] = d.shape
@@ -102,7 +101,7 @@ def _register_numba():
 
     from llvmlite import ir
 
-    DRAW_GATHER = _kernel.DRAW_GATHER
+    DRAW_GATHER = native.DRAW_GATHER
 
     @intrinsic
     def as_ptr(typingctx, addr):

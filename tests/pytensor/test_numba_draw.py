@@ -11,7 +11,8 @@ import twins
 from mbcore import minibatches
 from mbcore import num_threads
 from mbcore.adapters.pytensor import Minibatch, minibatch_step
-from mbcore.adapters.pytensor import _kernel, _numba
+from mbcore import native
+from mbcore.adapters.pytensor import _numba
 
 
 @pytest.fixture
@@ -32,7 +33,7 @@ def objmode_calls(monkeypatch):
 @pytest.fixture
 def no_nopython(monkeypatch):
     """Every draw through objmode: the record is never usable."""
-    monkeypatch.setattr(_kernel, "samplers_of", lambda bound: None)
+    monkeypatch.setattr(native, "plans", lambda bound: None)
 
 
 def compile_numba(outputs):
@@ -85,7 +86,7 @@ def test_objmode_path_draws_the_same_batches(data, kw, no_nopython, objmode_call
 @pytest.mark.parametrize("path", ["nopython", "objmode"])
 def test_two_arrays_aligned(path, xy, objmode_calls, monkeypatch):
     if path == "objmode":
-        monkeypatch.setattr(_kernel, "samplers_of", lambda bound: None)
+        monkeypatch.setattr(native, "plans", lambda bound: None)
     X, y = xy
     xb, yb = Minibatch(X, y, batch_size=32, random_seed=2, replace=False)
     f = compile_numba([xb, yb])
