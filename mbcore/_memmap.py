@@ -14,9 +14,15 @@ reads the same bytes with two pieces of advice to the kernel:
   ranges, before the batch is gathered, and on those of the next batch
   right after: the reads are queued to the device together (one
   ``process_madvise`` call per 1024 ranges) rather than one fault at a
-  time, and those of batch t+1 go on while batch t is used.  When a sample
-  of the batch's pages is already in the page cache (``mincore``), the
-  advice is skipped: on a cached file it costs more than the gather.
+  time, and those of batch t+1 go on while batch t is used.
+
+On a cached file the advice costs more than the gather (30-90 us a batch of
+64-1024 rows, against 0.6-6 us for the kernel's gather, on the VM of
+docs/sources.md), so it stops once two batches in a row find a sample of
+their pages in the page cache (``mincore``).  Without it, the next batch's
+pages are sampled again after every 16th batch, and after a batch that takes
+more than twice the fastest such batch plus 50 us (the time of a read from
+the device); advice resumes when the sample finds a page missing.
 
 The rows are then copied by the kernels, through the strides, as for any
 array: batches are those of the array in memory, bit for bit.
@@ -100,6 +106,9 @@ class MemmapSource(Source):
         file (``MADV_RANDOM``), or ``array`` itself where there is no file
         name to map or the mapping is copy-on-write (``mode='c'``: its
         writes live only in the caller's mapping).
+    advising : bool
+        Whether batches are read with ``MADV_WILLNEED`` (see the module's
+        docstring); False while the file is found cached.
     """
 
     def __init__(self, array: np.ndarray, what: str = "data") -> None:
@@ -138,6 +147,10 @@ class MemmapSource(Source):
         self._probe_ok = _LIBC is not None and filename is not None and _owns(filename)
         self._pidfd = None
         self._plans = {}
+        self.advising = True
+        self._cached_runs = 0       # batches in a row found cached
+        self._floor = None          # the fastest batch gathered without advice
+        self._unadvised = 0         # batches gathered without advice
 
     # -- the Source contract -------------------------------------------------
     def gather(self, indices: Sequence[Optional[np.ndarray]], out: np.ndarray) -> None:
@@ -170,7 +183,14 @@ class MemmapSource(Source):
         first = starts & ~(PAGE - 1)
         ends = starts + extent
         if self._probe_ok and self._cached(first):
+            self._cached_runs += 1
+            if self._cached_runs >= 2 and self.advising:
+                self.advising = False
+                self._floor = None
+                self._unadvised = 0
             return
+        self._cached_runs = 0
+        self.advising = True
         # Merge the row ranges that touch or share a page.
         cut = np.empty(len(first), bool)
         cut[0] = True
@@ -180,6 +200,18 @@ class MemmapSource(Source):
         iov[:, 0] = first[heads]
         iov[:, 1] = np.append(ends[heads[1:] - 1], ends[-1]) - first[heads]
         self._advise(iov)
+
+    def observe(self, seconds: float) -> bool:
+        """Take the time a batch took to gather without advice; True when
+        the next batch's pages should be sampled (:meth:`prefetch`): every
+        16th batch, and after one much slower than the fastest (twice, plus
+        50 us), which read from the device."""
+        self._unadvised += 1
+        floor = self._floor
+        if floor is None or seconds < floor:
+            self._floor = seconds
+            return self._unadvised % 16 == 0
+        return seconds > 2 * floor + 50e-6 or self._unadvised % 16 == 0
 
     def close(self) -> None:
         """Drop this source's mapping; the caller's array stays usable."""

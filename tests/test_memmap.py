@@ -236,3 +236,29 @@ def test_in_memory_size_copies_part_of_a_memory_mapped_file(stored):
     assert type(mb) is Minibatch and not isinstance(mb.data, np.memmap)
     assert (mb.last_indices is None) and next(mb).shape == (8, 5)
     assert (mb.last_indices[0] < 100).all()
+
+
+def test_advice_stops_on_a_cached_file_and_resumes_when_reads_reach_the_device(stored):
+    path, data = stored
+    np.load(path).sum()                         # cached
+    mb = Minibatch(str(path), batch_size=16, random_seed=2)
+    src = mb._sampler.source
+    if not src._probe_ok:
+        pytest.skip("mincore cannot tell this file's cached pages")
+    assert src.advising
+    for _ in range(4):
+        next(mb)
+    assert not src.advising
+    # A batch that took a device read's time: the next one's pages are
+    # sampled; found cached, advice stays off.
+    assert src.observe(1e-6) is False
+    assert src.observe(1.0) is True
+    src.prefetch(mb.indices(mb.step))
+    assert not src.advising
+    # Found missing: advice resumes.  (Pages mapped into a process stay
+    # cached: unmap this source's first.)
+    src._map.madvise(mmap.MADV_DONTNEED)
+    _drop(path)
+    src.prefetch((np.arange(0, 3000, 97), None))
+    assert src.advising
+    np.testing.assert_array_equal(next(mb), data[mb.last_indices[0]])
