@@ -14,7 +14,9 @@ reads the same bytes with two pieces of advice to the kernel:
   ranges, before the batch is gathered, and on those of the next batch
   right after: the reads are queued to the device together (one
   ``process_madvise`` call per 1024 ranges) rather than one fault at a
-  time, and those of batch t+1 go on while batch t is used.
+  time.  Those of batch t+1 are queued by a background thread (the call
+  blocks while the device's queue is full) as soon as batch t is gathered,
+  so they go on while batch t is used.
 
 On a cached file the advice costs more than the gather (30-90 us a batch of
 64-1024 rows, against 0.6-6 us for the kernel's gather, on the VM of
@@ -31,6 +33,8 @@ import ctypes
 import ctypes.util
 import mmap
 import os
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from typing import Optional, Sequence
 
 import numpy as np
@@ -145,7 +149,7 @@ class MemmapSource(Source):
         self._base = _address(self._map)
         # Without a file name, mincore's answer cannot be trusted (_owns).
         self._probe_ok = _LIBC is not None and filename is not None and _owns(filename)
-        self._pidfd = None
+        self._pending = None        # the background advice of the next batch
         self._plans = {}
         self.advising = True
         self._cached_runs = 0       # batches in a row found cached
@@ -155,7 +159,8 @@ class MemmapSource(Source):
     # -- the Source contract -------------------------------------------------
     def gather(self, indices: Sequence[Optional[np.ndarray]], out: np.ndarray) -> None:
         self._check_open()
-        self.prefetch(indices)
+        self.wait()
+        self.advise(indices)
         batch = self.view
         for axis, ix in enumerate(indices):
             if ix is not None:
@@ -163,6 +168,20 @@ class MemmapSource(Source):
         out[...] = batch
 
     def prefetch(self, indices: Sequence[Optional[np.ndarray]]) -> None:
+        """:meth:`advise` on a background thread (one at a time: the one
+        before is waited for)."""
+        if self.closed:
+            return
+        self.wait()
+        self._pending = _worker().submit(self.advise, indices)
+
+    def wait(self) -> None:
+        """Wait until the reads :meth:`prefetch` asked for are queued."""
+        pending, self._pending = self._pending, None
+        if pending is not None:
+            pending.result()
+
+    def advise(self, indices: Sequence[Optional[np.ndarray]]) -> None:
         """Queue the reads of the pages these indices' rows lie on
         (``MADV_WILLNEED``), unless a sample of them is cached."""
         if self.closed:
@@ -223,9 +242,10 @@ class MemmapSource(Source):
                 own.close()
             except BufferError:
                 pass        # a batch still reads it; it closes when freed
-        if self._pidfd is not None:
-            os.close(self._pidfd)
-            self._pidfd = None
+        try:
+            self.wait()
+        except Exception:
+            pass
 
     # -- internals -------------------------------------------------------------
     def _check_open(self):
@@ -262,25 +282,21 @@ class MemmapSource(Source):
 
     def _advise(self, iov):
         """MADV_WILLNEED on the (address, length) rows of ``iov``."""
-        if _SYS_PROCESS_MADVISE is not None and _LIBC is not None and self._pidfd != -1:
+        pidfd = _pidfd()
+        if pidfd is not None:
             try:
-                if self._pidfd is None:
-                    self._pidfd = os.pidfd_open(os.getpid())
                 for k in range(0, len(iov), _MAX_RANGES):
                     part = np.ascontiguousarray(iov[k:k + _MAX_RANGES])
-                    if _LIBC.syscall(ctypes.c_long(_SYS_PROCESS_MADVISE),
-                                     ctypes.c_long(self._pidfd),
+                    if _LIBC.syscall(ctypes.c_long(_SYS_PROCESS_MADVISE), ctypes.c_long(pidfd),
                                      ctypes.c_void_p(part.ctypes.data),
                                      ctypes.c_size_t(len(part)),
                                      ctypes.c_int(mmap.MADV_WILLNEED), ctypes.c_uint(0)) < 0:
                         raise OSError(ctypes.get_errno(), "process_madvise")
                 return
-            except (OSError, AttributeError):
+            except OSError:
                 # No process_madvise (Linux < 5.10, or not allowed): one
-                # madvise a range.
-                if self._pidfd not in (None, -1):
-                    os.close(self._pidfd)
-                self._pidfd = -1
+                # madvise a range, from now on.
+                _PROCESS[1] = None
         if not hasattr(self._map, "madvise"):
             return
         for address, length in iov.tolist():
@@ -300,6 +316,37 @@ class MemmapSource(Source):
     def __repr__(self):
         return (f"MemmapSource(shape={self.shape}, dtype={self.dtype}"
                 + (", closed" if self.closed else "") + ")")
+
+
+# (pid, pidfd of this process or None when process_madvise is not used,
+# the background thread): made afresh in a forked child.
+_PROCESS = [None, None, None]
+_PROCESS_LOCK = threading.Lock()
+
+
+def _this_process():
+    with _PROCESS_LOCK:
+        if _PROCESS[0] != os.getpid():
+            pidfd = None
+            if _SYS_PROCESS_MADVISE is not None and _LIBC is not None:
+                try:
+                    pidfd = os.pidfd_open(os.getpid())
+                except (OSError, AttributeError):
+                    pidfd = None
+            _PROCESS[:] = [os.getpid(), pidfd,
+                           ThreadPoolExecutor(1, thread_name_prefix="mbcore-advice")]
+        return _PROCESS
+
+
+def _pidfd():
+    """A pidfd of this process for process_madvise, or None to madvise range
+    by range."""
+    return _this_process()[1] if _SYS_PROCESS_MADVISE is not None else None
+
+
+def _worker():
+    """The thread (an executor of one) that queues the next batches' reads."""
+    return _this_process()[2]
 
 
 def _owns(filename):

@@ -705,8 +705,9 @@ class _SourceMinibatch(Minibatch):
                     s.ahead = step + 1
                     source.prefetch(s.indices(step + 1))
                 return res
+            source.wait()
             if s.ahead != step:
-                source.prefetch(s.indices(step))
+                source.advise(s.indices(step))
             s.draw(step, res)
         else:
             source.gather(self._indices(s, step), res)

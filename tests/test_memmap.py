@@ -139,6 +139,7 @@ def test_prefetch_reads_the_pages_of_the_rows_asked_for(tmp_path):
     if any(_resident(view[r].ctypes.data, PAGE)[0] for r in rows):
         pytest.skip("this file system keeps the pages cached (no POSIX_FADV_DONTNEED)")
     src.prefetch((rows, None))
+    src.wait()
     deadline = time.monotonic() + 5
     while time.monotonic() < deadline:
         if all(_resident(view[r].ctypes.data, PAGE)[0] for r in rows):
@@ -166,6 +167,7 @@ def test_prefetch_without_process_madvise_falls_back_to_madvise(tmp_path, monkey
     src._map = Spy()
     src._probe_ok = False
     src.prefetch((np.array([1, 2, 9]), None))
+    src.wait()
     # Rows 1 and 2 share a merged range; row 9 has its own.
     assert [a[0] for a in calls] == [mmap.MADV_WILLNEED] * 2
 
@@ -253,12 +255,13 @@ def test_advice_stops_on_a_cached_file_and_resumes_when_reads_reach_the_device(s
     # sampled; found cached, advice stays off.
     assert src.observe(1e-6) is False
     assert src.observe(1.0) is True
-    src.prefetch(mb.indices(mb.step))
+    src.advise(mb.indices(mb.step))
     assert not src.advising
     # Found missing: advice resumes.  (Pages mapped into a process stay
     # cached: unmap this source's first.)
     src._map.madvise(mmap.MADV_DONTNEED)
     _drop(path)
     src.prefetch((np.arange(0, 3000, 97), None))
+    src.wait()
     assert src.advising
     np.testing.assert_array_equal(next(mb), data[mb.last_indices[0]])
