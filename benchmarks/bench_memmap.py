@@ -8,8 +8,8 @@ the file's pages are dropped from the page cache
 unmapped pages), so every round reads from the device, as a file larger than
 the page cache would.  The two sides alternate in shuffled order, each with
 its own seed; each keeps its best round.  A ``warm`` table times the same
-batches on the file's first 256 MiB, cached, against ``memmap[idx]`` and
-against those rows loaded into memory.
+batches on the file's first 64 MiB, cached and mapped, against
+``memmap[idx]`` and against those rows loaded into memory.
 
 ``python benchmarks/bench_memmap.py [--gib 2] [--dir DIR]`` prints both
 tables in markdown (docs/sources.md holds one run); ``test_memmap_gates.py``
@@ -141,31 +141,22 @@ def cold_ratio(path, width, b, rounds=3, rows=ROWS):
     return best["memmap[idx]"] / best["mbcore"], best
 
 
-def warm_times(path, width, b, rounds=5, batches=100, nbytes=256 << 20):
-    """Best seconds a batch on the first ``nbytes`` of the file, cached:
-    memmap[idx], mbcore over the memmap, mbcore over the array in memory."""
+def warm_times(path, width, b, nbytes=64 << 20):
+    """Best seconds a batch on the first ``nbytes`` of the file, cached and
+    mapped (every page touched through each side's mapping first):
+    memmap[idx], mbcore over the memmap, mbcore over the rows in memory
+    (``timing.interleaved_min``)."""
+    from timing import interleaved_min
     open_rows = _opener(path, width, nbytes)
-    mem = np.array(open_rows())
-
-    def in_memory(seed):
-        mb = Minibatch(mem, batch_size=b, random_seed=seed)
-        t0 = time.perf_counter()
-        for _ in range(batches):
-            next(mb)
-        return time.perf_counter() - t0
-    impls = {"memmap[idx]": lambda seed: _baseline(open_rows, b, seed, batches),
-             "mbcore": lambda seed: _mbcore(open_rows, b, seed, batches),
-             "in memory": in_memory}
-    for fn in impls.values():
-        fn(7)
-    best = {name: float("inf") for name in impls}
-    order = list(impls)
-    shuffle = random.Random(1).shuffle
-    for r in range(rounds):
-        shuffle(order)
-        for name in order:
-            best[name] = min(best[name], impls[name](r) / batches)
-    return best
+    mm = open_rows()
+    mem = np.array(mm)
+    mb = Minibatch(open_rows(), batch_size=b, random_seed=1)
+    np.asarray(mb._sampler.source.view).sum()       # populate mbcore's own mapping
+    ref = Minibatch(mem, batch_size=b, random_seed=2)
+    rng = np.random.default_rng(3)
+    n = mm.shape[0]
+    return interleaved_min({"memmap[idx]": lambda: mm[rng.integers(0, n, b)],
+                            "mbcore": lambda: next(mb), "in memory": lambda: next(ref)})
 
 
 def machine():
