@@ -173,13 +173,14 @@ class MemmapSource(Source):
         if self.closed:
             return
         self.wait()
-        self._pending = _worker().submit(self.advise, indices)
+        self._pending = (os.getpid(), _worker().submit(self.advise, indices))
 
     def wait(self) -> None:
         """Wait until the reads :meth:`prefetch` asked for are queued."""
         pending, self._pending = self._pending, None
-        if pending is not None:
-            pending.result()
+        # A forked child has no thread to finish its parent's advice.
+        if pending is not None and pending[0] == os.getpid():
+            pending[1].result()
 
     def advise(self, indices: Sequence[Optional[np.ndarray]]) -> None:
         """Queue the reads of the pages these indices' rows lie on

@@ -251,10 +251,15 @@ class Minibatch(BatchIterator):
 
     Parameters
     ----------
-    data : array_like
+    data : array_like, Source, str or os.PathLike
         The data, any layout (C, F, sliced, negative or zero strides) and any
         dtype without Python objects.  An ndarray is read in place: no copy
         is made unless ``dtype`` asks for a cast or ``in_memory_size`` is set.
+        A memory-mapped array, the path of a ``.npy`` file (mapped
+        read-only), a :class:`mbcore.Source` or a zarr, h5py or Dask array
+        is read through a source (``mbcore.as_source``; docs/sources.md):
+        the same batches, each gathered by the source, the next one's rows
+        prefetched; a cast to ``dtype`` is then made batch by batch.
     batch_size : int or list of (int | (int, int) | None | Ellipsis), default 128
         PyMC3's grammar.  An int samples that many rows of axis 0.  A list
         gives one entry per leading axis: an int samples that many entries
@@ -989,8 +994,9 @@ def minibatches(*arrays: ArrayLike, batch_size: BatchSize = 128, dtype: DTypeLik
 
     Parameters
     ----------
-    *arrays : array_like
-        The data; they must agree in length along the sampled axes.
+    *arrays : array_like, Source, str or os.PathLike
+        The data (what :class:`Minibatch` takes); they must agree in length
+        along the sampled axes.
     batch_size : int or list, default 128
         The grammar of :class:`Minibatch`: an int samples axis 0; a list gives
         one entry per leading axis (an int, ``(size, seed)``, None for a whole

@@ -265,3 +265,29 @@ def test_advice_stops_on_a_cached_file_and_resumes_when_reads_reach_the_device(s
     src.wait()
     assert src.advising
     np.testing.assert_array_equal(next(mb), data[mb.last_indices[0]])
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+def test_a_forked_child_reads_its_batches(stored):
+    path, data = stored
+    mb = Minibatch(str(path), batch_size=16, random_seed=5)
+    next(mb)                          # the parent's advice of batch 1 may be pending
+    want = mb.draw(1)
+    pid = os.fork()
+    if pid == 0:                      # the child: exit status 0 if batch 1 is right
+        ok = False
+        try:
+            ok = bool((next(mb) == want).all()) and bool((next(mb) == mb.draw(2)).all())
+        finally:
+            os._exit(0 if ok else 1)
+    deadline = time.monotonic() + 30
+    while True:
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done:
+            break
+        if time.monotonic() > deadline:
+            os.kill(pid, 9)
+            os.waitpid(pid, 0)
+            pytest.fail("the forked child did not finish its batches in 30 s")
+        time.sleep(0.01)
+    assert os.waitstatus_to_exitcode(status) == 0
