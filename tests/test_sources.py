@@ -294,3 +294,21 @@ def test_a_source_without_rows_to_sample_is_refused(cube):
     with pytest.raises(ValueError, match=r"data has an empty sampled axis 0 \(shape "
                                          r"\(0, 6, 4\)\)"):
         Minibatch(RowSource(cube[:0]), batch_size=4)
+
+
+def test_threads_sharing_one_minibatch_draw_every_step_once(cube):
+    import threading
+    mb = Minibatch(RowSource(cube), batch_size=3, random_seed=8)
+    got = []
+
+    def work():
+        for _ in range(50):
+            got.append(next(mb).tobytes())
+    threads = [threading.Thread(target=work) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert mb.step == 200
+    ref = Minibatch(cube, batch_size=3, random_seed=8)
+    assert sorted(got) == sorted(ref.draw(t).tobytes() for t in range(200))
