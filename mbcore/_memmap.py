@@ -22,9 +22,11 @@ On a cached file the advice costs more than the gather (30-90 us a batch of
 64-1024 rows, against 0.6-6 us for the kernel's gather, on the VM of
 docs/sources.md), so it stops once two batches in a row find a sample of
 their pages in the page cache (``mincore``).  Without it, the next batch's
-pages are sampled again after every 16th batch, and after a batch that takes
-more than twice the fastest such batch plus 50 us (the time of a read from
-the device); advice resumes when the sample finds a page missing.
+pages are sampled again after a batch that takes more than twice the
+fastest such batch plus 50 us (the time of a read from the device), and
+after every 256th batch (a sample costs tens of microseconds: every 16th
+cost 10 us a batch of 64 rows of 64 B where the gather alone took 5 us);
+advice resumes when the sample finds a page missing.
 
 The rows are then copied by the kernels, through the strides, as for any
 array: batches are those of the array in memory, bit for bit.
@@ -223,15 +225,15 @@ class MemmapSource(Source):
 
     def observe(self, seconds: float) -> bool:
         """Take the time a batch took to gather without advice; True when
-        the next batch's pages should be sampled (:meth:`prefetch`): every
-        16th batch, and after one much slower than the fastest (twice, plus
-        50 us), which read from the device."""
+        the next batch's pages should be sampled (:meth:`prefetch`): after
+        one much slower than the fastest (twice, plus 50 us), which read
+        from the device, and every 256th batch."""
         self._unadvised += 1
         floor = self._floor
         if floor is None or seconds < floor:
             self._floor = seconds
-            return self._unadvised % 16 == 0
-        return seconds > 2 * floor + 50e-6 or self._unadvised % 16 == 0
+            return self._unadvised % 256 == 0
+        return seconds > 2 * floor + 50e-6 or self._unadvised % 256 == 0
 
     def close(self) -> None:
         """Drop this source's mapping; the caller's array stays usable."""
