@@ -11,7 +11,7 @@ from numpy.typing import ArrayLike, DTypeLike
 from ._kernels import _permute
 from ._kernels._gather import BatchIterator, Sampler, draw_group
 from ._memmap import MemmapSource
-from ._source import ArraySource, Source, as_source
+from ._source import ArraySource, as_source
 from ._state import load_state, state_of
 from ._spec import (check_casting, check_data, parse_batch_size, parse_in_memory_size,
                     seed_key, total_size_of)
