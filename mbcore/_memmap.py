@@ -180,9 +180,10 @@ class MemmapSource(Source):
     def wait(self) -> None:
         """Wait until the reads :meth:`prefetch` asked for are queued."""
         pending, self._pending = self._pending, None
-        # A forked child has no thread to finish its parent's advice.
+        # A forked child has no thread to finish its parent's advice.  The
+        # advice is a hint: its failure leaves the reads to the faults.
         if pending is not None and pending[0] == os.getpid():
-            pending[1].result()
+            pending[1].exception()
 
     def advise(self, indices: Sequence[Optional[np.ndarray]]) -> None:
         """Queue the reads of the pages these indices' rows lie on
@@ -238,6 +239,7 @@ class MemmapSource(Source):
     def close(self) -> None:
         """Drop this source's mapping; the caller's array stays usable."""
         self.closed = True
+        self.wait()
         own, self._own = self._own, None
         self.view = None
         if own is not None:
@@ -245,10 +247,6 @@ class MemmapSource(Source):
                 own.close()
             except BufferError:
                 pass        # a batch still reads it; it closes when freed
-        try:
-            self.wait()
-        except Exception:
-            pass
 
     # -- internals -------------------------------------------------------------
     def _check_open(self):

@@ -291,3 +291,18 @@ def test_a_forked_child_reads_its_batches(stored):
             pytest.fail("the forked child did not finish its batches in 30 s")
         time.sleep(0.01)
     assert os.waitstatus_to_exitcode(status) == 0
+
+
+def test_a_failed_background_advice_leaves_the_reads_to_the_faults(stored, monkeypatch):
+    path, data = stored
+    mb = Minibatch(str(path), batch_size=16, random_seed=1)
+    src = mb._sampler.source
+    src._probe_ok = False                        # always advise
+    next(mb)
+
+    def fail(indices):
+        raise RuntimeError("no advice")
+    monkeypatch.setattr(src, "advise", fail)
+    next(mb)                                     # batch 2's advice fails, in the background
+    np.testing.assert_array_equal(next(mb), data[mb.last_indices[0]])
+    src.close()
