@@ -679,11 +679,11 @@ class _SourceMinibatch(Minibatch):
         if getattr(s.source, "closed", False):
             raise ValueError(f"data is closed: {s.source!r}")
         shape = s.shape
-        if self._epochs == _SHORT:
-            lengths = self._short_lengths(step, s)
-            if lengths is not None:
-                return np.empty(tuple(n if m is None else m for n, m in zip(shape, lengths)),
-                                s.source.dtype)
+        if self._epochs == _SHORT and self._short_lengths(step, s) is not None:
+            # A short batch: as long as its (trimmed, or sharded) indices.
+            return np.empty(tuple(n if ix is None else len(ix)
+                                  for n, ix in zip(shape, self._indices(s, step))),
+                            s.source.dtype)
         if out is None:
             return np.empty(shape, s.source.dtype)
         if not (isinstance(out, np.ndarray) and out.shape == shape

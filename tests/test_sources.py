@@ -151,6 +151,8 @@ SPECS = [
     dict(batch_size=[6, 4], epochs=True, epoch_end="short"),
     dict(batch_size=8, shard=(1, 4)),
     dict(batch_size=8, epochs=True, shard=(0, 2)),
+    dict(batch_size=8, replace=False, shard=(1, 2)),
+    dict(batch_size=8, epochs=True, epoch_end="short", shard=(3, 4)),
 ]
 
 
