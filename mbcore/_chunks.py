@@ -22,7 +22,8 @@ import numpy as np
 
 from ._source import Source
 
-__all__ = ["ChunkGrid", "ChunkCache", "ChunkedSource", "DEFAULT_CACHE_BYTES", "check_store_dtype"]
+__all__ = ["ChunkGrid", "ChunkCache", "ChunkedSource", "DEFAULT_CACHE_BYTES", "check_store_dtype",
+           "check_shape", "check_out"]
 
 # 256 MiB: room for the chunks of a few batches of typical stores (chunks of
 # 1 to 16 MiB) without holding a large share of a training machine's memory.
@@ -66,6 +67,18 @@ def check_shape(shape, what):
             raise ValueError(
                 f"{what} has an axis of unknown length: axis {k} of shape {shape}")
     return tuple(int(n) for n in shape)
+
+
+def check_out(src, indices, out):
+    """Raise unless ``out`` is C-contiguous, of ``src``'s dtype and of the
+    shape the batch ``indices`` (one entry per axis of ``src``) gives."""
+    if len(indices) != len(src.shape):
+        raise ValueError(f"indices must have one entry per axis ({len(src.shape)}), "
+                         f"got {len(indices)}")
+    want = tuple(n if idx is None else len(idx) for n, idx in zip(src.shape, indices))
+    if out.shape != want or out.dtype != src.dtype or not out.flags.c_contiguous:
+        raise ValueError(f"out must be a C-contiguous array of shape {want} and dtype "
+                         f"{src.dtype}, got shape {out.shape}, dtype {out.dtype}")
 
 
 class ChunkGrid:
@@ -306,12 +319,8 @@ class ChunkedSource(Source):
 
     def gather(self, indices: Sequence[Optional[np.ndarray]], out: np.ndarray) -> None:
         self._check_open()
+        check_out(self, indices, out)
         blocks = self.grid.plan(indices)
-        want = tuple(self.shape[a] if idx is None else len(idx)
-                     for a, idx in enumerate(indices))
-        if out.shape != want or out.dtype != self.dtype or not out.flags.c_contiguous:
-            raise ValueError(f"out must be a C-contiguous array of shape {want} and dtype "
-                             f"{self.dtype}, got shape {out.shape}, dtype {out.dtype}")
         self._wait_readahead()
         with self._lock:
             keys = list(dict.fromkeys(key for key, _, _ in blocks))

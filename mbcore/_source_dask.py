@@ -6,7 +6,7 @@ from typing import Optional, Sequence
 
 import numpy as np
 
-from ._chunks import ChunkGrid, check_store_dtype
+from ._chunks import ChunkGrid, check_out, check_store_dtype
 from ._source import Source
 from ._spec import check_casting
 
@@ -29,7 +29,9 @@ class DaskSource(Source):
     chunk is (on the worker holding it, for an array persisted on a
     cluster), and only those rows travel back, to be copied into the batch.
     The graph runs on Dask's current scheduler: the active
-    ``dask.distributed.Client`` when there is one.
+    ``dask.distributed.Client`` when there is one.  With a client,
+    :meth:`prefetch` submits the next batch's tasks at once, and its
+    :meth:`gather` only collects their rows.
 
     Parameters
     ----------
@@ -86,6 +88,7 @@ class DaskSource(Source):
         self.dtype = check_store_dtype(array.dtype, dtype, casting, "the dask array")
         self.grid = ChunkGrid(self.shape, array.chunks)
         self.scheduler = scheduler
+        self._ahead = None          # (indices, blocks, futures, client) of a prefetched batch
         self._keys = np.empty(tuple(len(c) for c in array.chunks), dtype=object)
         for key in _flatten(array.__dask_keys__()):
             self._keys[key[1:]] = key
@@ -94,23 +97,54 @@ class DaskSource(Source):
         from dask.base import get_scheduler
         return get_scheduler(scheduler=self.scheduler, collections=[self.array])
 
-    def gather(self, indices: Sequence[Optional[np.ndarray]], out: np.ndarray) -> None:
+    def _graph(self, indices):
+        """The batch's blocks (``ChunkGrid.plan``), and a graph of one task per
+        touched chunk over the array's graph with the keys of those tasks."""
         from dask.highlevelgraph import HighLevelGraph
         blocks = self.grid.plan(indices)
-        want = tuple(self.shape[a] if idx is None else len(idx)
-                     for a, idx in enumerate(indices))
-        if out.shape != want or out.dtype != self.dtype or not out.flags.c_contiguous:
-            raise ValueError(f"out must be a C-contiguous array of shape {want} and dtype "
-                             f"{self.dtype}, got shape {out.shape}, dtype {out.dtype}")
-        if not blocks:
-            return
         name = "mbcore-take-" + uuid.uuid4().hex
         layer = {(name, i): (take_block, self._keys[key], ci, self.dtype)
                  for i, (key, _, ci) in enumerate(blocks)}
         graph = HighLevelGraph.from_collections(name, layer, dependencies=[self.array])
-        parts = self._get()(graph, list(layer))
+        return blocks, graph, list(layer)
+
+    def gather(self, indices: Sequence[Optional[np.ndarray]], out: np.ndarray) -> None:
+        check_out(self, indices, out)
+        ahead, self._ahead = self._ahead, None
+        if ahead is not None and _same(ahead[0], indices):
+            _, blocks, futures, client = ahead
+            parts = None
+        else:
+            if ahead is not None:
+                ahead[3].cancel(ahead[2])
+            blocks, graph, keys = self._graph(indices)
+            parts = self._get()(graph, keys) if keys else []
+        if parts is None:
+            parts = client.gather(futures)
         for (_, oi, _), part in zip(blocks, parts):
             out[oi] = part
+
+    def prefetch(self, indices: Sequence[Optional[np.ndarray]]) -> None:
+        """With a ``dask.distributed`` client as the scheduler: submit the
+        tasks of the batch ``indices`` now, so that the cluster takes its
+        rows while the caller works; the :meth:`gather` of the same indices
+        then only collects them.  A no-op on other schedulers."""
+        get = self._get()
+        client = getattr(get, "__self__", None)
+        if client is None or type(client).__name__ != "Client":
+            return
+        if self._ahead is not None:
+            self._ahead[3].cancel(self._ahead[2])
+        blocks, graph, keys = self._graph(indices)
+        futures = client.get(graph, keys, sync=False) if keys else []
+        self._ahead = (tuple(None if i is None else np.array(i) for i in indices),
+                       blocks, futures, client)
+
+    def close(self) -> None:
+        """Cancel the tasks of a batch prefetched and not gathered."""
+        ahead, self._ahead = self._ahead, None
+        if ahead is not None:
+            ahead[3].cancel(ahead[2])
 
     def __repr__(self):
         return (f"DaskSource(shape={self.shape}, dtype={self.dtype}, "
@@ -123,3 +157,10 @@ def _flatten(keys):
             yield from _flatten(k)
     else:
         yield keys
+
+
+def _same(a, b):
+    """Whether two batches' indices (one entry per axis) are equal."""
+    return len(a) == len(b) and all(
+        (x is None and y is None) or (x is not None and y is not None and np.array_equal(x, y))
+        for x, y in zip(a, b))

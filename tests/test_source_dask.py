@@ -140,3 +140,34 @@ def test_cluster_computes_chunks_of_an_array_not_persisted(client, data):
     x = da.from_array(data, chunks=CHUNKS) * 2
     idx = (np.array([500, 3, 3]), np.array([1]), None)
     np.testing.assert_array_equal(gathered(DaskSource(x), idx), 2 * reference(data, idx))
+
+
+def test_cluster_prefetch_submits_the_next_batch_and_gather_collects_it(client, data):
+    x = da.from_array(data, chunks=CHUNKS).persist()
+    distributed.wait(x)
+    src = DaskSource(x)
+    rng = np.random.default_rng(5)
+    batches = [(rng.integers(0, 503, 32), None, rng.integers(0, 11, 3)) for _ in range(4)]
+
+    def no_scheduler():
+        raise AssertionError("a prefetched batch ran its graph again")
+
+    for idx in batches:
+        src.prefetch(idx)
+        assert len(src._ahead[2]) > 0                          # its tasks are submitted
+        src._get = no_scheduler
+        np.testing.assert_array_equal(gathered(src, idx), reference(data, idx))
+        del src._get
+    src.prefetch(batches[0])
+    other = (np.array([1, 2]), None, None)                     # not the prefetched batch
+    np.testing.assert_array_equal(gathered(src, other), reference(data, other))
+    assert src._ahead is None
+    src.prefetch(batches[1])
+    src.close()
+    assert src._ahead is None
+
+
+def test_prefetch_is_a_no_op_without_a_client(data):
+    src = DaskSource(da.from_array(data, chunks=CHUNKS), scheduler="sync")
+    src.prefetch((np.array([1]), None, None))
+    assert src._ahead is None
