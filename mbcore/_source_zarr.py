@@ -96,12 +96,14 @@ class ZarrSource(ChunkedSource):
                 lengths = [int(b[k + 1] - b[k]) for k in coords]
                 starts.append(dict(zip(coords, np.cumsum([0] + lengths[:-1]).tolist())))
             block = np.asarray(self.array.oindex[tuple(selection)])
+            if block.dtype != self.dtype:
+                block = block.astype(self.dtype)
             chunks = []
             for key in keys:
                 region = self.grid.chunk_slice(key)
                 part = tuple(slice(starts[a][k], starts[a][k] + r.stop - r.start)
                              for a, (k, r) in enumerate(zip(key, region)))
-                chunks.append(np.array(block[part], dtype=self.dtype))
+                chunks.append(block[part])     # views: the block lives while one is cached
             return chunks
         chunks = []
         for key in keys:
