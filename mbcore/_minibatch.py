@@ -8,6 +8,8 @@ import numpy as np
 from numpy.typing import ArrayLike, DTypeLike
 
 from ._kernels._gather import BatchIterator, Sampler, draw_group
+from ._memmap import MemmapSource
+from ._source import ArraySource, Source, as_source
 from ._state import load_state, state_of
 from ._spec import (check_casting, check_data, parse_batch_size, parse_in_memory_size,
                     seed_key, total_size_of)
@@ -92,10 +94,11 @@ def _check_shard(shard, plans, replace, epochs):
     return rank, world
 
 
-def _build(data, plans, replace, what="data", epochs=0, shard=None):
+def _build(data, plans, replace, what="data", epochs=0, shard=None, cls=Sampler):
     """Check ``data`` against the per-axis plans and compile a Sampler
     (epochs: the epoch mode, 0 for none; replace is then not used; shard:
-    (rank, world) of the first sampled axis, or None)."""
+    (rank, world) of the first sampled axis, or None; cls: Sampler or a
+    subclass)."""
     if data.ndim != len(plans):
         raise ValueError(f"{what} must have ndim={len(plans)}, got ndim={data.ndim} "
                          f"(shape {data.shape})")
@@ -118,8 +121,50 @@ def _build(data, plans, replace, what="data", epochs=0, shard=None):
     sizes = tuple(p.size for p in plans)
     keys = tuple(None if p.size is None else seed_key(p.seed) for p in plans)
     if epochs or shard is not None:
-        return Sampler(data, sizes, keys, replace and not epochs, epochs, shard)
-    return Sampler(data, sizes, keys, replace)
+        return cls(data, sizes, keys, replace and not epochs, epochs, shard)
+    return cls(data, sizes, keys, replace)
+
+
+def _stub(shape):
+    """An array of ``shape`` that holds one byte (zero strides)."""
+    return np.lib.stride_tricks.as_strided(np.zeros(1, np.uint8), shape, (0,) * len(shape))
+
+
+class _SourceSampler(Sampler):
+    """A Sampler that carries the Source its batches are read from.
+
+    ``kernel``: the kernel gathers (``data`` is a memory-mapped array,
+    ``source`` its MemmapSource, which advises the reads); else ``data`` is
+    a stub of the source's shape, which the sampler draws indices for, and
+    ``source.gather`` reads the rows.  Swapped in as one object (set_value),
+    the sampler and its source never mismatch."""
+    source = None
+    kernel = False
+    ahead = None        # the step whose rows were last prefetched
+
+
+def _build_source(source, plans, replace, what="data", epochs=0, shard=None):
+    """A _SourceSampler for ``source``, checked like ``_build`` checks arrays."""
+    kernel = type(source) is MemmapSource
+    s = _build(source.view if kernel else _stub(source.shape), plans, replace, what, epochs,
+               shard, _SourceSampler)
+    s.source = source
+    s.kernel = kernel
+    return s
+
+
+def _source_of(data, dtype, casting, in_memory_size, what):
+    """(Source or None, data) for Minibatch's arguments: in_memory_size
+    copies part of the data into memory, so a memory-mapped array or a .npy
+    path is read as an array then."""
+    source = as_source(data, dtype, casting, what)
+    if source is None or in_memory_size is None:
+        return source, data
+    base = getattr(source, "source", source)
+    if isinstance(base, MemmapSource):
+        return None, base.array
+    raise ValueError(f"in_memory_size needs an array or a memory-mapped file, got "
+                     f"{what}={source!r}")
 
 
 def _index_sampler(s):
@@ -137,6 +182,19 @@ def _indices_before(before, step):
     """The indices of batch ``step`` from what ``_swap`` keeps of replaced
     data: a Sampler (``_index_sampler``), or the indices themselves."""
     return before.indices(step) if isinstance(before, Sampler) else before
+
+
+def _member_data(a, dtype, what, casting):
+    """An array of a minibatches() group as its Minibatch reads it: its
+    Source, or the array (checked and cast)."""
+    source = as_source(a, dtype, casting, what)
+    return source if source is not None else check_data(a, dtype, what, casting)
+
+
+def _stored(s):
+    """What a pickle keeps of sampler ``s``'s data: its Source, or the array
+    (``_compact``)."""
+    return s.source if isinstance(s, _SourceSampler) else _compact(s.data)
 
 
 def _compact(arr):
@@ -288,11 +346,17 @@ class Minibatch(BatchIterator):
             raise TypeError(f"replace must be a bool, got {type(replace).__name__} {replace!r}")
         self.casting = check_casting(casting)
         self._epochs = _epoch_mode(epochs, epoch_end)
-        arr = check_data(data, dtype, "data", casting)
-        self._in_memory = parse_in_memory_size(in_memory_size, arr.ndim)
-        if self._in_memory:
-            arr = np.array(arr[self._in_memory], order="C")
-        self._plans = parse_batch_size(batch_size, arr.ndim, random_seed)
+        source, data = _source_of(data, dtype, casting, in_memory_size, "data")
+        if source is None:
+            arr = check_data(data, dtype, "data", casting)
+            self._in_memory = parse_in_memory_size(in_memory_size, arr.ndim)
+            if self._in_memory:
+                arr = np.array(arr[self._in_memory], order="C")
+            ndim = arr.ndim
+        else:
+            self._in_memory = ()
+            ndim = len(source.shape)
+        self._plans = parse_batch_size(batch_size, ndim, random_seed)
         self.shard = _check_shard(shard, self._plans, bool(replace), self._epochs)
         self.batch_size = batch_size
         self.random_seed = random_seed
@@ -303,10 +367,17 @@ class Minibatch(BatchIterator):
         self.in_memory_size = in_memory_size
         self._lock = threading.Lock()       # one set_value at a time
         self._group = None                  # the Minibatches this belongs to
-        self._sampler = _build(arr, self._plans, self.replace, epochs=self._epochs,
-                               shard=self.shard)
+        if source is None:
+            self._sampler = _build(arr, self._plans, self.replace, epochs=self._epochs,
+                                   shard=self.shard)
+        else:
+            self._sampler = _build_source(source, self._plans, self.replace,
+                                          epochs=self._epochs, shard=self.shard)
         self._seek(0)
-        if self._epochs == _SHORT:
+        if source is not None:
+            # Each batch goes through Python: the source gathers it.
+            self.__class__ = _SourceMinibatch
+        elif self._epochs == _SHORT:
             # Short batches change shape: next() goes through Python.
             self.__class__ = _ShortEpochsMinibatch
 
@@ -479,7 +550,7 @@ class Minibatch(BatchIterator):
     # -- pickling and display ---------------------------------------------
     def __getstate__(self):
         step, before, s = self._last()
-        return {"data": _compact(s.data), "batch_size": self.batch_size,
+        return {"data": _stored(s), "batch_size": self.batch_size,
                 "random_seed": self.random_seed, "replace": self.replace,
                 "update_shared_f": self.update_shared_f,
                 "in_memory_size": self.in_memory_size, "casting": self.casting,
@@ -541,6 +612,99 @@ class _ShortEpochsMinibatch(Minibatch):
         return self._draw_short(s, t, out)
 
 
+class _SourceMinibatch(Minibatch):
+    """A Minibatch over a Source (its class is set by ``Minibatch.__init__``):
+    the kernel draws the indices of a batch as for an array of the source's
+    shape, the source gathers the rows (for a memory-mapped array, the
+    kernel gathers after the source's advice), and the rows of the next
+    batch are prefetched while this one is used.  Each batch goes through
+    Python."""
+
+    def __next__(self):
+        return self.next()
+
+    def next(self, out=None):
+        """The next batch; ``out`` is filled and returned for a full batch
+        (not used for a short one, with epoch_end="short")."""
+        with self._lock:
+            t, _, s = self._last()
+            if t == _LAST_STEP:
+                raise OverflowError(
+                    f"step is {t} (2**64 - 1), the last of the stream: next() cannot move "
+                    "past it; draw(step) draws that batch")
+            res = self._out(s, t, out)      # checked before the step moves
+            self._seek(t + 1)
+        return self._fill(s, t, res)
+
+    def draw(self, step: int, out: Optional[np.ndarray] = None) -> np.ndarray:
+        step = self._check_step(step)
+        s = self._sampler
+        return self._fill(s, step, self._out(s, step, out))
+
+    draw.__doc__ = Minibatch.draw.__doc__
+
+    def _out(self, s, step, out):
+        """The array batch ``step`` of ``s`` is written into: ``out`` once
+        checked, else a new one (always for a short batch)."""
+        if getattr(s.source, "closed", False):
+            raise ValueError(f"data is closed: {s.source!r}")
+        shape = s.shape
+        if self._epochs == _SHORT:
+            lengths = self._short_lengths(step, s)
+            if lengths is not None:
+                return np.empty(tuple(n if m is None else m for n, m in zip(shape, lengths)),
+                                s.source.dtype)
+        if out is None:
+            return np.empty(shape, s.source.dtype)
+        if not (isinstance(out, np.ndarray) and out.shape == shape
+                and out.dtype == s.source.dtype and out.flags.c_contiguous
+                and out.flags.writeable):
+            raise ValueError(
+                f"out must be a writeable C-contiguous array of shape {shape} and dtype "
+                f"{s.source.dtype}, got "
+                + (f"shape {out.shape}, dtype {out.dtype}" if isinstance(out, np.ndarray)
+                   else repr(type(out))))
+        return out
+
+    def _fill(self, s, step, res):
+        """Write batch ``step`` of ``s`` into ``res`` and prefetch the next."""
+        source = s.source
+        if s.kernel and res.shape == s.shape:
+            if s.ahead != step:
+                source.prefetch(s.indices(step))
+            s.draw(step, res)
+        else:
+            source.gather(self._indices(s, step), res)
+        if step != _LAST_STEP:
+            # Batch step + 1 is known: its reads go on while this one is used.
+            s.ahead = step + 1
+            source.prefetch(self._indices(s, step + 1))
+        return res
+
+    def _draw_short(self, sampler, step, out):
+        return self._fill(sampler, step, self._out(sampler, step, out))
+
+    def _prepare(self, value, what):
+        """The sampler that set_value(value) would install: ``value`` as a
+        source (an array in memory included), checked."""
+        source = as_source(value, self.dtype, self.casting, what)
+        if source is None:
+            source = ArraySource(check_data(value, self.dtype, what, self.casting))
+        return _build_source(source, self._plans, self.replace, what, self._epochs,
+                             self.shard)
+
+    @property
+    def data(self) -> Any:
+        """The source batches are read from: the caller's array for a
+        memory-mapped one, else the Source."""
+        source = self._sampler.source
+        return source.array if type(source) in (MemmapSource, ArraySource) else source
+
+    @property
+    def dtype(self) -> np.dtype:
+        return self._sampler.source.dtype
+
+
 class Minibatches:
     """Aligned minibatches of several arrays; see :func:`minibatches`."""
 
@@ -549,7 +713,7 @@ class Minibatches:
         if not arrays:
             raise ValueError("minibatches needs at least one array, got none")
         check_casting(casting)
-        arrays = [check_data(a, dtype, f"arrays[{i}]", casting) for i, a in enumerate(arrays)]
+        arrays = [_member_data(a, dtype, f"arrays[{i}]", casting) for i, a in enumerate(arrays)]
         members = [Minibatch(a, batch_size, None, random_seed, replace, casting=casting,
                              epochs=epochs, epoch_end=epoch_end, shard=shard)
                    for a in arrays]
@@ -619,6 +783,19 @@ class Minibatches:
 
     def _draw(self, samplers, t):
         first = self._members[0]
+        if any(isinstance(s, _SourceSampler) for s in samplers):
+            # The same spec, seed and lengths: each member draws the same
+            # indices on its own.  Arrays in memory still share one draw.
+            res = [mb._fill(s, t, mb._out(s, t, None)) if isinstance(s, _SourceSampler)
+                   else None for mb, s in zip(self._members, samplers)]
+            rest = [k for k, r in enumerate(res) if r is None]
+            if rest and first._epochs == _SHORT and first._short_lengths(t, samplers[0]):
+                for k in rest:
+                    res[k] = self._members[k]._draw_short(samplers[k], t, None)
+            elif rest:
+                for k, r in zip(rest, draw_group([samplers[k] for k in rest], t)):
+                    res[k] = r
+            return tuple(res)
         if first._epochs == _SHORT and first._short_lengths(t, samplers[0]) is not None:
             return tuple(mb._draw_short(s, t, None) for mb, s in zip(self._members, samplers))
         return draw_group(samplers, t)
@@ -724,14 +901,14 @@ class Minibatches:
     def __getstate__(self):
         with self._lock:
             step = self._step
-            arrays = [mb._sampler.data for mb in self._members]
+            arrays = [mb._sampler for mb in self._members]
             before = self._before
         last = None
         if before is not None and before[0] == step and step > 0:
             last = tuple(_indices_before(b, step - 1) if not isinstance(b, Sampler)
                          else mb._indices(b, step - 1)
                          for mb, b in zip(self._members, before[1]))
-        return {"arrays": [_compact(a) for a in arrays], "batch_size": self.batch_size,
+        return {"arrays": [_stored(s) for s in arrays], "batch_size": self.batch_size,
                 "random_seed": self.random_seed, "replace": self.replace,
                 "casting": self.casting, "step": step, "last_indices": last,
                 "epochs": self.epochs, "epoch_end": self.epoch_end, "shard": self.shard}
