@@ -282,6 +282,11 @@ class ChunkedSource(Source):
     def _read(self, keys: List[Key]) -> List[np.ndarray]:
         raise NotImplementedError
 
+    @property
+    def closed(self) -> bool:
+        """True once :meth:`close` ran (or the store's file was closed)."""
+        return self._closed
+
     def _check_open(self) -> None:
         if self._closed:
             raise ValueError(f"{type(self).__name__} is closed")

@@ -89,6 +89,11 @@ class H5Source(ChunkedSource):
         self.chunks = tuple(int(c) for c in chunks)
         self.grid = ChunkGrid(self.shape, self.chunks)
 
+    @property
+    def closed(self) -> bool:
+        """True once :meth:`close` ran or the dataset's file was closed."""
+        return self._closed or not self.dataset.id.valid
+
     def _check_open(self) -> None:
         super()._check_open()
         if not self.dataset.id.valid:

@@ -171,3 +171,31 @@ def test_prefetch_is_a_no_op_without_a_client(data):
     src = DaskSource(da.from_array(data, chunks=CHUNKS), scheduler="sync")
     src.prefetch((np.array([1]), None, None))
     assert src._ahead is None
+
+
+# ---------------------------------------------------------------- Minibatch
+
+MODES = [dict(), dict(epochs=True), dict(epochs=True, epoch_end="short")]
+MODE_IDS = ["replace", "epochs-wrap", "epochs-short"]
+
+
+@pytest.mark.parametrize("mode", MODES, ids=MODE_IDS)
+def test_minibatch_over_a_persisted_array_equals_minibatch_over_the_array(client, data, mode):
+    from mbcore import Minibatch
+    x = da.from_array(data, chunks=CHUNKS).persist()
+    mem = Minibatch(data, 64, random_seed=4, **mode)
+    mb = Minibatch(x, 64, random_seed=4, **mode)
+    assert isinstance(mb.data, DaskSource)
+    for _ in range(10):                                     # over an epoch of 503 rows
+        np.testing.assert_array_equal(next(mb), next(mem))
+
+
+def test_minibatch_shards_over_a_cluster(client, data):
+    from mbcore import Minibatch
+    x = da.from_array(data, chunks=CHUNKS).persist()
+    mem = Minibatch(data, [16, 4], random_seed=9, epochs=True)
+    shards = [Minibatch(x, [16, 4], random_seed=9, epochs=True, shard=(r, 2)) for r in range(2)]
+    for _ in range(4):
+        parts = [next(s) for s in shards]
+        assert all(p.shape == (8, 4, 11) for p in parts)
+        np.testing.assert_array_equal(np.concatenate(parts), next(mem))

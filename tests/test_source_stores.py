@@ -298,3 +298,72 @@ def test_irregular_grids_locate_positions_by_their_bounds():
         (0, [1, 3], [0, 2]), (1, [2], [0]), (2, [0, 4], [3, 0])]
     with pytest.raises(ValueError, match="do not sum to the axis length 10"):
         ChunkGrid((10,), [(3, 3)])
+
+
+# ---------------------------------------------------------------- Minibatch
+
+MODES = [dict(), dict(epochs=True), dict(epochs=True, epoch_end="drop"),
+         dict(epochs=True, epoch_end="short"), dict(replace=False)]
+MODE_IDS = ["replace", "epochs-wrap", "epochs-drop", "epochs-short", "no-replace"]
+
+
+@pytest.fixture(params=["zarr", "h5"])
+def store_of(request, h5file):
+    """A factory: a Zarr array or an HDF5 dataset holding the given array."""
+    def make(data, chunks):
+        if request.param == "zarr":
+            z = zarr.create_array(store={}, shape=data.shape, chunks=chunks, dtype=data.dtype)
+            z[...] = data
+            return z
+        return h5file.create_dataset(f"mb{next(_H5_NAMES)}", data=data, chunks=chunks)
+    return make
+
+
+@pytest.mark.parametrize("mode", MODES, ids=MODE_IDS)
+def test_minibatch_over_a_store_equals_minibatch_over_the_array(store_of, mode):
+    from mbcore import Minibatch
+    data = np.random.default_rng(5).standard_normal((300, 6))
+    mem = Minibatch(data, 32, random_seed=3, **mode)
+    mb = Minibatch(store_of(data, (40, 4)), 32, random_seed=3, **mode)
+    assert type(mb.data).__name__ in ("ZarrSource", "H5Source")
+    for _ in range(25):                                     # several epochs of 300 rows
+        np.testing.assert_array_equal(next(mb), next(mem))
+    mb.seek(3)
+    mem.seek(3)
+    np.testing.assert_array_equal(next(mb), next(mem))
+
+
+def test_minibatch_over_a_store_samples_several_axes(store_of):
+    from mbcore import Minibatch
+    data = np.random.default_rng(6).standard_normal((120, 30, 3))
+    mem = Minibatch(data, [16, 5], random_seed=8)
+    mb = Minibatch(store_of(data, (25, 7, 3)), [16, 5], random_seed=8)
+    for _ in range(6):
+        np.testing.assert_array_equal(next(mb), next(mem))
+
+
+@pytest.mark.parametrize("mode", MODES[:3], ids=MODE_IDS[:3])
+def test_each_shard_gathers_only_its_share(store_of, mode):
+    from mbcore import Minibatch
+    data = np.random.default_rng(7).standard_normal((400, 5))
+    store = store_of(data, (50, 5))
+    world, b = 4, 32
+    mem = Minibatch(data, b, random_seed=2, **mode)
+    shards = [Minibatch(store, b, random_seed=2, shard=(r, world), **mode) for r in range(world)]
+    for _ in range(10):
+        parts = [next(s) for s in shards]
+        assert all(p.shape == (b // world, 5) for p in parts)
+        np.testing.assert_array_equal(np.concatenate(parts), next(mem))
+    for s in shards:
+        assert s.data.stats["bytes_returned"] == 10 * (b // world) * 5 * 8
+
+
+def test_minibatch_refuses_a_dataset_whose_file_was_closed(tmp_path):
+    from mbcore import Minibatch
+    f = h5py.File(tmp_path / "b.h5", "w")
+    mb = Minibatch(f.create_dataset("x", data=np.zeros((20, 2)), chunks=(5, 2)), 4)
+    next(mb)
+    f.close()
+    assert mb.data.closed
+    with pytest.raises(ValueError, match="closed"):
+        next(mb)
