@@ -199,3 +199,17 @@ def test_minibatch_shards_over_a_cluster(client, data):
         parts = [next(s) for s in shards]
         assert all(p.shape == (8, 4, 11) for p in parts)
         np.testing.assert_array_equal(np.concatenate(parts), next(mem))
+
+
+def test_docs_example_and_docstring_example():
+    import doctest
+    from pathlib import Path
+    text = (Path(__file__).resolve().parent.parent / "docs" / "sources.md").read_text()
+    setup = text.split("\n## Chunked stores", 1)[1].split("```python", 1)[1].split("```")[0]
+    dask_part = text.split("\n## Dask arrays", 1)[1].split("\n## ", 1)[0]
+    for name, example in [("docs/sources.md: Dask arrays", setup + dask_part),
+                          ("DaskSource", DaskSource.__doc__)]:
+        test = doctest.DocTestParser().get_doctest(example, {}, name, name, 0)
+        runner = doctest.DocTestRunner()
+        runner.run(test)
+        assert test.examples and runner.failures == 0, f"{runner.failures} failures in {name}"

@@ -367,3 +367,32 @@ def test_minibatch_refuses_a_dataset_whose_file_was_closed(tmp_path):
     assert mb.data.closed
     with pytest.raises(ValueError, match="closed"):
         next(mb)
+
+
+# ---------------------------------------------------------------- examples
+
+def doc_section(title):
+    """The text of the section of docs/sources.md whose heading starts with
+    ``title`` (up to the next heading of its level)."""
+    from pathlib import Path
+    text = (Path(__file__).resolve().parent.parent / "docs" / "sources.md").read_text()
+    part = text.split("\n## " + title, 1)[1]
+    return part.split("\n## ", 1)[0]
+
+
+def run_doctest(text, name, globs=None):
+    import doctest
+    test = doctest.DocTestParser().get_doctest(text, dict(globs or {}), name, name, 0)
+    runner = doctest.DocTestRunner(optionflags=doctest.ELLIPSIS)
+    runner.run(test)
+    assert test.examples and runner.failures == 0, f"{runner.failures} failures in {name}"
+
+
+def test_docs_example_of_the_chunked_stores():
+    run_doctest(doc_section("Chunked stores"), "docs/sources.md: Chunked stores")
+
+
+@pytest.mark.parametrize("cls", [ZarrSource, H5Source])
+def test_docstring_examples(cls, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    run_doctest(cls.__doc__, cls.__name__)
