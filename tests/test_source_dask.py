@@ -125,6 +125,7 @@ def test_cluster_gather_equals_numpy(client, data, case):
 def test_cluster_takes_rows_where_the_chunks_live(client, data):
     x = da.from_array(data, chunks=CHUNKS).persist()
     distributed.wait(x)
+    client.rebalance(x)                                     # chunks on both workers
     placed = client.who_has(x)
     assert len({w for ws in placed.values() for w in ws}) == 2   # both workers hold chunks
     assert all(len(ws) == 1 for ws in placed.values())
