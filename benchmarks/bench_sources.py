@@ -14,6 +14,10 @@ zarr    ``ZarrSource.gather`` against ``z.oindex[np.sort(idx)]``, on a Zarr v3
 hdf5    ``H5Source.gather`` against ``d[np.unique(idx)][inverse]`` (h5py
         needs increasing positions without repeats) on a chunked dataset,
         uncompressed and gzip (level 4), the same two ways
+read-ahead  a loop that gathers a batch, prefetches the next and works
+        50 ms (sleeping: work that releases the GIL, as a model step
+        does), with and without read-ahead, on a 205 MB array and a 64 MiB
+        cache
 dask    ``DaskSource.gather`` against ``x[np.sort(idx)].compute()`` on a
         persisted array of a ``LocalCluster`` of two worker processes
 
@@ -145,6 +149,50 @@ def run_stores(rounds, batches):
         stores["hdf5 gzip"].file.close()
 
 
+def readahead_step(src, sets, out, work):
+    """One training step as ``Minibatch`` runs it: gather this batch, prefetch
+    the next, then ``work`` seconds of other work that releases the GIL (a
+    model step)."""
+    import time
+    idx, following = sets
+    src.gather((idx, None), out)
+    src.prefetch((following, None))
+    time.sleep(work)
+
+
+def run_readahead(rounds, b=128, work=0.05, cache_bytes=64 * 2**20):
+    """Steps of a loop that works ``work`` s between batches, with and
+    without read-ahead, over stores larger than the cache's share of them."""
+    import time
+    from mbcore._source_h5py import H5Source
+    from mbcore._source_zarr import ZarrSource
+    data = np.random.default_rng(1).random((4 * SHAPE[0], SHAPE[1]))     # 205 MB
+    with tempfile.TemporaryDirectory() as tmp:
+        stores = {"zarr": (ZarrSource, make_zarr(pathlib.Path(tmp) / "x.zarr", data)),
+                  "hdf5 gzip": (H5Source, make_h5(pathlib.Path(tmp) / "z.h5", data,
+                                                  compression="gzip"))}
+        print(f"\nread-ahead: {data.shape[0]} x {data.shape[1]} float64 ({data.nbytes >> 20} MiB), "
+              f"b={b}, {work * 1e3:.0f} ms of work between batches, cache {cache_bytes >> 20} MiB")
+        print("| store | step, read-ahead (ms) | step, none (ms) | work alone (ms) |")
+        print("|---|---|---|---|")
+        for kind, (make, store) in stores.items():
+            best = {}
+            for ahead in (True, False) * rounds:
+                src = make(store, cache_bytes=cache_bytes, readahead=ahead)
+                sets = [np.random.default_rng(k).integers(0, data.shape[0], b) for k in range(9)]
+                out = np.empty((b, data.shape[1]))
+                src.prefetch((sets[0], None))
+                t = time.perf_counter()
+                for k in range(8):
+                    readahead_step(src, (sets[k], sets[k + 1]), out, work)
+                dt = (time.perf_counter() - t) / 8
+                best[ahead] = min(best.get(ahead, dt), dt)
+                src.close()
+            print(f"| {kind} | {best[True] * 1e3:.1f} | {best[False] * 1e3:.1f} | "
+                  f"{work * 1e3:.0f} |")
+        stores["hdf5 gzip"][1].file.close()
+
+
 def run_dask(rounds, batches):
     from dask.distributed import Client, LocalCluster
     with LocalCluster(n_workers=2, processes=True, threads_per_worker=1,
@@ -165,13 +213,15 @@ def main(argv=None):
     from machine import cpu_model, usable_cpus
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--quick", action="store_true", help="3 rounds instead of 7")
-    p.add_argument("--only", choices=["stores", "dask"])
+    p.add_argument("--only", choices=["stores", "readahead", "dask"])
     args = p.parse_args(argv)
     rounds = 3 if args.quick else 7
     print(f"{cpu_model()}, {usable_cpus()} CPUs")
-    if args.only != "dask":
+    if args.only in (None, "stores"):
         run_stores(rounds, BATCHES)
-    if args.only != "stores":
+    if args.only in (None, "readahead"):
+        run_readahead(rounds)
+    if args.only in (None, "dask"):
         run_dask(rounds, BATCHES)
 
 

@@ -123,6 +123,13 @@ class ChunkGrid:
         """The region of chunk ``key`` (a chunk coordinate per axis), as slices."""
         return tuple(slice(int(b[k]), int(b[k + 1])) for b, k in zip(self.bounds, key))
 
+    def chunk_nbytes(self, key: Key, itemsize: int) -> int:
+        """Bytes of chunk ``key`` decoded, for items of ``itemsize`` bytes."""
+        n = itemsize
+        for b, k in zip(self.bounds, key):
+            n *= int(b[k + 1] - b[k])
+        return n
+
     def group_axis(self, axis, idx):
         """``idx`` (positions along ``axis``, or None for the whole axis)
         grouped by chunk: a list of (chunk, batch positions, positions in
@@ -253,7 +260,7 @@ class ChunkedSource(Source):
         capacity.
     readahead : bool
         Whether :meth:`prefetch` reads the next batch's chunks into the cache
-        on a background thread (default True).
+        on a background thread (default True), up to half the cache.
 
     Attributes
     ----------
@@ -349,13 +356,22 @@ class ChunkedSource(Source):
 
     def prefetch(self, indices: Sequence[Optional[np.ndarray]]) -> None:
         """Start reading the chunks of the batch ``indices`` into the cache on
-        a background thread (when ``readahead`` is set and the cache can
-        hold them)."""
+        a background thread, when ``readahead`` is set: those not cached, in
+        the batch's chunk order, up to half the cache's capacity."""
         self._check_open()
         if not self.readahead or self.cache.capacity == 0:
             return
         keys = list(dict.fromkeys(key for key, _, _ in self.grid.plan(indices)))
-        missing = [k for k in keys if k not in self.cache]
+        # At most half the cache: chunks read ahead must survive until their
+        # gather, next to the batch in use (a read-ahead the cache cannot
+        # hold would be read twice).
+        budget, missing = self.cache.capacity // 2, []
+        for key in keys:
+            if key not in self.cache:
+                budget -= self.grid.chunk_nbytes(key, self.dtype.itemsize)
+                if budget < 0:
+                    break
+                missing.append(key)
         if not missing:
             return
         self._wait_readahead()

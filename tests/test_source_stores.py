@@ -396,3 +396,18 @@ def test_docs_example_of_the_chunked_stores():
 def test_docstring_examples(cls, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     run_doctest(cls.__doc__, cls.__name__)
+
+
+def test_read_ahead_stops_at_half_the_cache(make, data):
+    rows = np.arange(0, 503, 50)                              # 11 chunk rows of axis 0
+    full = make(data)
+    full.prefetch((rows, None, None))
+    full._wait_readahead()
+    chunk = full.grid.chunk_nbytes((0, 0, 0), 8)
+    small = make(data, cache_bytes=8 * chunk)                 # room for 4 read ahead
+    small.prefetch((rows, None, None))
+    small._wait_readahead()
+    assert small.stats["bytes_read"] <= 4 * chunk < full.stats["bytes_read"]
+    assert small.stats["chunks_read"] > 0
+    np.testing.assert_array_equal(gathered(small, (rows, None, None)),
+                                  reference(data, (rows, None, None)))
