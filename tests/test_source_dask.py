@@ -206,7 +206,7 @@ def test_docs_example_and_docstring_example():
     import doctest
     from pathlib import Path
     text = (Path(__file__).resolve().parent.parent / "docs" / "sources.md").read_text()
-    setup = text.split("\n## Chunked stores", 1)[1].split("```python", 1)[1].split("```")[0]
+    setup = text.split("\n## Chunked stores", 1)[1].split("```pycon", 1)[1].split("```")[0]
     dask_part = text.split("\n## Dask arrays", 1)[1].split("\n## ", 1)[0]
     for name, example in [("docs/sources.md: Dask arrays", setup + dask_part),
                           ("DaskSource", DaskSource.__doc__)]:
