@@ -411,3 +411,15 @@ def test_read_ahead_stops_at_half_the_cache(make, data):
     assert small.stats["chunks_read"] > 0
     np.testing.assert_array_equal(gathered(small, (rows, None, None)),
                                   reference(data, (rows, None, None)))
+
+
+def test_sharded_zarr_arrays_are_read_by_inner_chunk():
+    data = np.random.default_rng(12).standard_normal((503, 6))
+    z = zarr.create_array(store={}, shape=data.shape, shards=(100, 6), chunks=(20, 6),
+                          dtype=data.dtype)
+    z[...] = data
+    src = ZarrSource(z, cache_bytes=0)
+    idx = (np.array([502, 0, 21, 21, 399, 1]), None)
+    np.testing.assert_array_equal(gathered(src, idx), data[idx[0]])
+    assert src.stats["chunks_read"] == 4                    # inner chunks 25, 0, 1, 19
+    assert src.stats["bytes_read"] == (3 * 20 + 3) * 6 * 8  # the last one clipped to 3 rows
