@@ -226,8 +226,12 @@ class ChunkCache:
             return chunk
 
     def put(self, key: Key, chunk: np.ndarray) -> None:
+        """Keep ``chunk`` (a copy, if it is a view: the cache holds exactly
+        the bytes it counts)."""
         if chunk.nbytes > self.capacity:
             return
+        if chunk.base is not None:
+            chunk = chunk.copy()
         with self._lock:
             old = self._chunks.pop(key, None)
             if old is not None:

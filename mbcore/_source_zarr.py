@@ -103,7 +103,7 @@ class ZarrSource(ChunkedSource):
                 region = self.grid.chunk_slice(key)
                 part = tuple(slice(starts[a][k], starts[a][k] + r.stop - r.start)
                              for a, (k, r) in enumerate(zip(key, region)))
-                chunks.append(block[part])     # views: the block lives while one is cached
+                chunks.append(block[part])     # views; the cache keeps copies
             return chunks
         chunks = []
         for key in keys:

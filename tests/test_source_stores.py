@@ -423,3 +423,11 @@ def test_sharded_zarr_arrays_are_read_by_inner_chunk():
     np.testing.assert_array_equal(gathered(src, idx), data[idx[0]])
     assert src.stats["chunks_read"] == 4                    # inner chunks 25, 0, 1, 19
     assert src.stats["bytes_read"] == (3 * 20 + 3) * 6 * 8  # the last one clipped to 3 rows
+
+
+def test_cached_chunks_own_their_memory(data):
+    src = make_zarr(data)                                   # one read, split into views
+    gathered(src, (np.arange(0, 503, 7), None, None))
+    assert len(src.cache) > 1
+    assert all(c.base is None for c in src.cache._chunks.values())
+    assert src.cache.nbytes == sum(c.nbytes for c in src.cache._chunks.values())
