@@ -32,7 +32,7 @@ $(VENV)/.installed: $(SOURCES)
 	test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/pip install $(PIP_QUIET) --upgrade pip
 	$(VENV)/bin/pip install $(PIP_QUIET) --force-reinstall --no-deps .
-	$(VENV)/bin/pip install $(PIP_QUIET) ".[test,plot]"
+	$(VENV)/bin/pip install $(PIP_QUIET) ".[test,plot,data]"
 	touch $@
 
 # NumPy 1.23.5 running the same wheel-style build (compiled against NumPy 2).
