@@ -94,7 +94,7 @@ gates: gates-core gates-adapter gates-pymc
 gates-core: $(VENV)/.installed
 	$(VENV)/bin/pytest -s benchmarks/test_gates.py benchmarks/test_dispatch_gates.py \
 	    benchmarks/test_manycore_gates.py benchmarks/test_epoch_gates.py \
-	    benchmarks/test_memmap_gates.py
+	    benchmarks/test_memmap_gates.py benchmarks/test_source_gates.py
 
 gates-adapter: $(VENV_PYMC3)/.installed
 	$(VENV_PYMC3)/bin/pytest -s benchmarks/test_adapter_gates.py
