@@ -217,7 +217,6 @@ class MinibatchOp(COp):
         return thunk
 
     # -- C implementation (_ccode.py, minibatch_op.c) ------------------------
-    # Measured against the Python thunk in docs/guide.md's Theano section.
     def c_headers(self, **kwargs):
         return ["<string.h>"]
 
