@@ -372,9 +372,11 @@ class BatchSpec:
 
         Returns ``f`` with ``f(step, out=None)`` equal to
         ``self.draw(step, array, out=[out])[0]``, checked as ``bind`` checks.
-        For a single array it skips ``bind``'s group draw: 0.24 against
-        1.9 us a call at 128 rows of float64 from 1e6 (2-vCPU AMD EPYC
-        Zen 5, NumPy 1.23.5, best of 7 x 20000 calls, both in one process).
+        For a single array it skips ``bind``'s group draw: 0.20-0.21 against
+        0.34-0.38 us a call at 128 rows of float64 from 1e6 (2-vCPU AMD EPYC
+        Zen 5 VM at load average 5, NumPy 1.23.5 and 2.x, best of 41
+        interleaved rounds, three runs each); at load average 7, 0.24 against
+        1.9 us.
         """
         samplers = self._samplers_for((array,))
         if self._mode == _SHORT:
