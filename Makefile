@@ -21,7 +21,7 @@ PYMC_VERSION := 5.28.5
 # cache in the home directory (a cold one costs about 40 s per first fit).
 PYTENSOR_ENV := PYTENSOR_FLAGS=compiledir=$(CURDIR)/$(VENV_PYMC5)/pytensor-compiledir
 SOURCES := setup.py pyproject.toml $(wildcard _kernels/*.pyx _kernels/*.pxd _kernels/mb_*.h _kernels/mb_*.c _kernels/*.py mbcore/*.py mbcore/data/* adapters/*.py adapters/*.pth \
-           adapters/pytensor/*.py)
+           adapters/pytensor/*.py adapters/theano/*.py adapters/theano/*.c)
 PIP_QUIET ?= -q
 
 .PHONY: test test-core test-np123 test-adapter gates gates-core gates-adapter demo bench clean

@@ -9,7 +9,7 @@ import pytest
 from mbcore.adapters.theano import (GeneratorExhausted, Minibatch, MinibatchIndices,  # first
                                     MinibatchOp, generator, minibatches)
 import mbcore
-from mbcore._spec import seed_key
+from mbcore import BatchSpec
 import theano
 import theano.tensor as tt
 
@@ -19,15 +19,14 @@ def assert_same(a, b):
     np.testing.assert_array_equal(a, b)
 
 
-def op_for(sizes, seed=42, replace=True, broadcastable=None):
-    keys = [tuple(None if s is None else seed_key(seed) for s in per) for per in sizes]
-    return MinibatchOp(sizes, keys, replace, broadcastable)
+def op_for(batch_size, seed=42, replace=True, broadcastable=None):
+    return MinibatchOp(BatchSpec(batch_size, seed, replace), broadcastable)
 
 
 # ------------------------------------------------------------------ make_node
 
 def test_make_node_type_errors():
-    op = op_for([(4, None)])
+    op = op_for(4)
     state = tt.lscalar()
     with pytest.raises(TypeError, match="int64 scalar"):
         op(tt.dscalar(), tt.dmatrix())
@@ -35,38 +34,44 @@ def test_make_node_type_errors():
         op(tt.lvector(), tt.dmatrix())
     with pytest.raises(TypeError, match="int64 scalar"):
         op(tt.iscalar(), tt.dmatrix())
-    with pytest.raises(TypeError, match="ndim=2"):
-        op(state, tt.dvector())
-    with pytest.raises(TypeError, match="1 data input"):
-        op(state, tt.dmatrix(), tt.dmatrix())
-    with pytest.raises(TypeError, match="1 data input"):
+    with pytest.raises(TypeError, match=r"at least ndim=2 for batch_size=\[4, 3\]"):
+        op_for([4, 3])(state, tt.dvector())
+    with pytest.raises(TypeError, match="one or more data inputs, got none"):
         op(state)
+    with pytest.raises(TypeError, match=r"2 data input\(s\) \(one per broadcastable"):
+        op_for(4, broadcastable=[(False, False), (False,)])(state, tt.dmatrix())
+    with pytest.raises(TypeError, match=r"must have ndim=1 \(its broadcastable pattern"):
+        op_for(4, broadcastable=[(False,)])(state, tt.dmatrix())
     with pytest.raises(TypeError):
         op(state, "not a tensor")
     with pytest.raises(TypeError, match="not broadcastable"):
-        op_for([(4, None)], broadcastable=[(False, True)])(state, tt.dmatrix())
+        op_for(4, broadcastable=[(False, True)])(state, tt.dmatrix())
 
 
-def test_op_constructor_value_errors():
-    with pytest.raises(ValueError, match="at least one axis"):
-        MinibatchOp([(None, None)], [(None, None)])
-    with pytest.raises(ValueError, match="key exactly"):
-        MinibatchOp([(3, None)], [(None, None)])
+def test_op_constructor_errors():
+    with pytest.raises(TypeError, match=r"spec must be a mbcore.BatchSpec, got tuple \(4, None\)"):
+        MinibatchOp((4, None))
     with pytest.raises(ValueError, match="cannot be broadcastable"):
-        op_for([(3,)], broadcastable=[(True,)])
+        op_for(3, broadcastable=[(True,)])
+    with pytest.raises(ValueError, match="epoch_end='short' is not available"):
+        MinibatchOp(BatchSpec(3, epochs=True, epoch_end="short"))
+    with pytest.raises(TypeError, match="spec must be a mbcore.BatchSpec, got int 3"):
+        MinibatchIndices(3)
 
 
 def test_props_equality_and_hash():
-    a, b = op_for([(4, None)]), op_for([(4, None)])
+    a, b = op_for([4, None]), op_for([4, None])
     assert a == b and hash(a) == hash(b)
-    assert a != op_for([(4, None)], seed=1)
-    assert a != op_for([(5, None)])
-    assert a != op_for([(4, None)], replace=False)
-    assert "4,-" in str(a)
+    assert a != op_for([4, None], seed=1)
+    assert a != op_for([5, None])
+    assert a != op_for([4, None], replace=False)
+    assert a != op_for([4, None], broadcastable=[(False, False)])
+    assert str(a) == "MinibatchOp{batch_size=[4, None]}"
+    assert str(op_for(4, replace=False)) == "MinibatchOp{batch_size=4, replace=False}"
 
 
 def test_op_applied_to_symbolic_inputs():
-    op = op_for([(3, None), (3,)], seed=5)
+    op = op_for(3, seed=5)
     state, X, y = tt.lscalar("s"), tt.dmatrix("X"), tt.dvector("y")
     new, xb, yb = op(state, X, y)
     f = theano.function([state, X, y], [new, xb, yb])
@@ -120,7 +125,7 @@ def test_infer_shape_reads_data_shape_at_run_time():
 
 def test_grad_is_a_scatter_add():
     W = theano.shared(np.arange(12.0).reshape(6, 2))
-    op = op_for([(8, None)], seed=3)
+    op = op_for(8, seed=3)
     state = theano.shared(np.int64(4))
     new, batch = op(state, W)
     c = np.random.default_rng(1).standard_normal((8, 2))
@@ -135,7 +140,7 @@ def test_grad_is_a_scatter_add():
 
 def test_grad_multi_axis_scatter_add():
     W = theano.shared(np.random.default_rng(2).random((5, 4, 3)))
-    op = op_for([(6, 3, None)], seed=8)
+    op = op_for([6, 3], seed=8)
     state = theano.shared(np.int64(1))
     _, batch = op(state, W)
     c = np.random.default_rng(3).standard_normal((6, 3, 3))
@@ -151,7 +156,7 @@ def test_grad_through_minibatch_of_a_differentiable_expression():
     gradient steps on minibatches (the gradient reaches W)."""
     W = theano.shared(np.zeros((40, 2)))
     target = np.random.default_rng(4).standard_normal((40, 2))
-    op = op_for([(10, None)], seed=1)
+    op = op_for(10, seed=1)
     state = theano.shared(np.int64(0))
     new, batch_w = op(state, W * 1.0)
     _, batch_t = op(state, theano.shared(target))
@@ -166,7 +171,7 @@ def test_grad_through_minibatch_of_a_differentiable_expression():
 
 
 def test_grad_undefined_for_state():
-    op = op_for([(4,)])
+    op = op_for(4)
     state = tt.lscalar()
     x = tt.dvector()
     _, batch = op(state, x)
@@ -178,7 +183,7 @@ def test_grad_undefined_for_state():
 
 
 def test_minibatch_indices_op():
-    idx = MinibatchIndices((3, None, 2), (seed_key(1), None, seed_key(1)))(
+    idx = MinibatchIndices(BatchSpec([3, None, 2], random_seed=1))(
         theano.shared(np.int64(5)), theano.shared(np.zeros((10, 4, 6))))
     got = theano.function([], idx)()
     expected = mbcore.Minibatch(np.zeros((10, 4, 6)), [3, None, 2], random_seed=1).indices(5)
@@ -374,7 +379,13 @@ def test_generator_variables_never_merge_or_fold():
 
 def test_docstring_examples_run():
     import doctest
+    import importlib
+    import pkgutil
 
-    import mbcore.adapters.theano as module
-    result = doctest.testmod(module)
-    assert result.attempted >= 10 and result.failed == 0
+    import mbcore.adapters.theano as package
+    attempted = 0
+    for info in pkgutil.iter_modules(package.__path__, package.__name__ + "."):
+        result = doctest.testmod(importlib.import_module(info.name))
+        assert result.failed == 0, info.name
+        attempted += result.attempted
+    assert attempted >= 10

@@ -152,7 +152,8 @@ def test_minibatches_length_mismatch_is_the_core_error(compile_fn):
     xb, yb = minibatches(np.zeros((10, 2)), np.zeros(10), batch_size=3)
     f = compile_fn([xb, yb])
     yb.shared.set_value(np.zeros(12))
-    with pytest.raises(ValueError, match="equal lengths along sampled axis 0"):
+    with pytest.raises(ValueError, match=r"same length along sampled axis 0, got "
+                                         r"arrays\[0\]: 10, arrays\[1\]: 12"):
         f()
 
 
@@ -264,6 +265,21 @@ def test_set_value_resizes_in_every_thunk(compile_fn):
     assert set(f().tolist()) == {0}
 
 
+def test_an_array_reshaped_in_place_is_bound_again_in_every_thunk(compile_fn):
+    """The same array object with another shape (or strides) is drawn from
+    as it is now: the thunks compare shapes and strides, not only ids."""
+    arr = np.arange(40, dtype=np.int64).reshape(20, 2)
+    x = Minibatch(arr, batch_size=3, random_seed=4)
+    f = compile_fn(x * 1)
+    f()
+    arr.shape = (10, 4)
+    got = f()
+    assert got.shape == (3, 4)
+    np.testing.assert_array_equal(got, mbcore.Minibatch(arr, 3, random_seed=4).draw(1))
+    arr.strides = (8, 80)        # the same buffer read as its transpose's layout
+    np.testing.assert_array_equal(f(), mbcore.Minibatch(arr, 3, random_seed=4).draw(2))
+
+
 def test_negative_state_is_a_clear_error_in_every_thunk(data2d, compile_fn):
     x = Minibatch(data2d, batch_size=4)
     f = compile_fn(x)
@@ -279,7 +295,8 @@ def test_last_state_is_a_clear_error_in_every_thunk(data2d, compile_fn):
     x.rng_state.set_value(np.int64(2 ** 63 - 2))
     f()
     assert int(x.rng_state.get_value()) == 2 ** 63 - 1
-    with pytest.raises(OverflowError, match=r"2\*\*63 - 1, its largest value"):
+    with pytest.raises(OverflowError, match=r"the minibatch step is 9223372036854775807; an "
+                                            r"int64 step variable draws no batch from 2\*\*63 - 1"):
         f()
     assert int(x.rng_state.get_value()) == 2 ** 63 - 1
 
