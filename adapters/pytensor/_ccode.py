@@ -4,7 +4,7 @@ The thunk's struct keeps the data arrays it last saw and ``spec.bind`` of
 them (a C-level callable over the core's draw), rebinding when an input is
 another object; the batches of the previous call are drawn into when
 PyTensor hands them back for reuse and they still fit.  The step is checked
-here, as ``next_step`` does in Python.
+by the core's ``BatchSpec.check_graph_step`` when it is out of range.
 """
 import hashlib
 
@@ -30,13 +30,12 @@ C_CODE = """
     npy_int64 t = ((npy_int64 *)PyArray_DATA({step}))[0];
     PyObject *outs = NULL, *res = NULL, *pystep = NULL, *o = NULL;
     if (t < 0 || t >= {last}LL) {{
-        if (t < 0)
-            PyErr_Format(PyExc_ValueError, "the minibatch step must be >= 0, got %lld",
+        /* The core's check of the step raises the error. */
+        PyObject *r = PyObject_CallMethod({params}, "check_graph_step", "L", (long long)t);
+        Py_XDECREF(r);
+        if (!PyErr_Occurred())
+            PyErr_Format(PyExc_RuntimeError, "step %lld out of range was not refused",
                          (long long)t);
-        else
-            PyErr_Format(PyExc_OverflowError, "the minibatch step is %lld, the largest an "
-                         "int64 state can advance from: set the step variable to an earlier "
-                         "step", (long long)t);
         {fail}
     }}
     if (mb_data_{name} == NULL || !({same})) {{
