@@ -366,7 +366,7 @@ def check_sampler(data, spec, replace, steps=(0, 1, 2 ** 63 + 5), seeds=None):
 
 def check_every_case(cases, check):
     """Run ``check(*case)`` for every case, as bottleneck's tests loop over
-    their arrays; fail naming every failing case and showing the first error."""
+    their arrays; fail naming every failing case, from the first one's error."""
     failed = []
     for case in cases:
         try:
@@ -374,9 +374,10 @@ def check_every_case(cases, check):
         except Exception as e:
             failed.append((case, e))
     if failed:
-        pytest.fail(f"{len(failed)} of {len(cases)} cases fail: "
-                    f"{', '.join(repr(c) for c, _ in failed)}; the first, {failed[0][0]!r}: "
-                    f"{type(failed[0][1]).__name__}: {failed[0][1]}", pytrace=False)
+        raise AssertionError(
+            f"{len(failed)} of {len(cases)} cases fail: "
+            f"{', '.join(repr(c) for c, _ in failed)} (above: the error of {failed[0][0]!r})"
+        ) from failed[0][1]
 
 
 # (ndim, spec name) of the grid; on 1-d data the three specs coincide.
