@@ -1062,7 +1062,7 @@ def test_dtype_casts_same_kind_by_default_and_unsafe_on_request():
 # ------------------------------------------------------------------ property: any view, any spec
 
 # Derandomized with no example database: every run draws the same examples.
-PROPERTY = settings(derandomize=True, database=None, deadline=None, max_examples=300,
+PROPERTY = settings(derandomize=True, database=None, deadline=None, max_examples=200,
                     suppress_health_check=[HealthCheck.too_slow])
 # One dtype per kind of copy: 1, 2, 4, 8 and 16-byte loops, odd sizes, rows of 16-byte moves.
 VIEW_DTYPES = ["i1", "<u2", "S3", "<f4", ">f8", "c16", "V24"]
