@@ -236,7 +236,8 @@ def test_draw_indices_property(key, sid, step, n, m, replace):
 # The gather sees a dtype only as its itemsize, and an array only as its byte
 # strides, so its grid is keyed by itemsize x layout: one dtype per itemsize.
 # 1, 2, 4, 8 and 16 bytes have copy loops of their own; 3 and 15 are odd
-# sizes (S3, a packed struct); 24 and 32 bytes are rows of 16-byte moves.
+# sizes (S3, a packed struct); 24 and 32 bytes are short rows (16-byte moves
+# or memcpy, as measured; force_all_paths runs both).
 # The 8-byte dtype is big-endian, so the batch keeps a non-native byte order.
 # test_every_supported_dtype_is_in_the_grid_and_round_trips ties the grid to
 # the dtypes a Minibatch takes.
