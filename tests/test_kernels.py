@@ -2,8 +2,10 @@
 
 philox4x64_raw against NumPy's Philox (and Random123's known answers),
 draw_indices against the pure-Python Lemire / Fisher-Yates twin, Sampler's
-gather against ``data[np.ix_(...)]`` over dtypes x layouts x ndim x specs.
+gather against ``data[np.ix_(...)]`` over itemsizes x layouts x ndim x specs.
 """
+
+import functools
 
 import numpy as np
 import pytest
@@ -231,19 +233,48 @@ def test_draw_indices_property(key, sid, step, n, m, replace):
 
 # ------------------------------------------------------------------ gather
 
-DTYPES = {
-    "bool": np.dtype(bool),
-    "int8": np.dtype(np.int8),
-    "uint16": np.dtype(np.uint16),
-    "int32": np.dtype(np.int32),
-    "float32": np.dtype(np.float32),
-    "float64": np.dtype(np.float64),
-    "complex128": np.dtype(np.complex128),
-    "struct": np.dtype([("a", "<i4"), ("b", "<f8"), ("c", "S3")]),   # 15 bytes, packed
-    ">f8": np.dtype(">f8"),
-    "S3": np.dtype("S3"),
-    "V24": np.dtype("V24"),
+# The gather sees a dtype only as its itemsize, and an array only as its byte
+# strides, so its grid is keyed by itemsize x layout: one dtype per itemsize.
+# 1, 2, 4, 8 and 16 bytes have copy loops of their own; 3 and 15 are odd
+# sizes (S3, a packed struct); 24 and 32 bytes are short rows (16-byte moves
+# or memcpy, as measured; force_all_paths runs both).
+# The 8-byte dtype is big-endian, so the batch keeps a non-native byte order.
+# test_every_supported_dtype_is_in_the_grid_and_round_trips ties the grid to
+# the dtypes a Minibatch takes.
+STRUCT15 = np.dtype([("a", "<i4"), ("b", "<f8"), ("c", "S3")])     # 15 bytes, packed
+GRID_DTYPES = {
+    1: np.dtype(np.int8),
+    2: np.dtype(np.uint16),
+    3: np.dtype("S3"),
+    4: np.dtype(np.float32),
+    8: np.dtype(">f8"),
+    15: STRUCT15,
+    16: np.dtype(np.complex128),
+    24: np.dtype("V24"),
+    32: np.dtype("V32"),
 }
+assert all(d.itemsize == k for k, d in GRID_DTYPES.items())
+
+
+def supported_dtypes():
+    """The dtypes a Minibatch takes: NumPy's fixed-size scalar types in both
+    byte orders (datetime64 and timedelta64 in ns), and flexible, structured
+    and void dtypes."""
+    out = []
+    for code in np.typecodes["All"]:
+        dtype = np.dtype(code + "8[ns]" if code in "Mm" else code)
+        if dtype.hasobject or dtype.itemsize == 0:      # object; unsized S, U, V
+            continue
+        out += [dtype] if dtype.byteorder == "|" else [dtype, dtype.newbyteorder()]
+    out += [np.dtype("S3"), np.dtype("U1"), np.dtype("<U2"), np.dtype(">U6"), STRUCT15,
+            np.dtype("V24"), np.dtype("V32"), np.dtype([("x", "<f4"), ("y", ">i4")])]
+    unique = []
+    for dtype in out:            # int64 is l, q, n and p
+        if dtype not in unique:
+            unique.append(dtype)
+    return unique
+
+
 SHAPES = {1: (9,), 2: (9, 5), 3: (7, 4, 5), 4: (5, 3, 4, 3), 5: (4, 3, 2, 3, 4)}
 LAYOUTS = ["C", "F", "T", "sliced", "reversed", "broadcast", "unaligned"]
 # PyMC3 batch_size specs, expanded with the twin's own parser.
@@ -305,6 +336,15 @@ def sampler_for(data, spec, seeds, replace):
     return Sampler(data, sizes, keys, replace), sizes, keys
 
 
+@functools.lru_cache(maxsize=None)
+def twin_draw(key, sid, step, n, m, replace):
+    """twins.twin_draw_indices, computed once per argument tuple (the grid
+    draws the same indices for every dtype and layout), read-only."""
+    out = twins.twin_draw_indices(key, sid, step, n, m, replace)
+    out.flags.writeable = False
+    return out
+
+
 def check_sampler(data, spec, replace, steps=(0, 1, 2 ** 63 + 5), seeds=None):
     seeds = seeds or [1000 + k for k in range(data.ndim)]
     s, sizes, keys = sampler_for(data, spec, seeds, replace)
@@ -313,8 +353,7 @@ def check_sampler(data, spec, replace, steps=(0, 1, 2 ** 63 + 5), seeds=None):
     assert s.dtype == data.dtype
     for step in steps:
         indices = tuple(
-            None if m is None else
-            twins.twin_draw_indices(keys[k], k, step, data.shape[k], m, replace)
+            None if m is None else twin_draw(keys[k], k, step, data.shape[k], m, replace)
             for k, m in enumerate(sizes))
         got_indices = s.indices(step)
         assert len(got_indices) == data.ndim
@@ -326,26 +365,70 @@ def check_sampler(data, spec, replace, steps=(0, 1, 2 ** 63 + 5), seeds=None):
         twins.assert_same_array(s.draw(step), twins.twin_batch(data, indices))
 
 
+def check_every_case(cases, check):
+    """Run ``check(*case)`` for every case, as bottleneck's tests loop over
+    their arrays; fail naming every failing case, from the first one's error."""
+    failed = []
+    for case in cases:
+        try:
+            check(*case)
+        except Exception as e:
+            failed.append((case, e))
+    if failed:
+        raise AssertionError(
+            f"{len(failed)} of {len(cases)} cases fail: "
+            f"{', '.join(repr(c) for c, _ in failed)} (above: the error of {failed[0][0]!r})"
+        ) from failed[0][1]
+
+
+# (ndim, spec name) of the grid; on 1-d data the three specs coincide.
 GATHER_CASES = []
 for _d in SHAPES:
     _seen = set()
     for _spec_name, _by_ndim in SPECS.items():
         _key = repr(twins.twin_plan(_by_ndim[_d], _d))
-        if _key in _seen:           # on 1-d data the three specs coincide
-            continue
-        _seen.add(_key)
-        GATHER_CASES.append(pytest.param(_d, _spec_name, id=f"{_d}d-{_spec_name}"))
+        if _key not in _seen:
+            _seen.add(_key)
+            GATHER_CASES.append((_d, _spec_name))
 
 
-@pytest.mark.parametrize("ndim, spec_name", GATHER_CASES)
+def check_gather_grid(dtype, layout):
+    """Every (ndim, spec) case on an array of ``dtype`` in ``layout``:
+    with replacement at three steps, without at two."""
+    def check(ndim, spec_name):
+        rng = np.random.default_rng([ndim, LAYOUTS.index(layout), dtype.itemsize])
+        data = make_data(dtype, SHAPES[ndim], layout, rng)
+        spec = SPECS[spec_name][ndim]
+        check_sampler(data, spec, replace=True)
+        check_sampler(data, spec, replace=False, steps=(0, 3))
+    check_every_case(GATHER_CASES, check)
+
+
 @pytest.mark.parametrize("layout", LAYOUTS)
-@pytest.mark.parametrize("dtype", list(DTYPES.values()), ids=list(DTYPES))
-def test_gather_matches_twin(dtype, layout, ndim, spec_name):
-    rng = np.random.default_rng([ndim, LAYOUTS.index(layout), dtype.itemsize])
-    data = make_data(dtype, SHAPES[ndim], layout, rng)
-    spec = SPECS[spec_name][ndim]
-    check_sampler(data, spec, replace=True)
-    check_sampler(data, spec, replace=False, steps=(0, 3))
+@pytest.mark.parametrize("itemsize", list(GRID_DTYPES), ids=lambda k: f"{k}B")
+def test_gather_matches_twin(itemsize, layout):
+    check_gather_grid(GRID_DTYPES[itemsize], layout)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("layout", LAYOUTS)
+@pytest.mark.parametrize("dtype", supported_dtypes(), ids=str)
+def test_gather_matches_twin_for_every_dtype(dtype, layout):
+    # The full product: every supported dtype, not one per itemsize.
+    check_gather_grid(dtype, layout)
+
+
+def test_every_supported_dtype_is_in_the_grid_and_round_trips():
+    def check(dtype):
+        assert dtype.itemsize in GRID_DTYPES, (
+            f"no dtype of itemsize {dtype.itemsize} in GRID_DTYPES")
+        data = make_data(dtype, (40, 3), "C", np.random.default_rng(dtype.itemsize))
+        mb = mbcore.Minibatch(data, 6, random_seed=2)
+        assert mb.dtype == dtype and mb.data is data
+        batch = next(mb)
+        assert batch.dtype == dtype, batch.dtype
+        twins.assert_same_array(batch, data[mb.last_indices[0]])
+    check_every_case([(d,) for d in supported_dtypes()], check)
 
 
 @pytest.mark.parametrize("layout", LAYOUTS)
@@ -649,17 +732,28 @@ def test_gather_prefetch_and_two_threads_at_real_sizes(layout, threads):
     twins.assert_same_array(s.draw(3), two)
 
 
-GRID_SUBSET = [pytest.param(d, n, id=f"{d}d-{n}") for d in (1, 2, 3, 5)
-               for n in ("axis0", "several")]
+GRID_SUBSET = [(d, n) for d in (1, 2, 3, 5) for n in ("axis0", "several")]
 
 
-@pytest.mark.parametrize("ndim, spec_name", GRID_SUBSET)
+def check_forced_grid(dtype, layout):
+    def check(ndim, spec_name):
+        rng = np.random.default_rng([ndim, 7, dtype.itemsize])
+        data = make_data(dtype, SHAPES[ndim], layout, rng)
+        check_sampler(data, SPECS[spec_name][ndim], replace=True, steps=(0, 1))
+    check_every_case(GRID_SUBSET, check)
+
+
 @pytest.mark.parametrize("layout", LAYOUTS)
-@pytest.mark.parametrize("dtype", list(DTYPES.values()), ids=list(DTYPES))
-def test_gather_forced_prefetch_matches_twin(dtype, layout, ndim, spec_name, force_all_paths):
-    rng = np.random.default_rng([ndim, 7, dtype.itemsize])
-    data = make_data(dtype, SHAPES[ndim], layout, rng)
-    check_sampler(data, SPECS[spec_name][ndim], replace=True, steps=(0, 1))
+@pytest.mark.parametrize("itemsize", list(GRID_DTYPES), ids=lambda k: f"{k}B")
+def test_gather_forced_prefetch_matches_twin(itemsize, layout, force_all_paths):
+    check_forced_grid(GRID_DTYPES[itemsize], layout)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("layout", LAYOUTS)
+@pytest.mark.parametrize("dtype", supported_dtypes(), ids=str)
+def test_gather_forced_prefetch_matches_twin_for_every_dtype(dtype, layout, force_all_paths):
+    check_forced_grid(dtype, layout)
 
 
 @pytest.mark.parametrize("layout", ["C", "sliced", "reversed"])
@@ -707,7 +801,7 @@ def test_set_num_threads_rejects_bad_values(threads):
 
 # ------------------------------------------------------------------ property
 
-_DTYPE_STRATEGY = st.sampled_from(list(DTYPES.values()))
+_DTYPE_STRATEGY = st.sampled_from(list(GRID_DTYPES.values()))
 
 
 @st.composite

@@ -13,6 +13,8 @@ import time
 
 import numpy as np
 import pytest
+from hypothesis import HealthCheck, event, given, settings
+from hypothesis import strategies as st
 
 import twins
 from mbcore import (GeneratorAdapter, Minibatch, Minibatches, available_data, get_data,
@@ -1055,3 +1057,110 @@ def test_dtype_casts_same_kind_by_default_and_unsafe_on_request():
     assert mb.dtype == np.int64
     np.testing.assert_array_equal(mb.data, np.arange(5))
     assert pickle.loads(pickle.dumps(mb)).casting == "unsafe"
+
+
+# ------------------------------------------------------------------ property: any view, any spec
+
+# Derandomized with no example database: every run draws the same examples.
+PROPERTY = settings(derandomize=True, database=None, deadline=None, max_examples=200,
+                    suppress_health_check=[HealthCheck.too_slow])
+# One dtype per kind of copy: 1, 2, 4, 8 and 16-byte loops, odd sizes, rows of 16-byte moves.
+VIEW_DTYPES = ["i1", "<u2", "S3", "<f4", ">f8", "c16", "V24"]
+
+
+@st.composite
+def strided_views(draw):
+    """A view of up to 4 axes of 0 to 5 entries, not all empty, with any byte strides:
+    whole elements forward, backward or 0 (broadcast), or any byte count
+    (overlapping, unaligned elements), at an odd or even start."""
+    dtype = np.dtype(draw(st.sampled_from(VIEW_DTYPES)))
+    ndim = draw(st.integers(1, 4))
+    shape = draw(st.lists(st.integers(0, 5), min_size=ndim, max_size=ndim))
+    if not any(shape):
+        shape[draw(st.integers(0, ndim - 1))] = draw(st.integers(1, 5))
+    strides = draw(st.lists(
+        st.one_of(st.integers(-3, 3).map(lambda k: k * dtype.itemsize), st.integers(-40, 40)),
+        min_size=ndim, max_size=ndim))
+    start = draw(st.integers(0, 3))
+    extents = [s * (n - 1) for s, n in zip(strides, shape) if n > 0]
+    lo = sum(min(e, 0) for e in extents)
+    hi = sum(max(e, 0) for e in extents) + dtype.itemsize
+    raw = np.random.default_rng(draw(st.integers(0, 2 ** 32))).integers(
+        0, 256, start + hi - lo, dtype=np.uint8)
+    view = np.ndarray(shape, dtype, buffer=raw, offset=start - lo, strides=strides)
+    assert view.strides == tuple(strides)
+    return view
+
+
+@st.composite
+def batch_size_specs(draw, shape, replace):
+    """A batch_size for data of ``shape``: an int, or a list or tuple of
+    ints, (size, seed) pairs and None, with trailing Nones left out or a run
+    of them (possibly none) written as Ellipsis.  Sampled axes are not empty."""
+    ndim = len(shape)
+    entries = []
+    for n in shape:
+        kind = draw(st.sampled_from(["whole", "size", "pair"] if n else ["whole"]))
+        if kind == "whole":
+            entries.append(None)
+            continue
+        size = draw(st.integers(1, 7 if replace else n))
+        entries.append(size if kind == "size" else (size, draw(st.integers(0, 2 ** 32))))
+    if all(e is None for e in entries):
+        k = draw(st.sampled_from([k for k, n in enumerate(shape) if n]))
+        entries[k] = draw(st.integers(1, 7 if replace else shape[k]))
+    form = draw(st.sampled_from(["int", "list", "tuple", "short", "ellipsis"]))
+    if form == "int" and isinstance(entries[0], int) and all(e is None for e in entries[1:]):
+        return entries[0]
+    if form == "short":
+        while entries[-1] is None:
+            entries.pop()
+    elif form == "ellipsis":
+        i = j = draw(st.integers(0, ndim))
+        while j < ndim and entries[j] is None and draw(st.booleans()):
+            j += 1
+        entries[i:j] = [Ellipsis]
+    return tuple(entries) if form == "tuple" else entries
+
+
+@st.composite
+def minibatch_cases(draw):
+    data = draw(strided_views())
+    replace = draw(st.booleans())
+    spec = draw(batch_size_specs(data.shape, replace))
+    seed = draw(st.integers(0, 2 ** 32))
+    step = draw(st.one_of(st.integers(0, 3), st.integers(0, 2 ** 64 - 2)))
+    return data, spec, seed, replace, step
+
+
+@PROPERTY
+@given(case=minibatch_cases())
+def test_batch_is_the_numpy_gather_of_its_indices(case):
+    data, spec, seed, replace, step = case
+    # What the examples cover (pytest --hypothesis-show-statistics).
+    entries = spec if isinstance(spec, (list, tuple)) else [spec]
+    event(f"{data.ndim}-d, {type(spec).__name__} spec, replace={replace}")
+    for what, seen in [("a negative stride", any(s < 0 for s in data.strides)),
+                       ("a zero stride", 0 in data.strides),
+                       ("a stride not a multiple of the itemsize",
+                        any(s % data.itemsize for s in data.strides)),
+                       ("an Ellipsis", Ellipsis in entries),
+                       ("None", None in entries),
+                       ("a (size, seed) pair", any(isinstance(e, tuple) for e in entries))]:
+        if seen:
+            event(f"has {what}")
+    mb = Minibatch(data, spec, random_seed=seed, replace=replace)
+    assert mb.data is data
+    mb.seek(step)
+    batch = next(mb)
+    indices = mb.last_indices
+    expected = twins.twin_indices(data.shape, spec, step, seed, replace)
+    assert len(indices) == data.ndim
+    for axis, (got, want) in enumerate(zip(indices, expected)):
+        if want is None:
+            assert got is None, f"axis {axis} is whole, got indices {got}"
+        else:
+            np.testing.assert_array_equal(got, want, err_msg=f"indices of axis {axis}")
+    assert batch.shape == mb.shape
+    assert_batches_equal(batch, twins.twin_batch(data, indices))
+    assert_batches_equal(mb.draw(step), batch)
