@@ -7,6 +7,7 @@ import pytest
 
 da = pytest.importorskip("dask.array")
 distributed = pytest.importorskip("dask.distributed")
+dask = pytest.importorskip("dask")
 
 from mbcore._source_dask import DaskSource  # noqa: E402
 
@@ -46,11 +47,15 @@ def data():
 
 @pytest.fixture(scope="module")
 def client():
-    """A real cluster: two worker processes of one thread each."""
-    with distributed.LocalCluster(n_workers=2, processes=True, threads_per_worker=1,
-                                  dashboard_address=None) as cluster:
-        with distributed.Client(cluster) as c:
-            yield c
+    """A real cluster: two worker processes of one thread each.  Work
+    stealing is off: the scheduler then runs each task where its chunk
+    lives, which is what the gather's graph asks for; with stealing on, a
+    loaded machine lets an idle worker take a task and copy its chunk."""
+    with dask.config.set({"distributed.scheduler.work-stealing": False}):
+        with distributed.LocalCluster(n_workers=2, processes=True, threads_per_worker=1,
+                                      dashboard_address=None) as cluster:
+            with distributed.Client(cluster) as c:
+                yield c
 
 
 class Recording:
