@@ -12,7 +12,8 @@ from ._batchspec import BatchSpec
 from ._data import available_data, get_data
 from ._generator import GeneratorAdapter
 from ._memmap import MemmapSource
-from ._minibatch import Minibatch, Minibatches, minibatches
+from ._group import Minibatches, minibatches
+from ._minibatch import Minibatch
 from ._source import Source, as_source
 from ._threads import get_num_threads, num_threads, set_num_threads
 

@@ -13,8 +13,9 @@ import functools
 import numpy as np
 
 from ._kernels._gather import draw_group
-from ._minibatch import (EPOCH_ENDS, _build, _check_shard, _epoch_mode, epoch_of,
-                         short_indices, short_lengths)
+from ._minibatch import _build
+from ._modes import (EPOCH_ENDS, _check_shard, _epoch_mode, epoch_of, short_indices,
+                     short_lengths)
 from ._spec import check_data, parse_batch_size, parse_in_memory_size, total_size_of
 from ._state import check_state, make_state
 

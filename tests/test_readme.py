@@ -34,7 +34,7 @@ def test_page_examples(page):
     assert result.attempted >= least_examples
 
 
-@pytest.mark.parametrize("module", ["mbcore._minibatch", "mbcore._generator", "mbcore._data"])
+@pytest.mark.parametrize("module", ["mbcore._minibatch", "mbcore._group", "mbcore._generator", "mbcore._data"])
 def test_docstring_examples(module):
     import importlib
     mod = importlib.import_module(module)
