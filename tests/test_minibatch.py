@@ -1164,3 +1164,16 @@ def test_batch_is_the_numpy_gather_of_its_indices(case):
     assert batch.shape == mb.shape
     assert_batches_equal(batch, twins.twin_batch(data, indices))
     assert_batches_equal(mb.draw(step), batch)
+
+
+def test_a_group_pickled_under_its_former_module_path_loads():
+    """Minibatches is defined in mbcore._group; a pickle that names
+    mbcore._minibatch (where it was defined) still loads and draws on."""
+    g = minibatches(np.arange(10.0), np.arange(10), batch_size=3, random_seed=5)
+    next(g)
+    text = pickle.dumps(g, protocol=0)
+    assert b"mbcore._group" in text
+    h = pickle.loads(text.replace(b"mbcore._group", b"mbcore._minibatch"))
+    assert type(h) is type(g)
+    for a, b in zip(next(h), g.draw(1)):
+        np.testing.assert_array_equal(a, b)
