@@ -16,6 +16,8 @@ from typing import Optional, Sequence
 
 import numpy as np
 
+from ._spec import check_dtype
+
 __all__ = ["Source", "as_source", "check_source", "SOURCES"]
 
 # The top-level module of an object's type -> "module:class" of its Source,
@@ -148,12 +150,7 @@ def check_source(source, what="data"):
 
 def cast_source(source, dtype, casting, what="data"):
     """``source``, or a Source that casts its batches to ``dtype``."""
-    try:
-        dtype = np.dtype(dtype)
-    except TypeError as e:
-        raise TypeError(f"dtype must be a NumPy dtype, got {dtype!r}") from e
-    if dtype.hasobject:
-        raise TypeError(f"{what} must not hold Python objects, got dtype {dtype}")
+    dtype = check_dtype(dtype, what)
     if dtype == source.dtype:
         return source
     if not np.can_cast(source.dtype, dtype, casting):

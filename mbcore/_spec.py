@@ -176,6 +176,18 @@ def check_casting(casting):
     return casting
 
 
+def check_dtype(dtype, what="data"):
+    """``dtype`` as a NumPy dtype that batches of ``what`` can have: TypeError
+    for what is not a dtype, or a dtype that holds Python objects."""
+    try:
+        dtype = np.dtype(dtype)
+    except TypeError as e:
+        raise TypeError(f"dtype must be a NumPy dtype, got {dtype!r}") from e
+    if dtype.hasobject:
+        raise TypeError(f"{what} must not hold Python objects, got dtype {dtype}")
+    return dtype
+
+
 def check_data(data, dtype, what="data", casting="unsafe"):
     """The array a Minibatch reads: ``data`` itself when no cast is needed.
 
@@ -188,12 +200,7 @@ def check_data(data, dtype, what="data", casting="unsafe"):
             f"masked entries), got a masked array of shape {data.shape}: pass "
             f"{what}.filled(value), or {what}.data to ignore the mask")
     if dtype is not None:
-        try:
-            dtype = np.dtype(dtype)
-        except TypeError as e:
-            raise TypeError(f"dtype must be a NumPy dtype, got {dtype!r}") from e
-        if dtype.hasobject:
-            raise TypeError(f"{what} must not hold Python objects, got dtype {dtype}")
+        dtype = check_dtype(dtype, what)
     try:
         arr = np.asarray(data)
     except (ValueError, TypeError) as e:
