@@ -147,3 +147,59 @@ def test_copy_loop_within_10_percent_of_brute_force(case):
     n, w, b = case
     data = np.full((n, w), 1.5)
     _gate(data, b, single_id(case), loops=True)
+
+
+# The wake time of a pool worker bounds which batches may be split (twice it
+# at least).  A measurement taken while the other CPUs are busy reads several
+# times the idle wake-up; batches estimated within 4x the bound measure it
+# again and keep the smaller, at most 8 times a process, 10 ms apart.
+NEAR_BATCH = (10**5, 100, 4096)     # about 100-200 us on one thread
+
+
+def _near_bound_minibatch():
+    n, w, b = NEAR_BATCH
+    return mbcore.Minibatch(np.full((n, w), 1.5), batch_size=b, random_seed=3)
+
+
+def _one_thread_ns(mb):
+    """The best of 5 batches of mb on one thread, ns."""
+    old = _hooks._tune(threads=1)
+    best = float("inf")
+    for _ in range(5):
+        t0 = time.perf_counter_ns()
+        next(mb)
+        best = min(best, time.perf_counter_ns() - t0)
+    _hooks._tune(*old)
+    return int(best)
+
+
+@pytest.mark.skipif(mbcore.get_num_threads() < 2, reason="one CPU: nothing is split")
+def test_a_wake_time_measured_under_load_is_measured_again_near_the_bound():
+    mb = _near_bound_minibatch()
+    next(mb)                                  # calibrations, the wake time measured
+    batch = _one_thread_ns(mb)
+    # As if measured under load, at the batch's own time: the bound (twice
+    # it) forbids the split, and the batch is within 4x the bound.
+    _hooks._set_wake(batch)
+    next(mb)
+    info = _hooks._dispatch_info()
+    try:
+        assert info["wake_checks"] == 1, info
+        # An idle pool worker wakes within a few microseconds (docs/tuning.md).
+        assert info["wake_ns"] < batch, (batch, info)
+        for _ in range(5):                    # the next check waits 10 ms
+            next(mb)
+        assert _hooks._dispatch_info()["wake_checks"] == 1
+    finally:
+        _hooks._forget_calibration()
+
+
+@pytest.mark.skipif(mbcore.get_num_threads() < 2, reason="one CPU: nothing is split")
+def test_a_wake_time_far_above_a_batch_is_not_measured_again():
+    mb = _near_bound_minibatch()
+    next(mb)
+    _hooks._set_wake(10**9)                   # bound 2 s: the batch is 10^4 times under
+    next(mb)
+    info = _hooks._dispatch_info()
+    _hooks._forget_calibration()
+    assert info["wake_checks"] == 0 and info["wake_ns"] == 10**9, info
