@@ -318,18 +318,22 @@ cdef int64_t draw_ps() noexcept nogil:
 # where the idle wake-up takes 6-8 us, docs/tuning.md).  A measurement taken
 # under a burst of load would forbid splits that pay once the load is gone,
 # so a batch estimated within WAKE_NEAR times the split bound takes a fresh
-# measurement, at most WAKE_CHECKS times a process, WAKE_SPACING_MS apart
-# (each lands in another moment of the machine's load), and the smallest
-# wake time measured is kept.  After longer idling the wake takes longer
-# (an idle virtual CPU halts: 1.2x after 1 ms, 2x after 20 ms), but the wake
-# time only bounds which thread counts are tried; the batches' own times
-# choose among them.
+# measurement, the k-th WAKE_SPACING_MS * 2**k after the one before (each
+# lands in another moment of the machine's load, and a process that runs
+# for T seconds spends about log2(T / 10 ms) re-measurements of 0.3 ms),
+# and the smallest wake time measured is kept.  Such a batch, if still
+# under the bound, also tries two threads: the wake time of a sleeping
+# worker after 50 us is a bound, not the batch's cost (with the other vCPU
+# loaded, tries read 18-23 us while two threads still made 40 us walks
+# 1.15x faster), so near the bound the batches' own times choose.  After
+# longer idling the wake takes longer (an idle virtual CPU halts: 1.2x
+# after 1 ms, 2x after 20 ms), but the wake time only bounds which thread
+# counts are tried; the batches' own times choose among them.
 cdef enum:
     WAKE_GAP_US = 50
     WAKE_TRIES = 5
-    WAKE_NEAR = 4          # re-measure for batches estimated at >= bound / 4
-    WAKE_CHECKS = 8        # re-measurements a process, at most (2.4 ms in all)
-    WAKE_SPACING_MS = 10
+    WAKE_NEAR = 4          # batches estimated at >= bound / 4 are near it
+    WAKE_SPACING_MS = 10   # the k-th re-measurement: 10 ms * 2**k after the last
 
 cal_wake_checks = 0
 cal_wake_at = 0
@@ -363,14 +367,13 @@ cdef int64_t wake_ns() noexcept nogil:
 
 
 cdef int64_t wake_recheck() noexcept nogil:
-    """Measure the wake time again when WAKE_CHECKS re-measurements have not
-    been spent and the last is WAKE_SPACING_MS old; keep the smaller.
-    Returns the wake time (ns) to use."""
+    """Measure the wake time again when the last measurement is
+    WAKE_SPACING_MS * 2**k old (k: re-measurements so far); keep the
+    smaller.  Returns the wake time (ns) to use."""
     cdef int64_t v = mb_load(&cal_wake_ns)
     cdef int64_t now = mb_now_ns()
-    cdef int64_t w
-    if (mb_load(&cal_wake_checks) >= WAKE_CHECKS
-            or now - mb_load(&cal_wake_at) < <int64_t>WAKE_SPACING_MS * 1000000):
+    cdef int64_t w, k = mb_load(&cal_wake_checks)
+    if k > 30 or now - mb_load(&cal_wake_at) < (<int64_t>WAKE_SPACING_MS * 1000000) << k:
         return v
     mb_store(&cal_wake_checks, mb_load(&cal_wake_checks) + 1)
     w = wake_min(WAKE_TRIES)
@@ -449,6 +452,7 @@ cdef void threads_decide(const mb_plan *p, const char *src, int64_t nbytes, int 
     to time the batch and pass it to threads_record."""
     cdef int64_t wake, thr, rows, est, v, best = 0
     cdef int k, top, c, pick = 0
+    cdef bint near
     r.n = 1
     r.cls = -1
     r.warm = 0
@@ -469,18 +473,21 @@ cdef void threads_decide(const mb_plan *p, const char *src, int64_t nbytes, int 
     rows = nbytes // p.block if p.block > 0 else 0
     est = (p.nidx * draw_ps() + rows * (row_cell(p, src, plan_span(p)) >> 8)) // 1000
     r.est = est
+    near = False
     if est < thr and PARALLEL_MIN_NS < 0 and est * WAKE_NEAR >= thr:
         # Near the bound: a wake time measured under load may be what
-        # forbids the split.
+        # forbids the split; measure it again, and let the batches' times
+        # choose between one and two threads.
         thr = 2 * wake_recheck()
-    if est < thr:
+        near = est < thr
+    if est < thr and not near:
         return
     if thr <= 0 or PARALLEL_MIN_NS >= 0:
         # A threshold set by _tune: the model alone, nothing timed.
         r.n = cap if thr <= 0 else <int>max(2, min(2 * est // thr, <int64_t>cap))
         return
     # Candidates 0..top: 1, 2, 4, ... threads, the last min(2**top, limit).
-    top = ceil_log2(min(2 * est // thr, <int64_t>cap))
+    top = 1 if near else ceil_log2(min(2 * est // thr, <int64_t>cap))
     top = min(top, TT_CANDS - 1)
     c = min(ceil_log2(est), TT_CLASSES // 2 - 1) + (TT_CLASSES // 2 if p.nouter > 1 else 0)
     for k in range(top + 1):

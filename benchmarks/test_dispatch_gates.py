@@ -152,7 +152,7 @@ def test_copy_loop_within_10_percent_of_brute_force(case):
 # The wake time of a pool worker bounds which batches may be split (twice it
 # at least).  A measurement taken while the other CPUs are busy reads several
 # times the idle wake-up; batches estimated within 4x the bound measure it
-# again and keep the smaller, at most 8 times a process, 10 ms apart.
+# again and keep the smaller, the k-th 10 ms * 2**k after the one before.
 NEAR_BATCH = (10**5, 100, 4096)     # about 100-200 us on one thread
 
 
@@ -187,7 +187,7 @@ def test_a_wake_time_measured_under_load_is_measured_again_near_the_bound():
         assert info["wake_checks"] == 1, info
         # An idle pool worker wakes within a few microseconds (docs/tuning.md).
         assert info["wake_ns"] < batch, (batch, info)
-        for _ in range(5):                    # the next check waits 10 ms
+        for _ in range(5):                    # the next check waits 20 ms
             next(mb)
         assert _hooks._dispatch_info()["wake_checks"] == 1
     finally:
