@@ -189,13 +189,13 @@ def _forget_calibration():
     forget_calibration()
 
 
-def _set_wake(int64_t ns):
-    """_set_wake(ns): for tests, take ``ns`` as the measured wake time of a
-    pool worker (as a measurement under load would leave it), with its
-    re-measurements unspent and due at the next batch near the split
-    bound."""
+def _set_wake(int64_t ns, bint remeasure=True):
+    """_set_wake(ns, remeasure=True): for tests, take ``ns`` as the measured
+    wake time of a pool worker (as a measurement under load would leave it),
+    with its re-measurements due at the next batch near the split bound, or
+    with none left when ``remeasure`` is false."""
     _dispatch.cal_wake_ns = ns
-    _dispatch.cal_wake_checks = 0
+    _dispatch.cal_wake_checks = 0 if remeasure else 31
     _dispatch.cal_wake_at = 0
 
 
