@@ -33,6 +33,8 @@ cdef int64_t cal_cells[CAL_SPANS][CAL_ROWS]
 cdef int64_t walk_cells[CAL_SPANS][CAL_ROWS][WALK_KINDS]
 cdef int64_t cal_draw_ps[3]      # ps an index drawn, per vector level; 0: not measured
 cdef int64_t cal_wake_ns         # a sleeping worker's start; 0: not measured
+cdef int64_t cal_wake_checks     # its re-measurements (near the split bound)
+cdef int64_t cal_wake_at         # when it was last measured (mb_now_ns)
 cdef int64_t cal_gil_ps          # ps a GIL release and retake; 0: not measured
 cdef int64_t cal_gen             # bumped by forget_calibration
 cdef int cal_dists[CAL_NDIST]    # prefetch distances tried (rows ahead)
@@ -51,6 +53,7 @@ cdef struct mb_threads:
     int n                  # threads for this batch
     int cls                # its class, -1 when the batch is not timed
     int cand               # the candidate it tries
+    bint warm              # the first batch of a split run: tried, not counted
     int64_t est            # estimated one-thread ns
 
 

@@ -311,25 +311,76 @@ cdef int64_t draw_ps() noexcept nogil:
     return v
 
 
-# The wake time is measured with the worker asleep for 50 us first (0.3 ms
-# in all, so that the first large batch hardly waits for it).  After longer
-# idling the wake takes longer (an idle virtual CPU halts: 1.2x after 1 ms,
-# 2x after 20 ms, docs/tuning.md), but the wake time only bounds which thread
+# The wake time is measured with the worker asleep for 50 us before each try
+# (5 tries, 0.3 ms in all, so that the first large batch hardly waits for
+# it); the minimum is kept: a try that waits for a busy CPU measures the
+# load, not the wake-up (with the other vCPU busy, single tries read 18-34 us
+# where the idle wake-up takes 6-8 us, docs/tuning.md).  A measurement taken
+# under a burst of load would forbid splits that pay once the load is gone,
+# so a batch estimated within WAKE_NEAR times the split bound takes a fresh
+# measurement, the k-th WAKE_SPACING_MS * 2**k after the one before (each
+# lands in another moment of the machine's load, and a process that runs
+# for T seconds spends about log2(T / 10 ms) re-measurements of 0.3 ms),
+# and the smallest wake time measured is kept.  Such a batch, if still
+# under the bound, also tries two threads: the wake time of a sleeping
+# worker after 50 us is a bound, not the batch's cost (with the other vCPU
+# loaded, tries read 18-23 us while two threads still made 40 us walks
+# 1.15x faster), so near the bound the batches' own times choose.  After
+# longer idling the wake takes longer (an idle virtual CPU halts: 1.2x
+# after 1 ms, 2x after 20 ms), but the wake time only bounds which thread
 # counts are tried; the batches' own times choose among them.
 cdef enum:
     WAKE_GAP_US = 50
+    WAKE_TRIES = 5
+    WAKE_NEAR = 4          # batches estimated at >= bound / 4 are near it
+    WAKE_SPACING_MS = 10   # the k-th re-measurement: 10 ms * 2**k after the last
+
+cal_wake_checks = 0
+cal_wake_at = 0
+
+
+cdef int64_t wake_min(int tries) noexcept nogil:
+    """The smallest of ``tries`` single measurements of a sleeping pool
+    worker's start (ns), each after WAKE_GAP_US of sleep; 0 if the pool is
+    busy or has no worker."""
+    cdef int64_t v, best = 0
+    cdef int i
+    for i in range(tries):
+        v = pool_wake_ns(1, WAKE_GAP_US)
+        if v > 0 and (best == 0 or v < best):
+            best = v
+    return best
 
 
 cdef int64_t wake_ns() noexcept nogil:
-    """How long a sleeping pool worker takes to start its chunk (median of 5
-    tries, WAKE_GAP_US apart), measured at first need; 0 if the pool is busy or
+    """How long a sleeping pool worker takes to start its chunk (the minimum
+    of WAKE_TRIES tries), measured at first need; 0 if the pool is busy or
     has no worker (then no batch is split until it is measured)."""
     cdef int64_t v = mb_load(&cal_wake_ns)
     if v == 0:
-        v = pool_wake_ns(5, WAKE_GAP_US)
+        v = wake_min(WAKE_TRIES)
         if v <= 0:
             return 0
         mb_store(&cal_wake_ns, v)
+        mb_store(&cal_wake_at, mb_now_ns())
+    return v
+
+
+cdef int64_t wake_recheck() noexcept nogil:
+    """Measure the wake time again when the last measurement is
+    WAKE_SPACING_MS * 2**k old (k: re-measurements so far); keep the
+    smaller.  Returns the wake time (ns) to use."""
+    cdef int64_t v = mb_load(&cal_wake_ns)
+    cdef int64_t now = mb_now_ns()
+    cdef int64_t w, k = mb_load(&cal_wake_checks)
+    if k > 30 or now - mb_load(&cal_wake_at) < (<int64_t>WAKE_SPACING_MS * 1000000) << k:
+        return v
+    mb_store(&cal_wake_checks, mb_load(&cal_wake_checks) + 1)
+    w = wake_min(WAKE_TRIES)
+    mb_store(&cal_wake_at, mb_now_ns())
+    if w > 0 and w < v:
+        mb_store(&cal_wake_ns, w)
+        return w
     return v
 
 
@@ -377,12 +428,17 @@ cdef bint moves_for(const mb_plan *p, const char *src) noexcept nogil:
 # mean time (per ns of estimate) is lowest, and every TT_RETRY-th batch
 # retries one candidate in turn.  The candidates go up to one thread per
 # wake time of work (a worker's share must at least pay for its wake-up),
-# and a batch estimated under twice the wake time is never split.
+# and a batch estimated under twice the wake time is never split.  A split
+# count is tried in runs: the first batch of a run wakes workers that slept
+# since the class last split (up to 2x the wake time of a busy run,
+# docs/tuning.md) and is not counted, so the counts compare at the speed
+# a class that keeps the count runs at.
 cdef enum:
     TT_CLASSES = 96        # 48 estimate classes, single-axis and multi-axis apart
     TT_CANDS = 12          # candidate k: min(2**k, limit) threads
     TT_TRIES = 3
     TT_RETRY = 64          # then every 64th batch of a class retries a candidate
+    TT_RUN = 3             # for TT_RUN batches in a row, the first not counted
 
 cdef int64_t tt_best[TT_CLASSES][TT_CANDS]    # mean ns * 1024 / estimate
 cdef int64_t tt_tries[TT_CLASSES][TT_CANDS]
@@ -396,8 +452,10 @@ cdef void threads_decide(const mb_plan *p, const char *src, int64_t nbytes, int 
     to time the batch and pass it to threads_record."""
     cdef int64_t wake, thr, rows, est, v, best = 0
     cdef int k, top, c, pick = 0
+    cdef bint near
     r.n = 1
     r.cls = -1
+    r.warm = 0
     if cap <= 1 or not p.ax[0].sampled or p.ax[0].m < 16:
         return
     if forced_threads > 0:
@@ -415,20 +473,29 @@ cdef void threads_decide(const mb_plan *p, const char *src, int64_t nbytes, int 
     rows = nbytes // p.block if p.block > 0 else 0
     est = (p.nidx * draw_ps() + rows * (row_cell(p, src, plan_span(p)) >> 8)) // 1000
     r.est = est
-    if est < thr:
+    near = False
+    if est < thr and PARALLEL_MIN_NS < 0 and est * WAKE_NEAR >= thr:
+        # Near the bound: a wake time measured under load may be what
+        # forbids the split; measure it again, and let the batches' times
+        # choose between one and two threads.
+        thr = 2 * wake_recheck()
+        near = est < thr
+    if est < thr and not near:
         return
     if thr <= 0 or PARALLEL_MIN_NS >= 0:
         # A threshold set by _tune: the model alone, nothing timed.
         r.n = cap if thr <= 0 else <int>max(2, min(2 * est // thr, <int64_t>cap))
         return
     # Candidates 0..top: 1, 2, 4, ... threads, the last min(2**top, limit).
-    top = ceil_log2(min(2 * est // thr, <int64_t>cap))
+    top = 1 if near else ceil_log2(min(2 * est // thr, <int64_t>cap))
     top = min(top, TT_CANDS - 1)
     c = min(ceil_log2(est), TT_CLASSES // 2 - 1) + (TT_CLASSES // 2 if p.nouter > 1 else 0)
     for k in range(top + 1):
-        if mb_load(&tt_tries[c][k]) < TT_TRIES:
+        v = mb_load(&tt_tries[c][k])
+        if v < TT_TRIES + (k > 0):
             r.cls = c
             r.cand = k
+            r.warm = k > 0 and v == 0
             r.n = <int>min(<int64_t>1 << k, <int64_t>cap)
             return
         v = mb_load(&tt_best[c][k])
@@ -439,25 +506,29 @@ cdef void threads_decide(const mb_plan *p, const char *src, int64_t nbytes, int 
     # burst of load gets another chance, and the means follow the load.
     v = mb_load(&tt_seen[c]) + 1
     mb_store(&tt_seen[c], v)
-    if v % TT_RETRY == 0:
+    if v >= TT_RETRY and v % TT_RETRY < TT_RUN:
         pick = <int>((v // TT_RETRY) % (top + 1))
         r.cls = c
         r.cand = pick
+        r.warm = pick > 0 and v % TT_RETRY == 0
     r.n = <int>min(<int64_t>1 << pick, <int64_t>cap)
 
 
 cdef void threads_record(const mb_threads *r, int64_t ns) noexcept nogil:
-    """Note the time of a batch that tried candidate r.cand of class r.cls:
+    """Note the time of a batch that tried candidate r.cand of class r.cls
+    (only counted as tried when r.warm: the first batch of a split run):
     a running mean (the last four tries weigh most), not the minimum: a
     split's best case (the other cores free) is far from its usual one on
     a busy machine."""
     cdef int64_t v = ns * 1024 // max(r.est, 1)
     cdef int64_t n = mb_load(&tt_tries[r.cls][r.cand])
     cdef int64_t old = mb_load(&tt_best[r.cls][r.cand])
-    if n > 0:
-        v = old + (v - old) // min(n + 1, 4)
-    mb_store(&tt_best[r.cls][r.cand], max(v, 1))
     mb_store(&tt_tries[r.cls][r.cand], n + 1)
+    if r.warm:
+        return
+    if old > 0:
+        v = old + (v - old) // min(n + 1 - (r.cand > 0), 4)
+    mb_store(&tt_best[r.cls][r.cand], max(v, 1))
 
 
 cdef int64_t gil_ps() noexcept:
@@ -507,6 +578,7 @@ cdef void forget_calibration() noexcept nogil:
     for i in range(3):
         mb_store(&cal_draw_ps[i], 0)
     mb_store(&cal_wake_ns, 0)
+    mb_store(&cal_wake_checks, 0)
     for i in range(TT_CLASSES):
         for j in range(TT_CANDS):
             mb_store(&tt_best[i][j], 0)

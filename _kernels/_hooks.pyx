@@ -156,7 +156,8 @@ def _dispatch_info():
     rows), ``walk_cells`` (the same as ``cells`` for
     multi-axis walks: {(span class, run class, sampled outer axes): (runs
     ahead, ps a block)}),
-    ``workers`` (pool threads started) and ``max_threads``.
+    ``wake_checks`` (its re-measurements, taken for batches near the split
+    bound), ``workers`` (pool threads started) and ``max_threads``.
     """
     cells, loops, walks = {}, {}, {}
     for i in range(CAL_SPANS):
@@ -171,6 +172,7 @@ def _dispatch_info():
                     walks[(i, j, k + 1)] = (int(v & CELL_AHEAD), int(v >> 8))
     names = ["scalar", "avx2", "avx512"]
     return {"wake_ns": int(_dispatch.cal_wake_ns) or None,
+            "wake_checks": int(_dispatch.cal_wake_checks),
             "gil_ps": int(_dispatch.cal_gil_ps) or None,
             "draw_ps": {names[i]: int(_dispatch.cal_draw_ps[i])
                         for i in range(3) if _dispatch.cal_draw_ps[i]},
@@ -185,6 +187,16 @@ def _forget_calibration():
     that the next batches measure again.
     """
     forget_calibration()
+
+
+def _set_wake(int64_t ns, bint remeasure=True):
+    """_set_wake(ns, remeasure=True): for tests, take ``ns`` as the measured
+    wake time of a pool worker (as a measurement under load would leave it),
+    with its re-measurements due at the next batch near the split bound, or
+    with none left when ``remeasure`` is false."""
+    _dispatch.cal_wake_ns = ns
+    _dispatch.cal_wake_checks = 0 if remeasure else 31
+    _dispatch.cal_wake_at = 0
 
 
 def _measure_wake(int tries, int gap_us):

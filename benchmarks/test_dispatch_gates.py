@@ -147,3 +147,92 @@ def test_copy_loop_within_10_percent_of_brute_force(case):
     n, w, b = case
     data = np.full((n, w), 1.5)
     _gate(data, b, single_id(case), loops=True)
+
+
+# The wake time of a pool worker bounds which batches may be split (twice it
+# at least).  A measurement taken while the other CPUs are busy reads several
+# times the idle wake-up; batches estimated within 4x the bound measure it
+# again and keep the smaller, the k-th 10 ms * 2**k after the one before, and
+# if still under the bound they time one and two threads.
+NEAR_BATCH = (10**5, 100, 4096)     # about 100-200 us on one thread
+
+
+def _near_bound_minibatch():
+    n, w, b = NEAR_BATCH
+    return mbcore.Minibatch(np.full((n, w), 1.5), batch_size=b, random_seed=3)
+
+
+def _one_thread_ns(mb):
+    """The best of 5 batches of mb on one thread, ns."""
+    old = _hooks._tune(threads=1)
+    best = float("inf")
+    for _ in range(5):
+        t0 = time.perf_counter_ns()
+        next(mb)
+        best = min(best, time.perf_counter_ns() - t0)
+    _hooks._tune(*old)
+    return int(best)
+
+
+@pytest.mark.skipif(mbcore.get_num_threads() < 2, reason="one CPU: nothing is split")
+def test_a_wake_time_measured_under_load_is_measured_again_near_the_bound():
+    mb = _near_bound_minibatch()
+    next(mb)                                  # calibrations, the wake time measured
+    batch = _one_thread_ns(mb)
+    # As if measured under load, at the batch's own time: the bound (twice
+    # it) forbids the split, and the batch is within 4x the bound.
+    _hooks._set_wake(batch)
+    next(mb)
+    info = _hooks._dispatch_info()
+    try:
+        assert info["wake_checks"] == 1, info
+        # An idle pool worker wakes within a few microseconds (docs/tuning.md).
+        assert info["wake_ns"] < batch, (batch, info)
+        for _ in range(5):                    # the next check waits 20 ms
+            next(mb)
+        assert _hooks._dispatch_info()["wake_checks"] == 1
+    finally:
+        _hooks._forget_calibration()
+
+
+@pytest.mark.skipif(mbcore.get_num_threads() < 2, reason="one CPU: nothing is split")
+def test_a_wake_time_far_above_a_batch_is_not_measured_again():
+    mb = _near_bound_minibatch()
+    next(mb)
+    _hooks._set_wake(10**9)                   # bound 2 s: the batch is 10^4 times under
+    next(mb)
+    info = _hooks._dispatch_info()
+    _hooks._forget_calibration()
+    assert info["wake_checks"] == 0 and info["wake_ns"] == 10**9, info
+
+
+@pytest.mark.skipif(mbcore.get_num_threads() < 2, reason="one CPU: nothing is split")
+def test_a_batch_near_the_bound_tries_two_threads():
+    # The wake time stays at the batch's own time (no re-measurement left):
+    # the bound, twice it, is above the batch, which is within 4x of it, so
+    # its class times one and two threads and the times choose.
+    _hooks._forget_calibration()
+    mb = _near_bound_minibatch()
+    next(mb)
+    _hooks._set_wake(_one_thread_ns(mb), remeasure=False)
+    seen = set()
+    for _ in range(12):                       # 3 tries of 1 thread, 4 of 2
+        seen.add(_hooks._batch_threads(mb._sampler))
+        next(mb)
+    info = _hooks._dispatch_info()
+    _hooks._forget_calibration()
+    assert seen == {1, 2}, (seen, info)
+
+
+@pytest.mark.skipif(mbcore.get_num_threads() < 2, reason="one CPU: nothing is split")
+def test_a_batch_far_under_the_bound_stays_on_one_thread():
+    _hooks._forget_calibration()
+    mb = _near_bound_minibatch()
+    next(mb)
+    _hooks._set_wake(100 * _one_thread_ns(mb), remeasure=False)
+    seen = set()
+    for _ in range(12):
+        seen.add(_hooks._batch_threads(mb._sampler))
+        next(mb)
+    _hooks._forget_calibration()
+    assert seen == {1}, seen
