@@ -49,6 +49,23 @@ cdef int forced_gil              # 1 keep, 0 release, -1 measured
 cdef int forced_moves            # short rows: 1 moves, 0 memcpy, -1 measured
 
 
+# Re-checks of prefetch distances on real batches (prefetch_pick).
+cdef enum:
+    RC_CELLS = CAL_SPANS * CAL_ROWS * (1 + WALK_KINDS)   # row cells, then walk cells
+    RC_AFTER = 256         # a cell's batches before its re-check
+    RC_ROUNDS = 8          # batches timed a distance tried
+    RC_DONE = RC_AFTER + RC_ROUNDS * CAL_NDIST
+
+cdef int64_t rc_seen[RC_CELLS]             # a cell's batches so far, RC_DONE: checked
+cdef int64_t rc_best[RC_CELLS][CAL_NDIST]  # least time a unit (ps), per cal_dists; 0: none
+
+
+cdef struct mb_prefetch:
+    int ahead              # rows (runs) ahead for this batch
+    int cell               # flat index of its cell, -1 when the batch is not timed
+    int slot               # the cal_dists index it tries
+
+
 cdef struct mb_threads:
     int n                  # threads for this batch
     int cls                # its class, -1 when the batch is not timed
@@ -67,6 +84,9 @@ cdef inline int auto_prefetch(int64_t span) noexcept nogil:
 
 
 cdef int prefetch_for(const mb_plan *p, const char *src) noexcept nogil
+cdef void prefetch_pick(const mb_plan *p, const char *src, mb_prefetch *r) noexcept nogil
+cdef void prefetch_record(const mb_prefetch *r, int64_t ns, int64_t units) noexcept nogil
+cdef int64_t *plan_cell(const mb_plan *p, const char *src, int *flat) noexcept nogil
 cdef bint moves_for(const mb_plan *p, const char *src) noexcept nogil
 cdef void threads_decide(const mb_plan *p, const char *src, int64_t nbytes, int cap,
                          mb_threads *r) noexcept nogil

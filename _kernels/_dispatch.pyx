@@ -169,17 +169,28 @@ cdef int64_t calibrate_rows(const char *base, int64_t n, int64_t stride, int64_t
     return cell | (CELL_MOVES if nl == 2 else 0)
 
 
+cdef int64_t *row_cell_at(const char *base, int64_t n, int64_t stride, int64_t block,
+                          int64_t span, int *flat) noexcept nogil:
+    """The calibration cell of rows of ``block`` bytes from a source of
+    ``span`` bytes (its flat index into ``flat``), measured on these rows at
+    first need."""
+    cdef int i = ceil_log2(span) if span < (<int64_t>1 << 62) else 62
+    cdef int j = min(ceil_log2(block), CAL_ROWS - 1)
+    cdef int64_t *c = &cal_cells[i][j]
+    cdef int64_t v = mb_load(c)
+    flat[0] = i * CAL_ROWS + j
+    if v == 0 and n > 0 and block > 0:
+        v = calibrate_rows(base, n, stride, block, span, NULL)
+        mb_store(c, v)
+    return c
+
+
 cdef int64_t cell_for(const char *base, int64_t n, int64_t stride, int64_t block,
                       int64_t span) noexcept nogil:
     """The calibration cell of rows of ``block`` bytes from a source of
     ``span`` bytes, measured on these rows at first need."""
-    cdef int64_t *c = &cal_cells[ceil_log2(span) if span < (<int64_t>1 << 62) else 62][
-        min(ceil_log2(block), CAL_ROWS - 1)]
-    cdef int64_t v = mb_load(c)
-    if v == 0 and n > 0 and block > 0:
-        v = calibrate_rows(base, n, stride, block, span, NULL)
-        mb_store(c, v)
-    return v
+    cdef int flat
+    return mb_load(row_cell_at(base, n, stride, block, span, &flat))
 
 
 cdef int64_t calibrate_walk(const mb_plan *p, const char *src, int64_t span,
@@ -272,21 +283,32 @@ cdef int64_t calibrate_walk(const mb_plan *p, const char *src, int64_t span,
     return pick_distance(best, CAL_NDIST, blocks * reps, times)
 
 
-cdef int64_t walk_cell(const mb_plan *p, const char *src, int64_t span) noexcept nogil:
-    """The calibration cell of a multi-axis walk: (span, run) class,
-    measured on this plan's walks at first need."""
+cdef int64_t *walk_cell_at(const mb_plan *p, const char *src, int64_t span,
+                           int *flat) noexcept nogil:
+    """The calibration cell of a multi-axis walk: (span, run, sampled outer
+    axes) class (its flat index into ``flat``), measured on this plan's
+    walks at first need."""
     cdef const mb_axis *a = &p.ax[p.nouter - 1]
     cdef int64_t run = p.block * max(a.m, 1)
     cdef int k, jumps = 0
     for k in range(p.nouter):
         jumps += p.ax[k].sampled != 0
-    cdef int64_t *c = &walk_cells[ceil_log2(span) if span < (<int64_t>1 << 62) else 62][
-        min(ceil_log2(run), CAL_ROWS - 1)][min(max(jumps, 1), WALK_KINDS) - 1]
+    cdef int i = ceil_log2(span) if span < (<int64_t>1 << 62) else 62
+    cdef int j = min(ceil_log2(run), CAL_ROWS - 1)
+    k = min(max(jumps, 1), WALK_KINDS) - 1
+    cdef int64_t *c = &walk_cells[i][j][k]
     cdef int64_t v = mb_load(c)
+    flat[0] = CAL_SPANS * CAL_ROWS + (i * CAL_ROWS + j) * WALK_KINDS + k
     if v == 0 and p.block > 0:
         v = calibrate_walk(p, src, span, NULL)
         mb_store(c, v)
-    return v
+    return c
+
+
+cdef int64_t walk_cell(const mb_plan *p, const char *src, int64_t span) noexcept nogil:
+    """The calibration cell of a multi-axis walk (walk_cell_at)."""
+    cdef int flat
+    return mb_load(walk_cell_at(p, src, span, &flat))
 
 
 cdef int64_t draw_ps() noexcept nogil:
@@ -407,6 +429,97 @@ cdef int prefetch_for(const mb_plan *p, const char *src) noexcept nogil:
     if p.nouter > 1:
         return <int>(walk_cell(p, src, plan_span(p)) & CELL_AHEAD)
     return <int>(row_cell(p, src, plan_span(p)) & CELL_AHEAD)
+
+
+cdef int64_t *plan_cell(const mb_plan *p, const char *src, int *flat) noexcept nogil:
+    """The cell a batch of plan p takes its prefetch distance from (rows
+    for a single-axis plan, walks for a multi-axis one), measured at first
+    need, and its flat index (rc_seen, rc_best) into ``flat``."""
+    cdef const mb_axis *a
+    if p.nouter > 1:
+        return walk_cell_at(p, src, plan_span(p), flat)
+    return row_cell_at(src, p.ax[0].n, p.ax[0].stride, p.block, plan_span(p), flat)
+
+
+# The re-check.  A cell's distance is picked by one calibration (about a
+# millisecond), and a burst of load on the machine in that millisecond can
+# pick a distance that real batches do not run best at (on the 2-vCPU Zen 5
+# VM of docs/tuning.md: rows of 16 bytes from a 1.6 MB source picked 16
+# ahead, 0.35 us a 128-row batch, where none ran at 0.32 us; a 10x20x30x40x50
+# walk picked 16 runs ahead, 404 us, where 32 ran at 356 us).  So after a
+# cell's first RC_AFTER batches, its next RC_ROUNDS * CAL_NDIST batches try
+# in turn the picked distance, its neighbours in cal_dists and 0 (the other
+# distances are skipped: those batches run at the picked one), each batch
+# timed and its least time a unit kept per distance; then the cell takes the
+# distance those times pick by the calibration's rule (the fastest, or 0
+# when 0 is within 10% of it), once per cell.  A batch split over several
+# threads, or one whose pool was busy, is not counted (its time measures the
+# split, not the distance); a distance with no batch counted is not picked.
+# Off the re-check, a batch costs one relaxed load (the cell's count) and,
+# for its first RC_DONE batches, one relaxed store; counts that two threads
+# race on may lose a batch, which only delays the re-check.
+cdef void prefetch_pick(const mb_plan *p, const char *src, mb_prefetch *r) noexcept nogil:
+    """The rows (runs) ahead for one batch of plan p into r.ahead
+    (prefetch_for), and r.cell >= 0 when the caller is to time the batch
+    and pass the time to prefetch_record (the cell's re-check)."""
+    cdef int64_t *c
+    cdef int64_t v, n
+    cdef int flat, d, slot
+    r.cell = -1
+    if forced_prefetch >= 0 or p.prefetch >= 0:
+        r.ahead = prefetch_for(p, src)
+        return
+    c = plan_cell(p, src, &flat)
+    v = mb_load(c)
+    r.ahead = <int>(v & CELL_AHEAD)
+    n = mb_load(&rc_seen[flat])
+    if n >= RC_DONE or v == 0:
+        return
+    mb_store(&rc_seen[flat], n + 1)
+    if n < RC_AFTER:
+        return
+    if n == RC_DONE - 1:
+        rc_decide(c, flat)
+        return
+    slot = <int>((n - RC_AFTER) % CAL_NDIST)
+    for d in range(CAL_NDIST):
+        if cal_dists[d] == r.ahead:
+            break
+    if slot != 0 and (slot < d - 1 or slot > d + 1):
+        return
+    r.ahead = cal_dists[slot]
+    r.cell = flat
+    r.slot = slot
+
+
+cdef void prefetch_record(const mb_prefetch *r, int64_t ns, int64_t units) noexcept nogil:
+    """Note the time (ns) of a batch of ``units`` output bytes that tried
+    distance r.slot of cell r.cell: the least ps a unit is kept."""
+    cdef int64_t v = ns * 1000 // max(units, 1) + 1
+    cdef int64_t old = mb_load(&rc_best[r.cell][r.slot])
+    if old == 0 or v < old:
+        mb_store(&rc_best[r.cell][r.slot], v)
+
+
+cdef void rc_decide(int64_t *c, int flat) noexcept nogil:
+    """End the re-check of cell c: the fastest distance timed, or 0 when 0
+    is within 10% of it (pick_distance's rule); the cell's time a unit and
+    copy loop stay as calibrated."""
+    cdef int64_t v = mb_load(c)
+    cdef int64_t t, t0 = mb_load(&rc_best[flat][0])
+    cdef int64_t best = 0
+    cdef int d, pick = -1
+    mb_store(&rc_seen[flat], RC_DONE)
+    for d in range(CAL_NDIST):
+        t = mb_load(&rc_best[flat][d])
+        if t > 0 and (pick < 0 or t < best):
+            best = t
+            pick = d
+    if pick < 0:
+        return
+    if t0 > 0 and t0 * 10 <= best * 11:
+        pick = 0
+    mb_store(c, (v & ~(<int64_t>CELL_AHEAD)) | cal_dists[pick])
 
 
 cdef bint moves_for(const mb_plan *p, const char *src) noexcept nogil:
@@ -575,6 +688,10 @@ cdef void forget_calibration() noexcept nogil:
             mb_store(&cal_cells[i][j], 0)
             for k in range(WALK_KINDS):
                 mb_store(&walk_cells[i][j][k], 0)
+    for i in range(RC_CELLS):
+        mb_store(&rc_seen[i], 0)
+        for j in range(CAL_NDIST):
+            mb_store(&rc_best[i][j], 0)
     for i in range(3):
         mb_store(&cal_draw_ps[i], 0)
     mb_store(&cal_wake_ns, 0)

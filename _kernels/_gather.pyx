@@ -27,7 +27,8 @@ from _permute cimport (epoch_cursor, epoch_start, epoch_fill, mb_perm_digit, EPO
 from mbcore._kernels._plan cimport (mb_axis, mb_plan, MB_MAXDIMS, plan_scratch_size,
                                     draw_plan_indices, same_streams, gather_nd)
 from mbcore._kernels cimport _dispatch
-from mbcore._kernels._dispatch cimport (mb_threads, auto_prefetch, prefetch_for, moves_for,
+from mbcore._kernels._dispatch cimport (mb_threads, mb_prefetch, prefetch_pick, prefetch_record,
+                                        auto_prefetch, prefetch_for, moves_for,
                                         threads_decide, threads_record, batch_ps, gil_ps,
                                         GIL_KEEP_PCT)
 from mbcore._kernels._pool cimport pool_run, MB_POOL_MAX
@@ -145,7 +146,8 @@ cdef void draw_gather_k(int k, const mb_plan **p, const char **src, char **dst,
     that is 0).  Fused plans (only axis 0 sampled, with replacement) draw as
     they copy; others draw every index into scratch first; either way the
     indices are drawn once for all k arrays.  The prefetch distance is
-    prefetch_for(p[0]), the short rows' loop moves_for(p[0]); the batch
+    prefetch_pick(p[0]) (which may ask for the batch's time, for its cell's
+    re-check), the short rows' loop moves_for(p[0]); the batch
     runs on threads_decide (at most
     ``nthreads``) threads: with more than one, it is cut along axis 0 into
     SHARE_CHUNKS chunks a thread that this thread and pool workers claim in
@@ -157,6 +159,7 @@ cdef void draw_gather_k(int k, const mb_plan **p, const char **src, char **dst,
     cdef int64_t nbytes = 0, t0 = 0
     cdef int i
     cdef mb_threads tr
+    cdef mb_prefetch pf
     job.k = k
     job.p = p
     job.src = src
@@ -165,7 +168,8 @@ cdef void draw_gather_k(int k, const mb_plan **p, const char **src, char **dst,
     job.step = step
     job.start = 0
     job.count = a.m
-    job.prefetch = prefetch_for(p[0], src[0])
+    prefetch_pick(p[0], src[0], &pf)
+    job.prefetch = pf.ahead
     job.moves = moves_for(p[0], src[0])
     job.scratch = scratch
     tr.n = 1
@@ -175,11 +179,18 @@ cdef void draw_gather_k(int k, const mb_plan **p, const char **src, char **dst,
             nbytes += p[i].row_out * a.m
         threads_decide(p[0], src[0], nbytes, nthreads, &tr)
     nthreads = tr.n
-    if tr.cls >= 0:
+    if tr.cls >= 0 or (pf.cell >= 0 and nthreads == 1):
         t0 = mb_now_ns()
     i = run_batch(&job, nthreads)
-    if tr.cls >= 0 and i == nthreads:     # not when the pool was busy
-        threads_record(&tr, mb_now_ns() - t0)
+    if tr.cls >= 0 or (pf.cell >= 0 and nthreads == 1):
+        t0 = mb_now_ns() - t0
+        if tr.cls >= 0 and i == nthreads:     # not when the pool was busy
+            threads_record(&tr, t0)
+        if pf.cell >= 0 and i == 1 and nthreads == 1:
+            if nbytes == 0:
+                for i in range(k):
+                    nbytes += p[i].row_out * a.m
+            prefetch_record(&pf, t0, nbytes)
 
 
 cdef int run_batch(gather_job *job, int nthreads) noexcept nogil:

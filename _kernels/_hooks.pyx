@@ -14,7 +14,8 @@ from mbcore._kernels._dispatch cimport (CAL_SPANS, CAL_ROWS, CAL_NDIST, CAL_MIN_
                                         WALK_KINDS, CELL_AHEAD, CELL_MOVES, mb_threads,
                                         auto_prefetch, prefetch_for, moves_for,
                                         threads_decide, cell_for, gil_ps, GIL_KEEP_PCT,
-                                        calibrate_rows, calibrate_walk, forget_calibration)
+                                        calibrate_rows, calibrate_walk, forget_calibration,
+                                        plan_cell, RC_AFTER, RC_DONE)
 from mbcore._kernels._gather cimport Sampler
 from mbcore._kernels._plan cimport plan_span
 from mbcore._kernels._pool cimport pool_size, pool_wake_ns, MB_POOL_MAX
@@ -105,6 +106,34 @@ def _prefetch_ahead(Sampler s not None):
     cell is not measured yet).
     """
     return prefetch_for(&s.plan, <const char *>cnp.PyArray_DATA(s.data))
+
+
+def _set_prefetch_cell(Sampler s not None, int ahead):
+    """_set_prefetch_cell(sampler, ahead)
+
+    For tests: set the distance held by the cell that this Sampler's
+    batches take their prefetch distance from (calibrating it first if not
+    measured; its time a unit and copy loop are kept) to ``ahead`` rows
+    (runs), and start its re-check over: the cell's next RC_AFTER batches
+    run at ``ahead``, the next ones re-check it.  Returns (RC_AFTER,
+    RC_DONE), the batches before the re-check and before its end.
+    """
+    cdef int flat, i
+    cdef int64_t *c
+    cdef int64_t v
+    if not 0 <= ahead <= CELL_AHEAD:
+        raise ValueError(f"ahead must be in [0, {CELL_AHEAD}], got {ahead}")
+    if s.plan.prefetch >= 0:
+        raise ValueError("this Sampler's source is not prefetched (no cell)")
+    c = plan_cell(&s.plan, <const char *>cnp.PyArray_DATA(s.data), &flat)
+    v = c[0]
+    if v == 0:
+        raise RuntimeError("the cell could not be measured (out of memory)")
+    _dispatch.rc_seen[flat] = 0
+    for i in range(CAL_NDIST):
+        _dispatch.rc_best[flat][i] = 0
+    c[0] = (v & ~(<int64_t>CELL_AHEAD)) | ahead
+    return int(RC_AFTER), int(RC_DONE)
 
 
 def _copy_loop(Sampler s not None):

@@ -236,3 +236,34 @@ def test_a_batch_far_under_the_bound_stays_on_one_thread():
         next(mb)
     _hooks._forget_calibration()
     assert seen == {1}, seen
+
+
+# A cell's prefetch distance comes from one calibration of about a
+# millisecond; after the cell's first RC_AFTER batches, real batches re-check
+# it (the picked distance, its neighbours and 0, each timed, the calibration's
+# 10% rule picks).  Rows of 80 bytes from an 80 MB source (in memory) copy
+# faster prefetched than not: a cell forced to 0 is corrected (on one
+# thread: split batches are not timed for the re-check).
+def test_a_bad_prefetch_cell_is_corrected_by_real_batches():
+    _hooks._forget_calibration()
+    mb = mbcore.Minibatch(np.full((10**6, 10), 1.5), batch_size=1024, random_seed=5)
+    next(mb)
+    old = _hooks._tune(threads=1)
+    try:
+        after, done = _hooks._set_prefetch_cell(mb._sampler, 0)
+        t0 = time.perf_counter()
+        for _ in range(after):
+            next(mb)
+        assert _hooks._prefetch_ahead(mb._sampler) == 0
+        mid = time.perf_counter()
+        for _ in range(done - after):
+            next(mb)
+        ahead = _hooks._prefetch_ahead(mb._sampler)
+        end = time.perf_counter()
+        print(f"re-check: forced 0, picked {ahead} rows ahead after {done} batches "
+              f"({(mid - t0) / after * 1e6:.1f} us a batch before, "
+              f"{(end - mid) / (done - after) * 1e6:.1f} us during the re-check)")
+        assert ahead > 0
+    finally:
+        _hooks._tune(*old)
+        _hooks._forget_calibration()
