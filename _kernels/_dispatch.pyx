@@ -454,7 +454,8 @@ cdef int64_t *plan_cell(const mb_plan *p, const char *src, int *flat) noexcept n
 # distance those times pick by the calibration's rule (the fastest, or 0
 # when 0 is within 10% of it), once per cell.  A batch split over several
 # threads, or one whose pool was busy, is not counted (its time measures the
-# split, not the distance); a distance with no batch counted is not picked.
+# split, not the distance); a distance with no batch counted is not picked,
+# and when the picked distance or 0 has none, the pick stays.
 # Off the re-check, a batch costs one relaxed load (the cell's count) and,
 # for its first RC_DONE batches, one relaxed store; counts that two threads
 # race on may lose a batch, which only delays the re-check.
@@ -508,8 +509,15 @@ cdef void rc_decide(int64_t *c, int flat) noexcept nogil:
     cdef int64_t v = mb_load(c)
     cdef int64_t t, t0 = mb_load(&rc_best[flat][0])
     cdef int64_t best = 0
-    cdef int d, pick = -1
+    cdef int d, cur, pick = -1
     mb_store(&rc_seen[flat], RC_DONE)
+    for cur in range(CAL_NDIST):
+        if cal_dists[cur] == (v & CELL_AHEAD):
+            break
+    if mb_load(&rc_best[flat][cur]) == 0 or t0 == 0:
+        # The picked distance or 0 had no batch counted (all split): nothing
+        # to compare with, the calibrated distance stays.
+        return
     for d in range(CAL_NDIST):
         t = mb_load(&rc_best[flat][d])
         if t > 0 and (pick < 0 or t < best):
@@ -517,7 +525,7 @@ cdef void rc_decide(int64_t *c, int flat) noexcept nogil:
             pick = d
     if pick < 0:
         return
-    if t0 > 0 and t0 * 10 <= best * 11:
+    if t0 * 10 <= best * 11:
         pick = 0
     mb_store(c, (v & ~(<int64_t>CELL_AHEAD)) | cal_dists[pick])
 
