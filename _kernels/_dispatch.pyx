@@ -435,7 +435,6 @@ cdef int64_t *plan_cell(const mb_plan *p, const char *src, int *flat) noexcept n
     """The cell a batch of plan p takes its prefetch distance from (rows
     for a single-axis plan, walks for a multi-axis one), measured at first
     need, and its flat index (rc_seen, rc_best) into ``flat``."""
-    cdef const mb_axis *a
     if p.nouter > 1:
         return walk_cell_at(p, src, plan_span(p), flat)
     return row_cell_at(src, p.ax[0].n, p.ax[0].stride, p.block, plan_span(p), flat)
