@@ -21,6 +21,7 @@ from typing import Dict, Iterable, List, Optional, Sequence, Tuple
 import numpy as np
 
 from ._source import Source
+from ._spec import check_dtype
 
 __all__ = ["ChunkGrid", "ChunkCache", "ChunkedSource", "DEFAULT_CACHE_BYTES", "check_store_dtype",
            "check_shape", "check_out"]
@@ -42,12 +43,7 @@ def check_store_dtype(stored, dtype, casting, what):
                 f"{what} has dtype {stored}, which holds Python objects (variable-length "
                 f"strings or references): pass dtype= a fixed-size dtype to cast to")
         return stored
-    try:
-        dtype = np.dtype(dtype)
-    except TypeError as e:
-        raise TypeError(f"dtype must be a NumPy dtype, got {dtype!r}") from e
-    if dtype.hasobject:
-        raise TypeError(f"dtype must not hold Python objects, got {dtype}")
+    dtype = check_dtype(dtype, "dtype")
     if stored != dtype and not np.can_cast(stored, dtype, casting):
         raise TypeError(
             f"{what} has dtype {stored}, which does not cast to dtype={dtype} under "
