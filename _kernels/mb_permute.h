@@ -406,109 +406,155 @@ static inline uint64_t mb_perm_locate(uint64_t a, uint64_t b, uint64_t c, uint64
 }
 
 /* out[x] = perm(x) for every x < n, the whole epoch: mb_perm_fill, or on
-   AVX-512, when both digits are at most 32 and a*b at most
-   MB_PERM_NET_TAB_MAX (every n < MB_PERM_TABLE_N), the same network with
-   each round's F tabulated.  Round r adds F(K_r, v), scaled to the
-   digit's range, for v the other digit, below 32: a table of 32 values (16
-   when both digits are), one or two vectors computed once for all
-   positions and looked up with one permute (vpermt2d) a vector of 16
-   positions.  Eight vectors of positions run all the rounds in registers,
-   so a round costs four operations where F costs twelve and waits on
-   them.  Measured in a standalone C loop (AMD EPYC Zen 5, 2 vCPUs shared,
-   best of 5 runs of 2e4 epochs), a whole epoch: n = 100 (16 rounds) 82 ns
-   against 182 ns for mb_perm_fill, n = 127 84 against 376 (one walk in
-   the fill's block costs it a second pass), n = 5 77 against 256, n = 200
-   (8 rounds) 98 against 143, n = 250 104 against 327.  The values are the
-   same (tests/test_permute.py compares them for every n below
-   MB_PERM_TABLE_N and several epochs). */
+   AVX-512 (F, DQ, BW, VL), when both digits are at most 32 and a*b at
+   most MB_PERM_NET_TAB_MAX (every n < MB_PERM_TABLE_N), the same network
+   on byte lanes with each round's F tabulated.  Round r adds F(K_r, v),
+   scaled to the digit's range, for v the other digit, below 32: 16 or 32
+   values, computed once for all positions on 32-bit lanes (mb_perm_f32's
+   arithmetic), narrowed to bytes and looked up with a byte shuffle
+   (vpshufb, two and a masked select when a digit exceeds 16).  Digits
+   and sums stay below 64, so a position's two digits are two bytes, and
+   the whole domain (at most 256 positions) is one to four vectors of 64
+   lanes that run all the rounds in registers; L*b + R < 256 is a byte
+   too (L*b looked up the same way), so the walks of cycle walking run on
+   a 256-byte table.  Measured in a standalone C loop (AMD EPYC Zen 5,
+   2 vCPUs shared, best of 7 runs of 2e4 epochs), a whole epoch: n = 100
+   (16 rounds) 53 ns, against 84 ns with 32-bit lanes (16 a vector,
+   looked up with vpermt2d) and 180-600 ns for mb_perm_fill (more when a
+   walk costs the block a second pass); n = 5 53 against 75, n = 127 62
+   against 98, n = 200 (8 rounds) 55 against 106, n = 250 71 against 126.
+   The values are the same (tests/test_permute.py compares them with the
+   network position by position for every n below MB_PERM_TABLE_N, several
+   keys, epochs and round counts). */
 #define MB_PERM_NET_TAB_MAX 256
-#define MB_PERM_TAB_GROUP 8        /* vectors of 16 positions run together */
 #ifdef MB_PERM_X86
 #include <immintrin.h>
-#define MB_PERM_TAB_STEP(D, O, lo, hi, M) do {                                \
-        __m512i s_ = _mm512_add_epi32(D, _mm512_permutex2var_epi32(lo, O, hi));\
-        D = _mm512_min_epu32(s_, _mm512_sub_epi32(s_, M));  /* s_ mod M */     \
+/* D = (D + F_r(O)) mod M on 64 byte lanes: look-up (the low 4 bits of O
+   index each 16-byte lane; TWO: O >= 16 from the second table), add, and
+   subtract M where the sum reaches it (the smaller of s and s - M as
+   unsigned bytes, s < 2M <= 64). */
+#define MB_PERM_BYTE_STEP(D, O, lo, hi, M, TWO) do {                          \
+        __m512i t_ = _mm512_shuffle_epi8(lo, O);                              \
+        if (TWO)                                                              \
+            t_ = _mm512_mask_shuffle_epi8(t_, _mm512_test_epi8_mask(O, s16), hi, O); \
+        t_ = _mm512_add_epi8(D, t_);                                          \
+        D = _mm512_min_epu8(t_, _mm512_sub_epi8(t_, M));                      \
     } while (0)
-MB_PERM_T512
-static void mb_perm_whole_avx512(const mb_perm *p, int64_t *out) {
-    __m512i tlo[MB_PERM_MAX_ROUNDS], thi[MB_PERM_MAX_ROUNDS];
-    uint32_t net[MB_PERM_NET_TAB_MAX + 16 * MB_PERM_TAB_GROUP] __attribute__((aligned(64)));
+
+/* The network over [0, a*b) on NV vectors of 64 byte lanes (a*b <= 64*NV),
+   TWO: a digit exceeds 16; 2 <= b. */
+MB_PERM_T512 __attribute__((always_inline))
+static inline void mb_perm_whole8_body(const mb_perm *p, int64_t *out, const int NV,
+                                       const int TWO) {
+    __m512i tlo[MB_PERM_MAX_ROUNDS], thi[MB_PERM_MAX_ROUNDS], L[4], R[4], mlo, mhi;
+    uint8_t net[256] __attribute__((aligned(64)));
     const uint32_t a = (uint32_t)p->a, b = (uint32_t)p->b, n = (uint32_t)p->n;
-    const uint32_t nv = (a * b + 15) / 16;
     const __m512i iota = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
+    const __m512i sixteen = _mm512_set1_epi32(16);
     const __m512i c1 = _mm512_set1_epi32((int)0x7FEB352DU);
     const __m512i c2 = _mm512_set1_epi32((int)0x846CA68BU);
     const __m512i va = _mm512_set1_epi32((int)a), vb = _mm512_set1_epi32((int)b);
-    const __m512i sixteen = _mm512_set1_epi32(16), one = _mm512_set1_epi32(1);
-    const __m512 inv = _mm512_set1_ps(1.0f / (float)b);
-    uint32_t g, i;
-    int r, h, k, hs = a > 16 || b > 16 ? 2 : 1;   /* digits below 16: one table */
+    const __m512i s16 = _mm512_set1_epi8(16);
+    const __m512i a8 = _mm512_set1_epi8((char)a), b8 = _mm512_set1_epi8((char)b);
+    int r, k;
+    uint32_t i;
     for (r = 0; r < p->rounds; r++) {     /* the tables: mb_perm_f32, scaled */
         const __m512i klo = _mm512_set1_epi32((int)(uint32_t)p->key[r]);
         const __m512i khi = _mm512_set1_epi32((int)(uint32_t)(p->key[r] >> 32));
         const __m512i M = (r & 1) ? vb : va;
         __m512i v = iota, x;
-        for (h = 0; h < hs; h++, v = _mm512_add_epi32(v, sixteen)) {
+        for (k = 0; k <= TWO; k++, v = _mm512_add_epi32(v, sixteen)) {
             x = _mm512_mullo_epi32(_mm512_xor_si512(v, klo), c1);
             x = _mm512_add_epi32(x, khi);
             x = _mm512_xor_si512(x, _mm512_srli_epi32(x, 15));
             x = _mm512_srli_epi32(_mm512_mullo_epi32(x, c2), 16);
             x = _mm512_srli_epi32(_mm512_mullo_epi32(x, M), 16);
-            if (h) thi[r] = x; else tlo[r] = thi[r] = x;
+            x = _mm512_broadcast_i32x4(_mm512_cvtepi32_epi8(x));  /* in each 16-byte lane */
+            if (k) thi[r] = x; else tlo[r] = thi[r] = x;
         }
     }
-    for (g = 0; g < nv; g += MB_PERM_TAB_GROUP) {   /* vectors of positions at once */
-        __m512i L[MB_PERM_TAB_GROUP], R[MB_PERM_TAB_GROUP];
-        for (k = 0; k < MB_PERM_TAB_GROUP; k++) {   /* x = L*b + R: a float quotient, fixed up */
-            __m512i x = _mm512_add_epi32(iota, _mm512_set1_epi32((int)(16 * (g + k))));
-            __m512i q = _mm512_cvttps_epi32(_mm512_mul_ps(_mm512_cvtepi32_ps(x), inv));
-            __m512i rr = _mm512_sub_epi32(x, _mm512_mullo_epi32(q, vb));
-            __mmask16 up = _mm512_cmpge_epi32_mask(rr, vb);
-            __mmask16 dn = _mm512_cmplt_epi32_mask(rr, _mm512_setzero_si512());
-            q = _mm512_mask_add_epi32(q, up, q, one);
-            q = _mm512_mask_sub_epi32(q, dn, q, one);
-            L[k] = q;
-            R[k] = _mm512_sub_epi32(x, _mm512_mullo_epi32(q, vb));
+    /* L*b for L < 32 (below 256 where L < a), to look up at the end */
+    mlo = _mm512_broadcast_i32x4(_mm512_cvtepi32_epi8(_mm512_mullo_epi32(iota, vb)));
+    mhi = _mm512_broadcast_i32x4(_mm512_cvtepi32_epi8(
+        _mm512_mullo_epi32(_mm512_add_epi32(iota, sixteen), vb)));
+    {   /* x = L*b + R on 16-bit lanes: L = (x * ceil(2**16 / b)) >> 16, exact
+           for x < 256 and b <= 32 (the error is below x / 2**16 < 1 / b) */
+        const __m512i m16 = _mm512_set1_epi16((short)((65536 + b - 1) / b));
+        const __m512i b16 = _mm512_set1_epi16((short)b);
+        const __m512i iw = _mm512_set_epi16(31, 30, 29, 28, 27, 26, 25, 24, 23, 22, 21,
+                                            20, 19, 18, 17, 16, 15, 14, 13, 12, 11, 10,
+                                            9, 8, 7, 6, 5, 4, 3, 2, 1, 0);
+        for (k = 0; k < NV; k++) {
+            __m512i x0 = _mm512_add_epi16(iw, _mm512_set1_epi16((short)(64 * k)));
+            __m512i x1 = _mm512_add_epi16(x0, _mm512_set1_epi16(32));
+            __m512i q0 = _mm512_mulhi_epu16(x0, m16), q1 = _mm512_mulhi_epu16(x1, m16);
+            __m512i r0 = _mm512_sub_epi16(x0, _mm512_mullo_epi16(q0, b16));
+            __m512i r1 = _mm512_sub_epi16(x1, _mm512_mullo_epi16(q1, b16));
+            L[k] = _mm512_inserti64x4(_mm512_castsi256_si512(_mm512_cvtepi16_epi8(q0)),
+                                      _mm512_cvtepi16_epi8(q1), 1);
+            R[k] = _mm512_inserti64x4(_mm512_castsi256_si512(_mm512_cvtepi16_epi8(r0)),
+                                      _mm512_cvtepi16_epi8(r1), 1);
         }
-        for (r = 0; r < p->rounds; r++) {
-            const __m512i lo = tlo[r], hi = thi[r];
-            if (r & 1) {
-                for (k = 0; k < MB_PERM_TAB_GROUP; k++)
-                    MB_PERM_TAB_STEP(R[k], L[k], lo, hi, vb);
-            } else {
-                for (k = 0; k < MB_PERM_TAB_GROUP; k++)
-                    MB_PERM_TAB_STEP(L[k], R[k], lo, hi, va);
+    }
+    for (r = 0; r < p->rounds; r++) {
+        const __m512i lo = tlo[r], hi = thi[r];
+        if (r & 1) {
+            for (k = 0; k < NV; k++)
+                MB_PERM_BYTE_STEP(R[k], L[k], lo, hi, b8, TWO);
+        } else {
+            for (k = 0; k < NV; k++)
+                MB_PERM_BYTE_STEP(L[k], R[k], lo, hi, a8, TWO);
+        }
+    }
+    for (k = 0; k < NV; k++) {            /* net[x] = L*b + R */
+        __m512i y = _mm512_shuffle_epi8(mlo, L[k]);
+        if (a > 16)
+            y = _mm512_mask_shuffle_epi8(y, _mm512_test_epi8_mask(L[k], s16), mhi, L[k]);
+        _mm512_store_si512((void *)(net + 64 * k), _mm512_add_epi8(y, R[k]));
+    }
+    for (i = 0; i + 8 <= n; i += 8)       /* out, then the few to walk on */
+        _mm512_storeu_si512((void *)(out + i), _mm512_cvtepu8_epi64(
+            _mm_loadl_epi64((const __m128i *)(net + i))));
+    if (i < n)
+        _mm512_mask_storeu_epi64(out + i, (__mmask8)((1u << (n - i)) - 1), _mm512_cvtepu8_epi64(
+            _mm_loadl_epi64((const __m128i *)(net + i))));
+    if (n < a * b) {                      /* then n < 256 */
+        const __m512i n8 = _mm512_set1_epi8((char)n);
+        for (k = 0; 64 * (uint32_t)k < n; k++) {
+            uint64_t w = _mm512_cmpge_epu8_mask(_mm512_load_si512((const void *)(net + 64 * k)), n8);
+            if (n - 64 * (uint32_t)k < 64)
+                w &= ((uint64_t)1 << (n - 64 * (uint32_t)k)) - 1;
+            while (w) {
+                uint32_t j = 64 * (uint32_t)k + (uint32_t)__builtin_ctzll(w), v = net[j];
+                while (v >= n) v = net[v];
+                out[j] = (int64_t)v;
+                w &= w - 1;
             }
         }
-        for (k = 0; k < MB_PERM_TAB_GROUP; k++)
-            _mm512_store_si512((void *)(net + 16 * (g + k)),
-                               _mm512_add_epi32(_mm512_mullo_epi32(L[k], vb), R[k]));
     }
-    for (i = 0; i < n; i += 8) {          /* out, then the few to walk on */
-        __m256i y = _mm256_load_si256((const __m256i *)(net + i));
-        __mmask8 w = _mm256_cmpge_epu32_mask(y, _mm256_set1_epi32((int)n));
-        if (n - i < 8) {
-            __mmask8 in = (__mmask8)((1u << (n - i)) - 1);
-            _mm512_mask_storeu_epi64(out + i, in, _mm512_cvtepu32_epi64(y));
-            w &= in;
-        } else {
-            _mm512_storeu_si512((void *)(out + i), _mm512_cvtepu32_epi64(y));
-        }
-        while (w) {
-            uint32_t j = i + (uint32_t)__builtin_ctz(w), v = net[j];
-            while (v >= n) v = net[v];
-            out[j] = (int64_t)v;
-            w &= (__mmask8)(w - 1);
-        }
-    }
+}
+MB_PERM_T512 static void mb_perm_whole8_1(const mb_perm *p, int64_t *o) { mb_perm_whole8_body(p, o, 1, 0); }
+MB_PERM_T512 static void mb_perm_whole8_2(const mb_perm *p, int64_t *o) { mb_perm_whole8_body(p, o, 2, 0); }
+MB_PERM_T512 static void mb_perm_whole8_4(const mb_perm *p, int64_t *o) { mb_perm_whole8_body(p, o, 4, 0); }
+MB_PERM_T512 static void mb_perm_whole8_1t(const mb_perm *p, int64_t *o) { mb_perm_whole8_body(p, o, 1, 1); }
+MB_PERM_T512 static void mb_perm_whole8_2t(const mb_perm *p, int64_t *o) { mb_perm_whole8_body(p, o, 2, 1); }
+MB_PERM_T512 static void mb_perm_whole8_4t(const mb_perm *p, int64_t *o) { mb_perm_whole8_body(p, o, 4, 1); }
+
+/* The whole epoch on byte lanes: as many vectors as a*b needs. */
+static void mb_perm_whole8_avx512(const mb_perm *p, int64_t *out) {
+    const uint64_t ab = p->a * p->b;
+    const int two = p->a > 16 || p->b > 16;
+    if (ab <= 64) (two ? mb_perm_whole8_1t : mb_perm_whole8_1)(p, out);
+    else if (ab <= 128) (two ? mb_perm_whole8_2t : mb_perm_whole8_2)(p, out);
+    else (two ? mb_perm_whole8_4t : mb_perm_whole8_4)(p, out);
 }
 #endif
 
 static inline void mb_perm_whole(const mb_perm *p, int64_t *out, int level) {
 #ifdef MB_PERM_X86
-    if (level >= 2 && !p->wide && p->a <= 32 && p->b <= 32
+    if (level >= 2 && !p->wide && p->n >= 2 && p->a <= 32 && p->b <= 32
             && p->a * p->b <= MB_PERM_NET_TAB_MAX) {
-        mb_perm_whole_avx512(p, out);
+        mb_perm_whole8_avx512(p, out);
         return;
     }
 #endif

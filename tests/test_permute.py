@@ -212,12 +212,21 @@ def test_table_rows_equal_the_network(n):
 
 
 def test_whole_epochs_for_every_small_n():
-    # Every n with a table, whole epochs: the tabulated network (AVX-512)
-    # or the fill, against permutation(), which evaluates each position.
+    # Every n with a table, whole epochs: the tabulated network on byte
+    # lanes (AVX-512) or the fill, against permutation(), which evaluates
+    # each position, for three keys, four epochs and axis positions, and
+    # round counts odd and even up to MAX_ROUNDS (the tables hold one per
+    # round).
     for n in range(1, P.TABLE_N):
-        for epoch in (0, 5):
-            np.testing.assert_array_equal(P.batch_rows(n, n, epoch, KEYS[2], sid=1),
-                                          P.permutation(n, KEYS[2], sid=1, epoch=epoch))
+        for k, key in enumerate(KEYS):
+            for epoch in (0, 5, 2 ** 33 + k, M64 - k):
+                np.testing.assert_array_equal(
+                    P.batch_rows(n, n, epoch, key, sid=k + 1),
+                    P.permutation(n, key, sid=k + 1, epoch=epoch))
+        for rounds in (1, 3, 8, 15, 32):
+            np.testing.assert_array_equal(
+                P.batch_rows(n, n, 7, KEYS[0], rounds=rounds),
+                P.permutation(n, KEYS[0], epoch=7, rounds=rounds))
 
 
 def test_tables_of_more_streams_than_slots():
