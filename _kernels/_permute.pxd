@@ -21,7 +21,6 @@ positions past the epoch's end are filled with the epoch's first rows again
 (so that a full-size gather reads valid rows); the caller trims them.
 """
 from libc.stdint cimport uint64_t, int64_t
-from libc.string cimport memcpy
 
 from _philox cimport mb_simd_get
 
@@ -51,6 +50,7 @@ cdef extern from "mb_permute.h":
     void mb_perm_whole(const mb_perm *p, int64_t *out, int level) noexcept nogil
     int64_t *mb_perm_table_rows(const mb_perm *p, uint64_t key0, uint64_t key1,
                                 uint64_t sid, uint64_t epoch, int *hit) noexcept nogil
+    void mb_perm_copy(int64_t *out, const int64_t *rows, uint64_t m, int level) noexcept nogil
 
 
 cdef enum:
@@ -159,7 +159,7 @@ cdef inline void epoch_fill(epoch_cursor *c, int64_t *out, int64_t m) noexcept n
         if run > <uint64_t>m:
             run = <uint64_t>m
         if c.rows != NULL:
-            memcpy(out, c.rows + c.off, run * sizeof(int64_t))
+            mb_perm_copy(out, c.rows + c.off, run, c.level)
         else:
             mb_perm_fill(&c.p, c.off, out, <int64_t>run, c.level)
         out += run
