@@ -442,12 +442,30 @@ static inline uint64_t mb_perm_locate(uint64_t a, uint64_t b, uint64_t c, uint64
         D = _mm512_min_epu8(t_, _mm512_sub_epi8(t_, M));                      \
     } while (0)
 
+/* lo (v < 16) and hi (16 <= v < 32, TWO) = mb_perm_f32(v, key) scaled to
+   [0, M), in each 16-byte lane. */
+#define MB_PERM_BYTE_TABLE(lo, hi, key, M, TWO) do {                          \
+        const __m512i klo_ = _mm512_set1_epi32((int)(uint32_t)(key));          \
+        const __m512i khi_ = _mm512_set1_epi32((int)(uint32_t)((key) >> 32));  \
+        __m512i v_ = iota, x_;                                                \
+        int h_;                                                               \
+        for (h_ = 0; h_ <= TWO; h_++, v_ = _mm512_add_epi32(v_, sixteen)) {   \
+            x_ = _mm512_mullo_epi32(_mm512_xor_si512(v_, klo_), c1);           \
+            x_ = _mm512_add_epi32(x_, khi_);                                  \
+            x_ = _mm512_xor_si512(x_, _mm512_srli_epi32(x_, 15));             \
+            x_ = _mm512_srli_epi32(_mm512_mullo_epi32(x_, c2), 16);           \
+            x_ = _mm512_srli_epi32(_mm512_mullo_epi32(x_, M), 16);            \
+            x_ = _mm512_broadcast_i32x4(_mm512_cvtepi32_epi8(x_));            \
+            if (h_) hi = x_; else lo = hi = x_;                               \
+        }                                                                     \
+    } while (0)
+
 /* The network over [0, a*b) on NV vectors of 64 byte lanes (a*b <= 64*NV),
    TWO: a digit exceeds 16; 2 <= b. */
 MB_PERM_T512 __attribute__((always_inline))
 static inline void mb_perm_whole8_body(const mb_perm *p, int64_t *out, const int NV,
                                        const int TWO) {
-    __m512i tlo[MB_PERM_MAX_ROUNDS], thi[MB_PERM_MAX_ROUNDS], L[4], R[4], mlo, mhi;
+    __m512i L[4], R[4], mlo, mhi;
     uint8_t net[256] __attribute__((aligned(64)));
     const uint32_t a = (uint32_t)p->a, b = (uint32_t)p->b, n = (uint32_t)p->n;
     const __m512i iota = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
@@ -459,21 +477,6 @@ static inline void mb_perm_whole8_body(const mb_perm *p, int64_t *out, const int
     const __m512i a8 = _mm512_set1_epi8((char)a), b8 = _mm512_set1_epi8((char)b);
     int r, k;
     uint32_t i;
-    for (r = 0; r < p->rounds; r++) {     /* the tables: mb_perm_f32, scaled */
-        const __m512i klo = _mm512_set1_epi32((int)(uint32_t)p->key[r]);
-        const __m512i khi = _mm512_set1_epi32((int)(uint32_t)(p->key[r] >> 32));
-        const __m512i M = (r & 1) ? vb : va;
-        __m512i v = iota, x;
-        for (k = 0; k <= TWO; k++, v = _mm512_add_epi32(v, sixteen)) {
-            x = _mm512_mullo_epi32(_mm512_xor_si512(v, klo), c1);
-            x = _mm512_add_epi32(x, khi);
-            x = _mm512_xor_si512(x, _mm512_srli_epi32(x, 15));
-            x = _mm512_srli_epi32(_mm512_mullo_epi32(x, c2), 16);
-            x = _mm512_srli_epi32(_mm512_mullo_epi32(x, M), 16);
-            x = _mm512_broadcast_i32x4(_mm512_cvtepi32_epi8(x));  /* in each 16-byte lane */
-            if (k) thi[r] = x; else tlo[r] = thi[r] = x;
-        }
-    }
     /* L*b for L < 32 (below 256 where L < a), to look up at the end */
     mlo = _mm512_broadcast_i32x4(_mm512_cvtepi32_epi8(_mm512_mullo_epi32(iota, vb)));
     mhi = _mm512_broadcast_i32x4(_mm512_cvtepi32_epi8(
@@ -497,12 +500,18 @@ static inline void mb_perm_whole8_body(const mb_perm *p, int64_t *out, const int
                                       _mm512_cvtepi16_epi8(r1), 1);
         }
     }
+    /* The rounds, each with its table (mb_perm_f32, scaled, in each
+       16-byte lane) computed where it is used: the tables do not depend
+       on the positions, so they are computed while earlier rounds wait on
+       their look-ups. */
     for (r = 0; r < p->rounds; r++) {
-        const __m512i lo = tlo[r], hi = thi[r];
+        __m512i lo, hi;
         if (r & 1) {
+            MB_PERM_BYTE_TABLE(lo, hi, p->key[r], vb, TWO);
             for (k = 0; k < NV; k++)
                 MB_PERM_BYTE_STEP(R[k], L[k], lo, hi, b8, TWO);
         } else {
+            MB_PERM_BYTE_TABLE(lo, hi, p->key[r], va, TWO);
             for (k = 0; k < NV; k++)
                 MB_PERM_BYTE_STEP(L[k], R[k], lo, hi, a8, TWO);
         }
