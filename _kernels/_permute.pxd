@@ -20,7 +20,7 @@ epoch (``n // b`` for "drop", ``ceil(n / b)`` for "short"), positions
 positions past the epoch's end are filled with the epoch's first rows again
 (so that a full-size gather reads valid rows); the caller trims them.
 """
-from libc.stdint cimport uint8_t, uint64_t, int64_t
+from libc.stdint cimport uint64_t, int64_t
 
 from _philox cimport mb_simd_get
 
@@ -47,14 +47,10 @@ cdef extern from "mb_permute.h":
     enum:
         MB_PERM_TABLE_N
         MB_PERM_TABLE_SLOTS
-    ctypedef struct mb_perm_table_set:
-        pass
-    void mb_perm_whole(const mb_perm *p, uint8_t *out, int level) noexcept nogil
-    mb_perm_table_set *mb_perm_tables_here() noexcept nogil
-    uint8_t *mb_perm_table_rows(mb_perm_table_set *ts, const mb_perm *p, uint64_t key0,
-                                uint64_t key1, uint64_t sid, uint64_t epoch,
-                                int *hit) noexcept nogil
-    void mb_perm_copy(int64_t *out, const uint8_t *rows, uint64_t m, int level) noexcept nogil
+    void mb_perm_whole(const mb_perm *p, int64_t *out, int level) noexcept nogil
+    int64_t *mb_perm_table_rows(const mb_perm *p, uint64_t key0, uint64_t key1,
+                                uint64_t sid, uint64_t epoch, int *hit) noexcept nogil
+    void mb_perm_copy(int64_t *out, const int64_t *rows, uint64_t m, int level) noexcept nogil
 
 
 cdef enum:
@@ -97,8 +93,7 @@ cdef inline uint64_t epoch_batches(int mode, uint64_t n, uint64_t b) noexcept no
 
 cdef struct epoch_cursor:
     mb_perm p            # the permutation of the current epoch
-    const uint8_t *rows  # the epoch whole (n < MB_PERM_TABLE_N), else NULL
-    mb_perm_table_set *tables   # this thread's tables (n < MB_PERM_TABLE_N)
+    const int64_t *rows  # the epoch whole (n < MB_PERM_TABLE_N), else NULL
     uint64_t key0
     uint64_t key1
     uint64_t sid
@@ -113,9 +108,9 @@ cdef inline void epoch_keys(epoch_cursor *c) noexcept nogil:
     axis, this thread's table of the whole epoch (mb_perm_table_rows),
     computed here when it does not hold it."""
     cdef int hit
-    cdef uint8_t *rows
+    cdef int64_t *rows
     if c.p.n < MB_PERM_TABLE_N and not c.p.wide:
-        rows = mb_perm_table_rows(c.tables, &c.p, c.key0, c.key1, c.sid, c.epoch, &hit)
+        rows = mb_perm_table_rows(&c.p, c.key0, c.key1, c.sid, c.epoch, &hit)
         if not hit:
             perm_keys(&c.p, c.key0, c.key1, c.sid, c.epoch)
             mb_perm_whole(&c.p, rows, c.level)
@@ -140,7 +135,6 @@ cdef inline void epoch_start(epoch_cursor *c, uint64_t key0, uint64_t key1, uint
     c.mode = mode
     c.level = mb_simd_get()
     mb_perm_setup(&c.p, n, digit, rounds, wide)
-    c.tables = mb_perm_tables_here() if n < MB_PERM_TABLE_N and not c.p.wide else NULL
     if mode == EPOCHS_WRAP:
         c.epoch = mb_perm_locate(step, b, start, n, &c.off)
     else:
