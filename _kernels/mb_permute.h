@@ -418,15 +418,19 @@ static inline uint64_t mb_perm_locate(uint64_t a, uint64_t b, uint64_t c, uint64
    the whole domain (at most 256 positions) is one to four vectors of 64
    lanes that run all the rounds in registers; L*b + R < 256 is a byte
    too (L*b looked up the same way), so the walks of cycle walking run on
-   a 256-byte table.  Measured in a standalone C loop (AMD EPYC Zen 5,
-   2 vCPUs shared, best of 7 runs of 2e4 epochs), a whole epoch: n = 100
-   (16 rounds) 53 ns, against 84 ns with 32-bit lanes (16 a vector,
-   looked up with vpermt2d) and 180-600 ns for mb_perm_fill (more when a
-   walk costs the block a second pass); n = 5 53 against 75, n = 127 62
-   against 98, n = 200 (8 rounds) 55 against 106, n = 250 71 against 126.
-   The values are the same (tests/test_permute.py compares them with the
-   network position by position for every n below MB_PERM_TABLE_N, several
-   keys, epochs and round counts). */
+   a 256-byte table.  Each round's table is computed where the round uses
+   it: the tables do not depend on the positions, so their multiplies run
+   while earlier rounds wait on their look-ups (computed first, all of
+   them, the epoch took 53 ns at n = 100).  Measured in a standalone C
+   loop (AMD EPYC Zen 5, 2 vCPUs shared, thread CPU time, best of 7 runs
+   of 2e4 epochs, the three in turn), a whole epoch: n = 100 (16 rounds)
+   44 ns, against 83 ns on 32-bit lanes (16 positions a vector, looked up
+   with vpermt2d) and 187 ns for mb_perm_fill; n = 5 35 against 77 and
+   259 (a walk costs the fill's block a second pass), n = 127 52 against
+   95 and 386, n = 200 (8 rounds) 55 against 103 and 148, n = 250 71
+   against 127 and 350.  The values are the same (tests/test_permute.py
+   compares them with the network position by position for every n below
+   MB_PERM_TABLE_N, several keys, epochs and round counts). */
 #define MB_PERM_NET_TAB_MAX 256
 #ifdef MB_PERM_X86
 #include <immintrin.h>
@@ -634,9 +638,9 @@ static inline int64_t *mb_perm_table_rows(const mb_perm *p, uint64_t key0, uint6
 
 /* out[i] = rows[i] for i < m (m <= MB_PERM_TABLE_N): a run of a table into
    a batch's indices.  On AVX-512 by 64-byte moves, the last one masked:
-   the libc memcpy the compiler inlines as `rep movsq` for an unknown
-   length took about 15 ns a batch of 128 rows of 100 (2 to 3 runs) on
-   AMD EPYC Zen 5. */
+   memcpy of an unknown length, which the compiler inlines as `rep movsq`,
+   took 3% of the time of batches of 128 rows of 100 (2 to 3 runs a batch)
+   in a perf profile on AMD EPYC Zen 5, about 15 ns a batch. */
 #ifdef MB_PERM_X86
 MB_PERM_T512
 static void mb_perm_copy_avx512(int64_t *out, const int64_t *rows, uint64_t m) {
