@@ -8,9 +8,12 @@ depends on them, so no chunk is copied between workers.  Which worker holds
 which chunk is asked of the scheduler (``Client.who_has``) once and cached
 per chunk key; a chunk that a task no longer finds where the cache said
 (moved, or its worker gone) is looked up again and gathered in a next round.
-Chunks not held by any worker (an array not persisted, or a chunk lost with
-its worker) are computed by the scheduler, a task per chunk over the array's
-own graph, as on the other schedulers.
+A persisted chunk still being computed (just persisted, or lost with its
+worker and computed again by Dask) is waited for, then read where it lands.
+The chunks of an array that is not persisted are computed by the scheduler,
+a task per touched chunk over the array's own graph, as on the other
+schedulers: each batch computes them again (persist the array to read them
+in place).
 """
 from __future__ import annotations
 
@@ -48,7 +51,9 @@ def take_held(keys, indices, dtype):
     holds in memory, at ``indices[i]``.  Returns (blocks, missing): the
     blocks of the chunks found, in order, and the positions in ``keys`` of
     those not held here (moved to another worker since the gather looked).
-    The chunks are read from the worker's own store, never fetched."""
+    The blocks come as one array, stacked along axis 0, when their other
+    axes agree.  The chunks are read from the worker's own store, never
+    fetched."""
     from distributed import get_worker
     data = get_worker().data
     blocks, missing = [], []
@@ -59,6 +64,10 @@ def take_held(keys, indices, dtype):
             missing.append(i)
             continue
         blocks.append(take_block(chunk, index, dtype))
+    if len(blocks) > 1 and len({b.shape[1:] for b in blocks}) == 1:
+        # One array travels with less framing than many (the common batch of
+        # rows, the other axes whole in one chunk); the caller splits it.
+        return np.concatenate(blocks), missing
     return blocks, missing
 
 
@@ -155,6 +164,7 @@ class DaskSource(Source):
             if type(value).__name__ == "Future" and hasattr(value, "key"):
                 self._futures[key] = value
         self._holder = {}           # chunk key -> the address of a worker holding it
+        self._done = None           # the futures of the last batch gathered, until the next
         self._asked = False         # whether the holders of every chunk were asked once
 
     # ------------------------------------------------------------ schedulers
@@ -192,7 +202,14 @@ class DaskSource(Source):
         if unknown:
             ask = list(self._futures) if not self._asked else unknown
             self._asked = True
-            found = client.who_has([self._futures[k] for k in ask])
+            futures = [self._futures[k] for k in ask]
+            # Chunks still being computed (persist() just called, or a chunk
+            # lost with its worker) are waited for, then read where they are.
+            computing = [f for f in futures if not f.done()]
+            if computing:
+                from distributed import wait
+                wait(computing)
+            found = client.who_has(futures)
             for k, workers in found.items():
                 if workers:
                     self._holder[k] = sorted(workers)[0]
@@ -237,6 +254,10 @@ class DaskSource(Source):
         self.stats["pinned_tasks"] += len(held)
         self.stats["chunk_tasks"] += len(rest)
         futures = client.get(HighLevelGraph(layers, deps), keys, sync=False)
+        # The last batch's futures are let go after this graph is sent: the
+        # client sends both messages in one batch of its stream (which waits
+        # 10 ms between two batches) rather than in two.
+        self._done = None
         return [(f, w, bs) for f, (w, bs) in zip(futures, groups)]
 
     def _wait(self, client, pending):
@@ -280,13 +301,16 @@ class DaskSource(Source):
                     continue
             done.append((f, w, bs))
         results = client.gather([f for f, _, _ in done])
+        self._done = done
         for (_, w, bs), result in zip(done, results):
             if w is None:
                 out[bs[0][1]] = result
                 continue
             blocks, missing = result
             skip = set(missing)
-            found = (b for i, b in enumerate(bs) if i not in skip)
+            found = [b for i, b in enumerate(bs) if i not in skip]
+            if isinstance(blocks, np.ndarray):
+                blocks = np.split(blocks, np.cumsum([_rows(oi) for _, oi, _ in found[:-1]]))
             for (_, oi, _), block in zip(found, blocks):
                 out[oi] = block
             for i in missing:
@@ -348,13 +372,21 @@ class DaskSource(Source):
 
     def close(self) -> None:
         """Cancel the tasks of a batch prefetched and not gathered."""
-        ahead, self._ahead = self._ahead, None
+        ahead, self._ahead, self._done = self._ahead, None, None
         if ahead is not None:
             ahead[3].cancel([f for f, _, _ in ahead[2]])
 
     def __repr__(self):
         return (f"DaskSource(shape={self.shape}, dtype={self.dtype}, "
                 f"chunks={self.array.chunksize}, name={self.array.name!r})")
+
+
+def _rows(oi):
+    """The length along axis 0 of the block an index into the batch selects."""
+    first = oi[0]
+    if isinstance(first, slice):
+        return first.stop - first.start
+    return first.shape[0]
 
 
 def _flatten(keys):

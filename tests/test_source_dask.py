@@ -149,6 +149,18 @@ def test_cluster_gather_equals_numpy(client, data, case):
     np.testing.assert_array_equal(gathered(DaskSource(x), indices), reference(data, indices))
 
 
+def test_cluster_gather_of_whole_rows(client, data):
+    """Rows of a 2-d array in one chunk along axis 1: each worker's blocks come
+    back stacked in one array and are split into their places."""
+    flat = data.reshape(SHAPE[0], -1)
+    x = da.from_array(flat, chunks=(50, flat.shape[1]), name=False).persist()
+    src = DaskSource(x)
+    for idx in [np.array([502, 0, 77, 502, 3, 0, 450, 51, 49]),
+                np.random.default_rng(3).integers(0, 503, 200), np.array([7])]:
+        np.testing.assert_array_equal(gathered(src, (idx, None)), flat[idx])
+    assert src.stats["chunk_tasks"] == 0
+
+
 def test_cluster_copies_no_chunk_with_work_stealing_on(client, data):
     """One worker is kept busy while batches are gathered: work stealing
     would hand its tasks to the idle worker, which would then fetch their
