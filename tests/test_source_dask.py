@@ -235,6 +235,20 @@ def test_cluster_prefetch_submits_the_next_batch_and_gather_collects_it(client, 
     assert src._ahead is None
 
 
+def test_cluster_lets_the_futures_of_gathered_batches_go_in_bulk(client, data):
+    from mbcore._source_dask import RELEASE_BATCHES
+    x = da.from_array(data, chunks=CHUNKS, name=False).persist()
+    src = DaskSource(x)
+    rng = np.random.default_rng(6)
+    held = []
+    for _ in range(RELEASE_BATCHES + 2):
+        gathered(src, (rng.integers(0, 503, 8), None, None))
+        held.append(len(src._done))
+    assert max(held) == RELEASE_BATCHES and held[-1] < RELEASE_BATCHES
+    src.close()
+    assert src._done == []
+
+
 def test_prefetch_is_a_no_op_without_a_client(data):
     src = DaskSource(da.from_array(data, chunks=CHUNKS), scheduler="sync")
     src.prefetch((np.array([1]), None, None))
