@@ -17,6 +17,7 @@ in place).
 """
 from __future__ import annotations
 
+import asyncio
 import uuid
 from typing import Optional, Sequence
 
@@ -53,7 +54,8 @@ RELEASE_BYTES = 64 * 2**20
 
 def take_block(chunk, index, dtype):
     """``chunk[index]`` as a NumPy array of ``dtype``: the part of one chunk a
-    batch uses (the task each touched chunk runs, on the worker holding it)."""
+    batch uses (the task of a chunk computed by the scheduler's placement,
+    and each chunk's part of a pinned task)."""
     block = np.asarray(chunk)[index]
     return block if block.dtype == dtype else block.astype(dtype)
 
@@ -282,7 +284,7 @@ class DaskSource(Source):
             try:
                 wait([f for f, _, _ in pending], timeout=patience)
                 break
-            except TimeoutError:
+            except (TimeoutError, asyncio.TimeoutError):          # one class from 3.11 on
                 patience = min(2 * patience, PATIENCE_MAX)
             alive = set(client.nthreads())
             gone = [p for p in pending if p[1] is not None and p[1] not in alive]
