@@ -162,10 +162,11 @@ def test_cluster_gather_of_whole_rows(client, data):
 
 
 def test_cluster_copies_no_chunk_with_work_stealing_on(client, data):
-    """One worker is kept busy while batches are gathered: work stealing
-    would hand its tasks to the idle worker, which would then fetch their
-    chunks.  The gather's tasks are pinned to the holders and read the
-    chunks from their memory: no worker receives any data."""
+    """One worker is kept busy with a sleeping task while batches are
+    gathered, work stealing on: each batch runs one task per holding worker,
+    pinned there (its task waits for the busy worker rather than move), the
+    tasks read the chunks from their worker's memory, and no worker receives
+    any data."""
     x, placed = spread(client, data)
     src = DaskSource(x)
     rng = np.random.default_rng(4)
