@@ -20,6 +20,9 @@ read-ahead  a loop that gathers a batch, prefetches the next and works
         cache
 dask    ``DaskSource.gather`` against ``x[np.sort(idx)].compute()`` on a
         persisted array of a ``LocalCluster`` of two worker processes
+        (Dask's default configuration: work stealing on), with the tasks
+        a batch runs and the chunks workers received during 20 batches
+        gathered alone
 
 The amplification counts decoded chunk bytes: the anchors decode the same
 chunks as a source without a cache (each touched chunk once per call),
@@ -112,6 +115,28 @@ def dask_impls(x, b, seed=0):
     }
 
 
+def dask_copies(x, b, batches=20, seed=2):
+    """(pinned tasks a batch, chunks missed, chunks the workers received) over
+    ``batches`` gathers of ``b`` rows by one ``DaskSource``, run alone."""
+    from dask.distributed import get_client
+    from mbcore._source_dask import DaskSource
+    client = get_client()
+
+    def received():
+        counts = client.run(lambda dask_worker: dask_worker.state.transfer_incoming_count_total)
+        return sum(counts.values())
+
+    src = DaskSource(x)
+    out = np.empty((b,) + x.shape[1:], x.dtype)
+    sets = index_sets(x.shape[0], b, seed)
+    src.gather((next(sets), None), out)                  # the holders asked once
+    before, stats = received(), dict(src.stats)
+    for _ in range(batches):
+        src.gather((next(sets), None), out)
+    return ((src.stats["pinned_tasks"] - stats["pinned_tasks"]) / batches,
+            src.stats["missed"] - stats["missed"], received() - before)
+
+
 def persisted_dask_array(shape=DASK_SHAPE, chunk_rows=DASK_CHUNK_ROWS):
     import dask.array as da
     from dask.distributed import wait
@@ -201,12 +226,14 @@ def run_dask(rounds, batches):
         print(f"\ndask: {DASK_SHAPE[0]} x {DASK_SHAPE[1]} float64 persisted, chunks of "
               f"{DASK_CHUNK_ROWS} rows, LocalCluster(n_workers=2, processes=True, "
               f"threads_per_worker=1)")
-        print("| b | x[np.sort(idx)].compute() (ms) | DaskSource.gather (ms) | ratio |")
-        print("|---|---|---|---|")
+        print("| b | x[np.sort(idx)].compute() (ms) | DaskSource.gather (ms) | ratio "
+              "| tasks a batch | chunks received by workers in 20 batches |")
+        print("|---|---|---|---|---|---|")
         for b in batches:
             t = interleaved_min(dask_impls(x, b), rounds=rounds, calls=3)
-            print(f"| {b} | {t['anchor'] * 1e3:.1f} | {t['ours'] * 1e3:.1f} | "
-                  f"{t['anchor'] / t['ours']:.2f}x |")
+            tasks, _, received = dask_copies(x, b)
+            print(f"| {b} | {t['anchor'] * 1e3:.1f} | {t['ours'] * 1e3:.2f} | "
+                  f"{t['anchor'] / t['ours']:.2f}x | {tasks:.1f} | {received} |")
 
 
 def main(argv=None):

@@ -2,8 +2,8 @@
 
 dask    ``DaskSource.gather`` of a batch of a persisted array at least 3x
         ``x[np.sort(idx)].compute()`` of a batch of the same size, on the same
-        ``LocalCluster`` (two worker processes of one thread), batch sizes
-        128, 1024 and 8192.
+        ``LocalCluster`` (two worker processes of one thread, Dask's default
+        configuration), batch sizes 128, 1024 and 8192.
 zarr    a ``ZarrSource`` gather with its cache warm at least 10x
         ``z.oindex[np.sort(idx)]``, batch of 1024 (an epoch loop over an
         array smaller than the cache).
