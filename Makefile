@@ -56,7 +56,7 @@ $(VENV_PYMC5)/.installed: $(SOURCES)
 	test -x $(VENV_PYMC5)/bin/python || $(PYTHON) -m venv $(VENV_PYMC5)
 	$(VENV_PYMC5)/bin/pip install $(PIP_QUIET) --upgrade pip
 	$(VENV_PYMC5)/bin/pip install $(PIP_QUIET) --force-reinstall --no-deps .
-	$(VENV_PYMC5)/bin/pip install $(PIP_QUIET) ".[pymc,jax,test,plot]"
+	$(VENV_PYMC5)/bin/pip install $(PIP_QUIET) ".[pymc,jax,test,plot,data]"
 	# PyMC's own tests/test_data.py (TestMinibatch), from the sdist of the
 	# pinned release: tests/pytensor/test_pymc_peer.py runs it on the adapter.
 	rm -rf $(VENV_PYMC5)/pymc-sdist
