@@ -58,7 +58,7 @@ from mbcore import BatchSpec, Source, as_source
 
 from . import _jax, _numba  # noqa: F401 (register the Numba and JAX implementations)
 from ._op import MinibatchDraw
-from ._source_op import SourceDraw
+from ._source_op import SourceDraw, check_source_dtype
 from ._step import LAST_STEP
 
 try:     # PyMC looks for its own MinibatchOp; without PyMC, the same wrapper
@@ -193,7 +193,10 @@ def _held_source(spec, value, what):
     if isinstance(value, (Variable, np.ndarray)):
         return None
     source = as_source(value, what=what)
-    return None if source is None else spec.prepare(source, what=what)
+    if source is None:
+        return None
+    check_source_dtype(source, what)
+    return spec.prepare(source, what=what)
 
 
 def _source_minibatch(spec, given, held, several):

@@ -48,9 +48,9 @@ def check_source_dtype(source, what):
         except TypeError:
             ok = False
     if not ok:
-        hint = (f"mbcore.as_source({what}, dtype={dt.newbyteorder('=').name!r}) casts its "
+        hint = (f"mbcore.as_source(value, dtype={dt.newbyteorder('=').name!r}) casts its "
                 f"batches" if dt.kind in "biufc" else
-                f"mbcore.as_source({what}, dtype=...) with a numeric dtype casts its batches")
+                "mbcore.as_source(value, dtype=...) with a numeric dtype casts its batches")
         raise TypeError(f"{what} has dtype {dt.str!r}, which a PyTensor tensor cannot hold "
                         f"(source {source!r}): {hint}")
     return dt.name
