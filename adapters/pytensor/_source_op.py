@@ -10,10 +10,10 @@ the other data (arrays, shared variables) and the step as inputs:
 every batch from one ``mbcore.BatchSpec.draw`` over all the data, which
 draws the indices for a stand-in of each source's shape and lets the source
 gather the rows (the core's mechanism), so the batches are those of
-``mbcore.minibatches`` over the same data.  The Op runs in Python
-(``perform``) on every backend: PyTensor's Numba backend calls ``perform``
-in object mode, its JAX backend through ``jax.pure_callback``
-(``_jax.py``).  The sources are not mutable state of the Op: a batch is a
+``mbcore.minibatches`` over the same data.  The Op runs in Python on every
+backend: on the C and Python linkers a thunk over ``BatchSpec.bind`` of the
+data, on Numba its ``perform`` in object mode (``_numba.py``), on JAX its
+``perform`` through ``jax.pure_callback`` (``_jax.py``).  The sources are not mutable state of the Op: a batch is a
 pure function of the step, the spec and the data.
 
 Pickling the Op pickles its sources: a memory-mapped file or ``.npy`` source
@@ -152,6 +152,53 @@ class SourceDraw(Op):
         for s, b in zip(output_storage, batches):
             s[0] = b
         output_storage[-1][0] = np.array(t + 1, dtype=np.int64)
+
+    def make_thunk(self, node, storage_map, compute_map, no_recycling, impl=None):
+        """A Python thunk on every linker, without a per-call ``perform``
+        frame: it keeps ``spec.bind`` of the data (bound again when an input
+        is another array) and the batch shapes, and draws into the arrays
+        left in the output cells when they fit (PyTensor empties the cells
+        of the arrays it must not reuse)."""
+        ins = [storage_map[v] for v in node.inputs]
+        outs = [storage_map[v] for v in node.outputs]
+        done = [compute_map[v] for v in node.outputs] if compute_map is not None else []
+        data_cells, step_cell = ins[:-1], ins[-1]
+        batch_cells, next_cell = outs[:-1], outs[-1]
+        dtypes = [np.dtype(v.type.dtype) for v in node.outputs[:-1]]
+        bound = [None, None, None]      # the inputs' ids, the bound draw, the batch shapes
+        spec = self.spec
+        last = spec.LAST_GRAPH_STEP
+
+        def thunk():
+            t = int(step_cell[0])
+            if not 0 <= t < last:
+                next_step(t)      # raises
+            values = [c[0] for c in data_cells]
+            ids = tuple(map(id, values))
+            if bound[1] is None or ids != bound[0]:
+                data = self.data(values)
+                # The bound draw keeps references to the data: an id seen
+                # here is never another array's while it is bound.
+                bound[1] = spec.bind(*data)
+                bound[2] = [spec.batch_shape(d.shape) for d in data]
+                bound[0] = ids
+            out = []
+            for cell, shape, dtype in zip(batch_cells, bound[2], dtypes):
+                prev = cell[0]
+                out.append(prev if prev is not None and prev.shape == shape
+                           and prev.dtype == dtype and prev.flags.c_contiguous
+                           and prev.flags.writeable else None)
+            for cell, batch in zip(batch_cells, bound[1](t, out)):
+                cell[0] = batch
+            next_cell[0] = np.array(t + 1, dtype=np.int64)
+            for d in done:
+                d[0] = True
+
+        thunk.inputs = ins
+        thunk.outputs = outs
+        thunk.lazy = False
+        thunk.perform = self.perform
+        return thunk
 
     def connection_pattern(self, node):
         m = len(node.outputs) - 1

@@ -11,8 +11,8 @@ the state and the other data (shared arrays) as inputs:
 every batch from one ``mbcore.BatchSpec.draw`` over all the data, which
 draws the indices for a stand-in of each source's shape and lets the source
 gather the rows, so the batches are those of ``mbcore.minibatches`` over
-the same data.  The Op runs in Python (``perform``); it holds no mutable
-state (a batch is a pure function of the state, the spec and the data).
+the same data.  The Op runs in Python (a thunk over ``BatchSpec.bind`` of
+the data; ``perform`` under DebugMode); it holds no mutable state (a batch is a pure function of the state, the spec and the data).
 
 Pickling the Op pickles its sources: a memory-mapped file or ``.npy`` source
 pickles as its path and reopens it; a source that cannot be pickled (an open
@@ -144,6 +144,55 @@ class SourceOp(Op):
         for out, batch in zip(outputs[1:], self.spec.draw(step, *data, out=outs)):
             out[0] = batch
         outputs[0][0] = np.array(step + 1, dtype=np.int64)
+
+    def make_py_thunk(self, node, storage_map, compute_map, no_recycling, debug=False):
+        """A thunk without a per-call ``perform`` frame (``perform`` under
+        ``debug``): it keeps ``spec.bind`` of the data (bound again when an
+        input is another array or the same one with another shape or
+        strides) and the batch shapes, and draws into the arrays left in the
+        output cells when they fit (Theano empties the cells of the arrays
+        it must not reuse)."""
+        if debug:
+            return super().make_py_thunk(node, storage_map, compute_map, no_recycling,
+                                         debug=True)
+        in_storage = [storage_map[v] for v in node.inputs]
+        out_storage = [storage_map[v] for v in node.outputs]
+        computed = [compute_map[v] for v in node.outputs]
+        state_in, data_in = in_storage[0], in_storage[1:]
+        state_out, batch_out = out_storage[0], out_storage[1:]
+        dtypes = [np.dtype(v.type.dtype) for v in node.outputs[1:]]
+        spec = self.spec
+        last = spec.LAST_GRAPH_STEP
+        bound = [None, None, None]      # (array, shape, strides) per input, draw, shapes
+
+        def thunk():
+            step = int(state_in[0])
+            if not 0 <= step < last:
+                spec.check_graph_step(step)    # raises
+            values = [c[0] for c in data_in]
+            if bound[1] is None or any(a is not b[0] or a.shape != b[1] or a.strides != b[2]
+                                       for a, b in zip(values, bound[0])):
+                data = self.data(values)
+                bound[1] = spec.bind(*data)
+                bound[2] = [spec.batch_shape(d.shape) for d in data]
+                bound[0] = [(a, a.shape, a.strides) for a in values]
+            out = []
+            for cell, shape, dtype in zip(batch_out, bound[2], dtypes):
+                prev = cell[0]
+                out.append(prev if prev is not None and prev.shape == shape
+                           and prev.dtype == dtype and prev.flags.c_contiguous
+                           and prev.flags.writeable else None)
+            for cell, batch in zip(batch_out, bound[1](step, out)):
+                cell[0] = batch
+            state_out[0] = np.array(step + 1, dtype=np.int64)
+            for flag in computed:
+                flag[0] = True
+
+        thunk.inputs = in_storage
+        thunk.outputs = out_storage
+        thunk.perform = self.perform
+        thunk.lazy = False
+        return thunk
 
     def connection_pattern(self, node):
         m = len(node.outputs)

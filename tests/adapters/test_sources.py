@@ -224,3 +224,15 @@ def test_bad_arguments_name_the_argument(data, tmp_path):
         Minibatch(str(tmp_path / "missing.npy"), batch_size=8)
     with pytest.raises(ValueError, match="in_memory_size needs an array or a memory-mapped"):
         Minibatch(RowSource(data), batch_size=8, in_memory_size=10)
+
+
+def test_perform_draws_what_the_thunk_draws(data, tmp_path):
+    """DebugMode runs ``perform`` (and checks it against the thunk)."""
+    y = np.arange(SHAPE[0], dtype=np.float64)
+    xb, yb = minibatches(_npy(data, tmp_path), y, batch_size=16, random_seed=9, epochs=True)
+    f = theano.function([], [xb, yb], mode="DebugMode")
+    core = mbcore.minibatches(_npy(data, tmp_path), y, batch_size=16, random_seed=9,
+                              epochs=True)
+    for _ in range(3):
+        for got, want in zip(f(), next(core)):
+            np.testing.assert_array_equal(got, want)
