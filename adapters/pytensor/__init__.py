@@ -39,12 +39,15 @@ minibatches: the ``total_size`` warning, ``is_valid_observed``,
 predictive sampling.  Compilation inlines the wrapper away.
 
 Backends: the C linker (PyTensor's default) runs the node's C code
-(``_ccode.py``), which calls ``BatchSpec.bind`` of the data, a C-level
-callable, with the output buffers PyTensor hands back for reuse; the Python
-linker a thunk over the same callable; the Numba linker nopython code that
+(``_ccode.py``), which calls ``BatchSpec.bind`` of the data (``bind_one``
+of one array), a C-level callable, with the output buffers PyTensor hands
+back for reuse; the Python linker a thunk over the same callable; the Numba linker nopython code that
 calls the kernel's ``draw_gather`` on the bound plans (``_numba.py``), with
 a ``numba.objmode`` call of the draw where that does not apply; the JAX linker (when JAX is installed)
-``jax.pure_callback`` into it.  See docs/pytensor.md.
+``jax.pure_callback`` into it.  Data given as a ``mbcore.Source`` (a
+``.npy`` path, a Zarr, HDF5 or Dask array) are held by a ``SourceDraw``
+node instead, which gathers in Python (``_source_op.py``).  See
+docs/pytensor.md.
 """
 import numpy as np
 import pytensor
