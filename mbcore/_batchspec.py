@@ -7,6 +7,12 @@ sizes against ``replace=False``), tells their ``total_size`` and batch shapes,
 and draws batch ``step`` of all of them into given outputs in one kernel call.
 The step is the whole stream state: batch ``t`` is a pure function of (seed,
 spec, data shapes, ``t``), so an adapter keeps one integer as its state.
+
+Data outside memory (a :class:`mbcore.Source`, a ``.npy`` path, a zarr,
+h5py or Dask array) are taken wherever arrays are: the indices are drawn
+for a zero-stride stand-in of the source's shape and the source gathers
+them, as ``Minibatch`` does, so the batches are the same; arrays keep the
+kernel's C-level draw.
 """
 import functools
 
