@@ -49,6 +49,8 @@ $(VENV_PYMC3)/.installed: $(SOURCES)
 	$(VENV_PYMC3)/bin/pip install $(PIP_QUIET) --upgrade pip
 	$(VENV_PYMC3)/bin/pip install $(PIP_QUIET) --force-reinstall --no-deps .
 	$(VENV_PYMC3)/bin/pip install $(PIP_QUIET) ".[pymc3,test,plot]"
+	# h5py (with the NumPy pin above): the adapter's tests over an HDF5 source.
+	$(VENV_PYMC3)/bin/pip install $(PIP_QUIET) h5py "numpy==1.23.5"
 	touch $@
 
 # PyMC 5 on PyTensor (NumPy 2.x, Numba): the PyTensor adapter.
@@ -56,7 +58,7 @@ $(VENV_PYMC5)/.installed: $(SOURCES)
 	test -x $(VENV_PYMC5)/bin/python || $(PYTHON) -m venv $(VENV_PYMC5)
 	$(VENV_PYMC5)/bin/pip install $(PIP_QUIET) --upgrade pip
 	$(VENV_PYMC5)/bin/pip install $(PIP_QUIET) --force-reinstall --no-deps .
-	$(VENV_PYMC5)/bin/pip install $(PIP_QUIET) ".[pymc,jax,test,plot]"
+	$(VENV_PYMC5)/bin/pip install $(PIP_QUIET) ".[pymc,jax,test,plot,data]"
 	# PyMC's own tests/test_data.py (TestMinibatch), from the sdist of the
 	# pinned release: tests/pytensor/test_pymc_peer.py runs it on the adapter.
 	rm -rf $(VENV_PYMC5)/pymc-sdist

@@ -99,6 +99,60 @@ def _source_of(data, dtype, casting, in_memory_size, what):
                      f"{what}={source!r}")
 
 
+def source_out(s, out, short=None, what="data"):
+    """The array a batch of _SourceSampler ``s`` is written into: ``out``
+    once checked, else a new one; for a short batch (``short``: its trimmed
+    per-axis indices) always a new one, as long as its indices.  ValueError
+    for a closed source or an ``out`` that does not fit."""
+    if getattr(s.source, "closed", False):
+        raise ValueError(f"{what} is closed: {s.source!r}")
+    shape = s.shape
+    if short is not None:
+        return np.empty(tuple(n if ix is None else len(ix) for n, ix in zip(shape, short)),
+                        s.source.dtype)
+    if out is None:
+        return np.empty(shape, s.source.dtype)
+    if not (isinstance(out, np.ndarray) and out.shape == shape
+            and out.dtype == s.source.dtype and out.flags.c_contiguous
+            and out.flags.writeable):
+        raise ValueError(
+            f"out must be a writeable C-contiguous array of shape {shape} and dtype "
+            f"{s.source.dtype}, got "
+            + (f"shape {out.shape}, dtype {out.dtype}" if isinstance(out, np.ndarray)
+               else repr(type(out))))
+    return out
+
+
+def source_fill(s, step, res, indices):
+    """Write batch ``step`` of _SourceSampler ``s`` into ``res`` (from
+    ``source_out``) and prefetch the rows of batch ``step + 1``;
+    ``indices(s, step)`` gives a batch's per-axis indices (trimmed for a
+    short batch).  Returns ``res``."""
+    source = s.source
+    if s.kernel and res.shape == s.shape:
+        if not source.advising:
+            # A cached file: the kernel's gather alone, timed for the
+            # source to tell when reads reach the device again.
+            s.ahead = None
+            t0 = perf_counter()
+            s.draw(step, res)
+            if source.observe(perf_counter() - t0) and step != _LAST_STEP:
+                s.ahead = step + 1
+                source.prefetch(s.indices(step + 1))
+            return res
+        source.wait()
+        if s.ahead != step:
+            source.advise(s.indices(step))
+        s.draw(step, res)
+    else:
+        source.gather(indices(s, step), res)
+    if step != _LAST_STEP:
+        # Batch step + 1 is known: its reads go on while this one is used.
+        s.ahead = step + 1
+        source.prefetch(indices(s, step + 1))
+    return res
+
+
 def _index_sampler(s):
     """A Sampler that draws the same indices as ``s`` from an array of the
     same shape that holds one byte: what is kept of replaced data, for
@@ -583,51 +637,13 @@ class _SourceMinibatch(Minibatch):
     def _out(self, s, step, out):
         """The array batch ``step`` of ``s`` is written into: ``out`` once
         checked, else a new one (always for a short batch)."""
-        if getattr(s.source, "closed", False):
-            raise ValueError(f"data is closed: {s.source!r}")
-        shape = s.shape
-        if self._epochs == _SHORT and self._short_lengths(step, s) is not None:
-            # A short batch: as long as its (trimmed, or sharded) indices.
-            return np.empty(tuple(n if ix is None else len(ix)
-                                  for n, ix in zip(shape, self._indices(s, step))),
-                            s.source.dtype)
-        if out is None:
-            return np.empty(shape, s.source.dtype)
-        if not (isinstance(out, np.ndarray) and out.shape == shape
-                and out.dtype == s.source.dtype and out.flags.c_contiguous
-                and out.flags.writeable):
-            raise ValueError(
-                f"out must be a writeable C-contiguous array of shape {shape} and dtype "
-                f"{s.source.dtype}, got "
-                + (f"shape {out.shape}, dtype {out.dtype}" if isinstance(out, np.ndarray)
-                   else repr(type(out))))
-        return out
+        short = (self._indices(s, step) if self._epochs == _SHORT
+                 and self._short_lengths(step, s) is not None else None)
+        return source_out(s, out, short)
 
     def _fill(self, s, step, res):
         """Write batch ``step`` of ``s`` into ``res`` and prefetch the next."""
-        source = s.source
-        if s.kernel and res.shape == s.shape:
-            if not source.advising:
-                # A cached file: the kernel's gather alone, timed for the
-                # source to tell when reads reach the device again.
-                s.ahead = None
-                t0 = perf_counter()
-                s.draw(step, res)
-                if source.observe(perf_counter() - t0) and step != _LAST_STEP:
-                    s.ahead = step + 1
-                    source.prefetch(s.indices(step + 1))
-                return res
-            source.wait()
-            if s.ahead != step:
-                source.advise(s.indices(step))
-            s.draw(step, res)
-        else:
-            source.gather(self._indices(s, step), res)
-        if step != _LAST_STEP:
-            # Batch step + 1 is known: its reads go on while this one is used.
-            s.ahead = step + 1
-            source.prefetch(self._indices(s, step + 1))
-        return res
+        return source_fill(s, step, res, self._indices)
 
     def _draw_short(self, sampler, step, out):
         return self._fill(sampler, step, self._out(sampler, step, out))

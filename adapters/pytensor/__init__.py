@@ -39,25 +39,29 @@ minibatches: the ``total_size`` warning, ``is_valid_observed``,
 predictive sampling.  Compilation inlines the wrapper away.
 
 Backends: the C linker (PyTensor's default) runs the node's C code
-(``_ccode.py``), which calls ``BatchSpec.bind`` of the data, a C-level
-callable, with the output buffers PyTensor hands back for reuse; the Python
-linker a thunk over the same callable; the Numba linker nopython code that
+(``_ccode.py``), which calls ``BatchSpec.bind`` of the data (``bind_one``
+of one array), a C-level callable, with the output buffers PyTensor hands
+back for reuse; the Python linker a thunk over the same callable; the Numba linker nopython code that
 calls the kernel's ``draw_gather`` on the bound plans (``_numba.py``), with
 a ``numba.objmode`` call of the draw where that does not apply; the JAX linker (when JAX is installed)
-``jax.pure_callback`` into it.  See docs/pytensor.md.
+``jax.pure_callback`` into it.  Data given as a ``mbcore.Source`` (a
+``.npy`` path, a Zarr, HDF5 or Dask array) are held by a ``SourceDraw``
+node instead, which gathers in Python (``_source_op.py``).  See
+docs/pytensor.md.
 """
 import numpy as np
 import pytensor
 import pytensor.tensor as pt
 from pytensor.compile.sharedvalue import SharedVariable
-from pytensor.graph.basic import Constant
+from pytensor.graph.basic import Constant, Variable
 from pytensor.graph.traversal import ancestors
 from pytensor.tensor.random.op import RNGConsumerOp
 
-from mbcore import BatchSpec
+from mbcore import BatchSpec, Source, as_source
 
 from . import _jax, _numba  # noqa: F401 (register the Numba and JAX implementations)
 from ._op import MinibatchDraw
+from ._source_op import SourceDraw, check_source_dtype
 from ._step import LAST_STEP
 
 try:     # PyMC looks for its own MinibatchOp; without PyMC, the same wrapper
@@ -72,7 +76,8 @@ except ImportError:       # pragma: no cover - PyMC is installed with the extra
         def __str__(self):
             return "Minibatch"
 
-__all__ = ["Minibatch", "MinibatchOp", "MinibatchDraw", "minibatch_step", "total_size",
+__all__ = ["Minibatch", "MinibatchOp", "MinibatchDraw", "SourceDraw", "minibatch_step",
+           "total_size",
            "epoch", "state_dict", "load_state_dict"]
 
 
@@ -150,7 +155,11 @@ def Minibatch(variable, *variables, batch_size=128, random_seed=42, replace=True
     if spec.epochs and spec.epoch_end == "short":
         raise ValueError("epoch_end='short' is not available for PyTensor variables (a short "
                          "batch would change the variable's shape): use 'wrap' or 'drop'")
-    tensors = [pt.as_tensor_variable(v) for v in (variable, *variables)]
+    given = (variable, *variables)
+    held = [_held_source(spec, v, f"variable {i}") for i, v in enumerate(given)]
+    if any(h is not None for h in held):
+        return _source_minibatch(spec, given, held, bool(variables))
+    tensors = [pt.as_tensor_variable(v) for v in given]
     names = []
     for i, v in enumerate(tensors):
         names.append(v.name or f"variable {i}")
@@ -180,17 +189,64 @@ def Minibatch(variable, *variables, batch_size=128, random_seed=42, replace=True
     return batches if variables else batches[0]
 
 
+def _held_source(spec, value, what):
+    """The Source a Minibatch holds for ``value`` (checked by ``spec``), or
+    None for a graph variable or an array (a memory-mapped one included:
+    the kernel reads it in place)."""
+    if isinstance(value, (Variable, np.ndarray)):
+        return None
+    source = as_source(value, what=what)
+    if source is None:
+        return None
+    check_source_dtype(source, what)
+    return spec.prepare(source, what=what)
+
+
+def _source_minibatch(spec, given, held, several):
+    """The batches of ``given`` when some are Sources: one ``SourceDraw``
+    node that holds the sources, with the other data and the step as
+    inputs.  It is not wrapped in PyMC's ``MinibatchOp``, which maps each
+    batch to its whole data as a graph input: a source has none."""
+    names = [f"variable {i}" for i in range(len(given))]
+    tensors = []
+    for i, (v, h) in enumerate(zip(given, held)):
+        if h is not None:
+            continue
+        t = pt.as_tensor_variable(v)
+        names[i] = t.name or names[i]
+        if _is_random(t):
+            raise ValueError(f"{i}: {t} is not valid for Minibatch, only non-random variables "
+                             "are allowed")
+        value = _static_value(t)
+        if value is not None:
+            spec.prepare(value, what=names[i])
+        tensors.append(t)
+    shapes = [h.shape if h is not None else None for h in held]
+    it = iter(tensors)
+    for i, h in enumerate(held):
+        if h is None:
+            t = next(it)
+            value = _static_value(t)
+            shapes[i] = tuple(np.shape(value)) if value is not None else t.type.shape
+    known = [(n, s) for n, s in zip(names, shapes)
+             if all(s[a] is not None for a in spec.sampled_axes(len(s)))]
+    if len(known) > 1:
+        spec.check_aligned([s for _, s in known], [n for n, _ in known])
+    step = pytensor.shared(np.int64(0), name="minibatch_step")
+    *batches, next_step = SourceDraw(spec, held)(*tensors, step)
+    step.default_update = next_step
+    for i, b in enumerate(batches):
+        b.name = f"minibatch.{i}"
+    return batches if several else batches[0]
+
+
 def minibatch_step(batch):
     """The shared int64 step variable of the stream ``batch`` comes from.
 
     ``minibatch_step(xb).set_value(t)`` makes the next batch batch ``t``;
     ``get_value()`` is the number of batches drawn since step 0.
     """
-    node = batch.owner
-    if node is None or not isinstance(node.op, MinibatchOp) or not isinstance(
-            _inner_draw(node.op), MinibatchDraw):
-        raise ValueError(f"{batch} is not a batch of mbcore.adapters.pytensor.Minibatch")
-    return node.inputs[-1]
+    return _stream(batch)[2]
 
 
 def _inner_draw(op):
@@ -198,17 +254,22 @@ def _inner_draw(op):
     return next((n.op for n in nodes if isinstance(n.op, MinibatchDraw)), None)
 
 
-def _node_of(batch):
-    """The MinibatchOp node of ``batch`` and its spec; ValueError for another
-    variable."""
+def _stream(batch):
+    """(node, spec, step variable, data) of the stream ``batch`` comes from:
+    the data are the node's data inputs, and the Sources a ``SourceDraw``
+    holds in their positions.  ValueError for another variable."""
     node = getattr(batch, "owner", None)
+    if node is not None and isinstance(node.op, SourceDraw):
+        return node, node.op.spec, node.inputs[-1], node.op.data(node.inputs[:-1])
     draw = _inner_draw(node.op) if node is not None and isinstance(node.op, MinibatchOp) else None
     if not isinstance(draw, MinibatchDraw):
         raise ValueError(f"{batch} is not a batch of mbcore.adapters.pytensor.Minibatch")
-    return node, draw.spec
+    return node, draw.spec, node.inputs[-1], node.inputs[:-1]
 
 
 def _shape_of(data):
+    if isinstance(data, Source):
+        return tuple(data.shape)
     value = _static_value(data)
     return tuple(np.shape(value)) if value is not None else tuple(
         int(n) for n in data.shape.eval())
@@ -217,19 +278,18 @@ def _shape_of(data):
 def total_size(batch):
     """What to pass as ``total_size`` for an observed ``batch``: PyMC's
     convention for this spec (an int for an int ``batch_size``, else a list),
-    computed from the current data.  With a ``shard`` it is still the whole
-    data's length: each worker's log-likelihood estimates the whole data's."""
-    node, spec = _node_of(batch)
-    data = node.inputs[node.outputs.index(batch)]
-    return spec.total_size(_shape_of(data))
+    computed from the current data (a Source's shape).  With a ``shard`` it
+    is still the whole data's length: each worker's log-likelihood estimates
+    the whole data's."""
+    node, spec, _, data = _stream(batch)
+    return spec.total_size(_shape_of(data[node.outputs.index(batch)]))
 
 
 def _stream_shapes(batch):
     """The node, spec, step variable and the shapes of all data of the
     stream ``batch`` comes from."""
-    node, spec = _node_of(batch)
-    shapes = [_shape_of(d) for d in node.inputs[:-1]]
-    return node, spec, node.inputs[-1], shapes
+    node, spec, step, data = _stream(batch)
+    return node, spec, step, [_shape_of(d) for d in data]
 
 
 def epoch(batch):

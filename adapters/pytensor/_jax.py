@@ -4,6 +4,7 @@ import numpy as np
 from pytensor.graph.basic import Constant
 
 from ._op import MinibatchDraw, MinibatchIndices
+from ._source_op import SourceDraw
 from ._step import next_step
 
 
@@ -69,6 +70,32 @@ def _register_jax():
                                      *[inputs[i] for i in passed])
 
         return minibatch_draw
+
+    @jax_funcify.register(SourceDraw)
+    def jax_funcify_SourceDraw(op, node, **kwargs):
+        """A host callback into the core (``jax.pure_callback``): the step
+        and the data inputs go to the host, where the Op's sources are read
+        (its ``perform``), and the batches come back."""
+        _jax_drain_at_exit(jax)
+        perform = op.perform
+        n_out = len(node.outputs)
+        shapes = tuple(jax.ShapeDtypeStruct(o.type.shape, np.dtype(o.type.dtype))
+                       for o in node.outputs)
+        if any(None in s.shape for s in shapes):
+            raise NotImplementedError(
+                f"{op} on the JAX backend needs batches of static shape; data inputs of "
+                f"unknown shape give {[o.type for o in node.outputs]}: run it on the C, "
+                f"Python or Numba backend")
+
+        def host(*inputs):
+            storage = [[None] for _ in range(n_out)]
+            perform(node, [np.asarray(v) for v in inputs], storage)
+            return tuple(s[0] for s in storage)
+
+        def source_draw(*inputs):
+            return jax.pure_callback(host, shapes, *inputs)
+
+        return source_draw
 
     @jax_funcify.register(MinibatchIndices)
     def jax_funcify_MinibatchIndices(op, node, **kwargs):

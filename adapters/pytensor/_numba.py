@@ -21,8 +21,9 @@ vector times 2 and updates a shared scalar took about 2.1 us there, the
 floor of such a call.  The kernel runs with the GIL held, as nopython code
 compiled without ``nogil`` does.
 
-``MinibatchIndices`` (the gradient's indices) is a registered ``objmode``
-call of its ``perform``.  Neither warns of an object-mode fallback.
+``MinibatchIndices`` (the gradient's indices) and ``SourceDraw`` (data
+read through a Source, gathered in Python) are registered ``objmode`` calls
+of their ``perform``.  None warns of an object-mode fallback.
 """
 import pickle
 
@@ -30,6 +31,7 @@ import numpy as np
 
 from mbcore import native
 from ._op import MinibatchDraw, MinibatchIndices
+from ._source_op import SourceDraw
 from ._step import LAST_STEP, next_step
 
 # The record: [1 when it holds the Samplers of the data last seen and every
@@ -268,6 +270,25 @@ def _register_numba():
                 ret = py_indices(shape, step)
             return ret
         return minibatch_indices
+
+    @numba_funcify.register(SourceDraw)
+    def numba_funcify_SourceDraw(op, node, **kwargs):
+        ret_sig = numba.types.Tuple([get_numba_type(o.type, layout="C")
+                                     for o in node.outputs])
+        perform = op.perform
+        n_out = len(node.outputs)
+
+        def py_draw_all(inputs):
+            storage = [[None] for _ in range(n_out)]
+            perform(node, list(inputs), storage)
+            return tuple(s[0] for s in storage)
+
+        @numba_njit
+        def source_draw(*inputs):
+            with numba.objmode(ret=ret_sig):
+                ret = py_draw_all(inputs)
+            return ret
+        return source_draw
 
 
 _register_numba()

@@ -133,9 +133,13 @@ class MinibatchDraw(COp):
             else:
                 # The bound Samplers keep references to their arrays: while
                 # bound, an id seen here is never another array's.
-                bound[1] = spec.bind(*data)
+                # bind_one for one array skips the group draw (_ccode.py).
+                bound[1] = spec.bind_one(data[0]) if m == 1 else spec.bind(*data)
                 bound[0] = ids
-            res = bound[1](t, out)
+            if m == 1:
+                res = (bound[1](t, None if out is None else out[0]),)
+            else:
+                res = bound[1](t, out)
             for k in range(m):
                 batch_cells[k][0] = kept[k] = res[k]
             next_cell[0] = array(t + 1, dtype=int64)

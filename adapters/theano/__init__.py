@@ -22,6 +22,9 @@ What is here
 ``generator``      a variable that pulls the next item of a Python generator
                    on every evaluation (PyMC3's ``pm.generator``).
 ``MinibatchOp``    the Op: ``(state, data_0, ...) -> (state + 1, batch_0, ...)``.
+``SourceOp``       the same draw when some data are read through a
+                   ``mbcore.Source`` (a ``.npy`` path, an h5py dataset): the Op
+                   holds the sources and gathers in Python.
 
 The modules: ``_op`` (the Op, its gradient), ``_ccode`` and
 ``minibatch_op.c`` (its C implementation), ``_variables`` (Minibatch,
@@ -53,7 +56,9 @@ import_theano()
 from ._generator import (GeneratorExhausted, GeneratorOp, GeneratorVariable,  # noqa: E402
                          generator)
 from ._op import MinibatchIndices, MinibatchOp  # noqa: E402
+from ._source_op import SourceOp  # noqa: E402
 from ._variables import Minibatch, align_minibatches, minibatches  # noqa: E402
 
 __all__ = ["Minibatch", "minibatches", "generator", "align_minibatches", "MinibatchOp",
-           "MinibatchIndices", "GeneratorOp", "GeneratorVariable", "GeneratorExhausted"]
+           "SourceOp", "MinibatchIndices", "GeneratorOp", "GeneratorVariable",
+           "GeneratorExhausted"]

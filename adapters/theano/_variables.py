@@ -11,7 +11,7 @@ from copy import copy
 
 import numpy as np
 
-from mbcore import BatchSpec
+from mbcore import BatchSpec, Source
 
 from .._theano_compat import import_theano
 
@@ -21,6 +21,7 @@ import theano.tensor as tt  # noqa: E402
 from theano.graph.basic import Apply  # noqa: E402
 
 from ._op import MinibatchOp  # noqa: E402
+from ._source_op import SourceOp, check_source_dtype  # noqa: E402
 
 __all__ = ["Minibatch", "minibatches", "align_minibatches"]
 
@@ -31,8 +32,20 @@ _LIVE = weakref.WeakSet()
 def _prepare(spec, data, dtype, in_memory_size, what):
     """The array a Minibatch reads, checked by ``spec``: cut to
     ``in_memory_size``, cast to ``dtype``, or to floatX when the data is
-    float and no dtype is given (PyMC3's rule); not copied otherwise."""
+    float and no dtype is given (PyMC3's rule); not copied otherwise.  Data
+    that ``mbcore.as_source`` reads as a source (a ``.npy`` path, an h5py
+    dataset, a Source) give their Source, cast batch by batch to ``dtype``
+    when it is given; a float source of another dtype than floatX needs
+    that ``dtype``: its cast is not made unasked."""
     arr = spec.prepare(data, dtype, what, in_memory_size=in_memory_size)
+    if isinstance(arr, Source):
+        name = check_source_dtype(arr, what)
+        if dtype is None and arr.dtype.kind == "f" and name != theano.config.floatX:
+            raise TypeError(
+                f"{what} is a source of dtype {name} and theano.config.floatX is "
+                f"{theano.config.floatX}: pass dtype={theano.config.floatX!r} to cast its "
+                f"batches, or dtype={name!r} to keep them (got {arr!r})")
+        return arr
     if dtype is None and arr.dtype.kind == "f" and arr.dtype != theano.config.floatX:
         arr = spec.prepare(arr, theano.config.floatX, what)
     return arr
@@ -63,8 +76,9 @@ class Minibatch(tt.TensorVariable):
 
     Parameters
     ----------
-    data : array_like
-        The data, any layout.  Float data is cast to ``theano.config.floatX``
+    data : array_like, Source, str or os.PathLike
+        The data, any layout, or a source of rows outside memory (see
+        ``source``).  Float data is cast to ``theano.config.floatX``
         unless ``dtype`` is given; integer (and bool, complex) data is kept.
         Without a cast the array is not copied: ``shared`` holds it.
     batch_size : int or list of (int | (int, int) | None | Ellipsis), default 128
@@ -96,8 +110,14 @@ class Minibatch(tt.TensorVariable):
 
     Attributes
     ----------
-    shared : TensorSharedVariable
-        The data batches are read from.
+    shared : TensorSharedVariable or None
+        The data batches are read from; None when they are read through a
+        source (``source``).
+    source : mbcore.Source or None
+        The source batches are read from, held by the Op (a ``SourceOp``),
+        when ``data`` is one: a ``.npy`` path, an h5py dataset, a
+        ``mbcore.Source`` (``mbcore.as_source``); a memory-mapped array is
+        read in place, as an array.  Each batch is gathered in Python.
     minibatch : TensorVariable
         The minibatch expression, ``self`` (in PyMC3 a view of it): replace it
         with ``shared`` in ``theano.clone`` to evaluate on the whole data.
@@ -155,8 +175,14 @@ class Minibatch(tt.TensorVariable):
         dtype under ``same_kind`` rules (it is cast, and cut to
         ``in_memory_size``, as the constructor does); sampled axes may change
         length.  ``x.shared.set_value(v)`` is the same without the cast and
-        cut.  On any error the old data stays in place.
+        cut.  On any error the old data stays in place.  A variable over a
+        source reads that source for its life: TypeError (build a new
+        Minibatch over another source).
         """
+        if self.shared is None:
+            raise TypeError(f"set_value is not available for a Minibatch over a source "
+                            f"({self.source!r}): the Op holds the source; build a new "
+                            f"Minibatch over another one")
         arr = self.spec.prepare(value, self.dtype, "value", casting="same_kind",
                                 ndim=self.ndim, in_memory_size=self.in_memory_size)
         self.shared.set_value(arr, borrow=True)
@@ -168,13 +194,18 @@ class Minibatch(tt.TensorVariable):
                              "to Minibatch to use update_shared()")
         self.set_value(self.update_shared_f())
 
+    def _data_shape(self):
+        if self.shared is None:
+            return tuple(self.source.shape)
+        return self.shared.get_value(borrow=True).shape
+
     @property
     def total_size(self):
-        return self.spec.total_size(self.shared.get_value(borrow=True).shape)
+        return self.spec.total_size(self._data_shape())
 
     # -- resumable state -----------------------------------------------------
     def _shapes(self):
-        return [v.shared.get_value(borrow=True).shape for v in self._group]
+        return [v._data_shape() for v in self._group]
 
     def state_dict(self):
         """The state of this variable's stream, in the core's format: that of
@@ -220,11 +251,16 @@ def _make_group(variables, arrays, batch_size, dtype, broadcastables, names, wha
     if len(prepared) > 1:
         spec.check_aligned([a.shape for a in prepared], whats)
     patterns = [_patterns(spec, b, a.shape) for b, a in zip(broadcastables, prepared)]
-    op = MinibatchOp(spec, broadcastable=[out for out, _ in patterns])
+    sources = [a if isinstance(a, Source) else None for a in prepared]
+    if any(s is not None for s in sources):
+        op = SourceOp(spec, sources, [out for out, _ in patterns])
+    else:
+        op = MinibatchOp(spec, broadcastable=[out for out, _ in patterns])
     state = theano.shared(np.array(0, dtype=np.int64), name=f"{state_name}.rng_state")
-    shared = [theano.shared(arr, name=f"{name}.shared", borrow=True, broadcastable=sb)
-              for arr, name, (_, sb) in zip(prepared, names, patterns)]
-    model = op.make_node(state, *shared)    # checks and output types
+    shared = [None if src is not None else
+              theano.shared(arr, name=f"{name}.shared", borrow=True, broadcastable=sb)
+              for arr, src, name, (_, sb) in zip(prepared, sources, names, patterns)]
+    model = op.make_node(state, *[sh for sh in shared if sh is not None])  # checks, types
     new_state = model.outputs[0].type()
     for var, ref, name in zip(variables, model.outputs[1:], names):
         tt.TensorVariable.__init__(var, ref.type, None, None, name)
@@ -232,8 +268,9 @@ def _make_group(variables, arrays, batch_size, dtype, broadcastables, names, wha
     state.default_update = new_state
     new_state.tag.test_value = np.array(1, dtype=np.int64)
     first = spec.draw(0, *prepared)
-    for var, sh, batch, f in zip(variables, shared, first, update_shared_fs):
+    for var, sh, src, batch, f in zip(variables, shared, sources, first, update_shared_fs):
         var.shared = sh
+        var.source = src
         var.minibatch = var
         var.rng_state = state
         var.update_shared_f = f

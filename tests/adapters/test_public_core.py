@@ -23,7 +23,8 @@ def adapter_modules():
 
 def test_the_adapter_package_has_its_modules():
     assert set(adapter_modules()) == {PACKAGE, f"{PACKAGE}._op", f"{PACKAGE}._ccode",
-                                      f"{PACKAGE}._variables", f"{PACKAGE}._generator"}
+                                      f"{PACKAGE}._variables", f"{PACKAGE}._generator",
+                                      f"{PACKAGE}._source_op"}
 
 
 @pytest.mark.parametrize("module", sorted(adapter_modules()))
