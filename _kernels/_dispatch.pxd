@@ -92,6 +92,7 @@ cdef struct mb_threads:
     int cls                # its class, -1 when the batch is not timed
     int cand               # the candidate it tries
     bint warm              # the first batch of a run: run, not counted
+    bint upkeep            # a round after the choice, not a duel's
     int half               # its round's parity
     int64_t pos            # the duel position it fills (tt_pos)
     int64_t est            # estimated one-thread ns
@@ -107,7 +108,8 @@ cdef enum:
     TT_ROUNDS = 8          # rounds a block
     TT_BLOCKS = 4          # blocks at most
     TT_DONE = TT_BLOCKS * TT_ROUNDS * TT_CANDS * TT_RUN_MAX + 1
-    TT_AGAIN = 2048        # batches of a class between its duels
+    TT_EVERY = 32          # after the choice: a round every TT_EVERY runs' batches
+    TT_AGAIN = 64          # rounds after the choice before a new duel
 
 cdef int64_t tt_best[TT_CLASSES][2][TT_CANDS]  # least time / estimate * 1024, even / odd rounds
 cdef int64_t tt_acc[TT_CLASSES][2]   # the current run: ns, estimated ns

@@ -688,8 +688,15 @@ cdef bint moves_for(const mb_plan *p, const char *src) noexcept nogil:
 # block of TT_ROUNDS rounds the class takes the fastest count if the even
 # and the odd rounds each pick it; otherwise (counts within the noise of
 # each other) another block runs, at most TT_BLOCKS, without the counts
-# whose best run is slower than the fastest's worst.  TT_AGAIN batches after
-# its choice, a class runs a new duel, so that the choice follows the load.
+# whose best run is slower than the fastest's worst.  After the choice,
+# one round every TT_EVERY runs' batches goes on timing every count and
+# adds to their least times: the load of other processes comes and goes,
+# a duel sees only its own moment (on the 2-vCPU Zen 5 VM a duel chose one
+# thread for 800 KB batches while the other vCPU was busy, where two ran
+# 1.2x faster later, docs/tuning.md), and the class takes the count that
+# its least times pick, as the duel does, when the even and the odd rounds
+# agree.  TT_AGAIN rounds after its choice a class runs a new duel, so
+# that least times of an earlier load do not hold for ever.
 cdef inline int shuffled_slot(int64_t run, int n) noexcept nogil:
     """Candidate (0 to n - 1) of run ``run`` when each round of n runs visits
     every candidate once, in an order shuffled afresh each round (a fixed
@@ -776,6 +783,7 @@ cdef void threads_decide(const mb_plan *p, const char *src, int64_t nbytes, int 
     r.n = 1
     r.cls = -1
     r.warm = 0
+    r.upkeep = 0
     if cap <= 1 or not p.ax[0].sampled or p.ax[0].m < 16:
         return
     if forced_threads > 0:
@@ -814,15 +822,27 @@ cdef void threads_decide(const mb_plan *p, const char *src, int64_t nbytes, int 
     if mb_load(&tt_top[c]) != n:
         tt_reset(c, n, est)            # other candidates: a new duel
     v = mb_load(&tt_pos[c])
+    g = mb_load(&tt_run[c])
     if v >= TT_DONE:
         k = <int>mb_load(&tt_pick[c])
         r.n = <int>min(<int64_t>1 << k, <int64_t>cap)
-        v = mb_load(&tt_seen[c]) + 1
-        mb_store(&tt_seen[c], v)
-        if v >= TT_AGAIN:
+        v = mb_load(&tt_seen[c])
+        mb_store(&tt_seen[c], v + 1)
+        run = v // (TT_EVERY * g)           # rounds after the choice
+        v = v % (TT_EVERY * g)
+        if run >= TT_AGAIN:
             tt_reset(c, n, est)
+        elif v < n * g:
+            # A round after the choice: each count one run, shuffled.
+            k = shuffled_slot(run * n + v // g, n)
+            r.cls = c
+            r.cand = k
+            r.warm = v % g == 0
+            r.upkeep = True
+            r.pos = v
+            r.half = <int>(run & 1)
+            r.n = <int>min(<int64_t>1 << k, <int64_t>cap)
         return
-    g = mb_load(&tt_run[c])
     for i in range(n + 1):
         run = v // g
         if run >= (mb_load(&tt_blk[c]) + 1) * TT_ROUNDS * n:
@@ -842,6 +862,7 @@ cdef void threads_decide(const mb_plan *p, const char *src, int64_t nbytes, int 
     r.cls = c
     r.cand = k
     r.warm = v % g == 0
+    r.upkeep = False
     r.pos = v
     r.half = <int>((run // n) & 1)
     r.n = <int>min(<int64_t>1 << k, <int64_t>cap)
@@ -853,20 +874,46 @@ cdef void threads_record(const mb_threads *r, int64_t ns) noexcept nogil:
     summed over its run, whose least time over the estimate is kept for its
     round's parity."""
     cdef int c = r.cls
-    cdef int64_t v, old
-    if mb_load(&tt_pos[c]) != r.pos:
+    cdef int64_t v, old, g = mb_load(&tt_run[c])
+    cdef int n = <int>mb_load(&tt_top[c])
+    if not r.upkeep and mb_load(&tt_pos[c]) != r.pos:
         return                  # another thread took this position
     if not r.warm:
         mb_store(&tt_acc[c][0], mb_load(&tt_acc[c][0]) + ns)
         mb_store(&tt_acc[c][1], mb_load(&tt_acc[c][1]) + max(r.est, 1))
-        if r.pos % mb_load(&tt_run[c]) == mb_load(&tt_run[c]) - 1:
+        if r.pos % g == g - 1:
             v = mb_load(&tt_acc[c][0]) * 1024 // max(mb_load(&tt_acc[c][1]), 1) + 1
             old = mb_load(&tt_best[c][r.half][r.cand])
             if old == 0 or v < old:
                 mb_store(&tt_best[c][r.half][r.cand], v)
             mb_store(&tt_acc[c][0], 0)
             mb_store(&tt_acc[c][1], 0)
-    mb_store(&tt_pos[c], r.pos + 1)
+            if r.upkeep and r.pos == n * g - 1:
+                tt_repick(c, n)
+    if not r.upkeep:
+        mb_store(&tt_pos[c], r.pos + 1)
+
+
+cdef void tt_repick(int c, int n) noexcept nogil:
+    """After a round that follows class c's choice: the count its least
+    times pick, when the even and the odd rounds pick it too."""
+    cdef int64_t h0, h1, lo, b = 0, b0 = 0, b1 = 0
+    cdef int k, f = -1, p0 = -1, p1 = -1
+    for k in range(n):
+        h0 = mb_load(&tt_best[c][0][k])
+        h1 = mb_load(&tt_best[c][1][k])
+        lo = h0 if h1 == 0 or (h0 > 0 and h0 < h1) else h1
+        if lo > 0 and (f < 0 or lo < b):
+            f = k
+            b = lo
+        if h0 > 0 and (p0 < 0 or h0 < b0):
+            p0 = k
+            b0 = h0
+        if h1 > 0 and (p1 < 0 or h1 < b1):
+            p1 = k
+            b1 = h1
+    if f >= 0 and p0 == f and p1 == f:
+        mb_store(&tt_pick[c], f)
 
 
 cdef int64_t gil_ps() noexcept:

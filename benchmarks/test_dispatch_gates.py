@@ -11,9 +11,11 @@ moves, memcpy), each forced with ``_tune`` on a Minibatch of its
 own (its own seed, so that no variant finds rows another drew in the
 cache); the dispatcher's own choice ("auto") is one more Minibatch.  All are
 timed with ``interleaved_min`` (20 batches a call).  The gate asserts
-``auto <= NEED * best``; a measurement is repeated up to ATTEMPTS times,
-and the best of them counts, since a burst of load on a shared machine can
-spoil one.  Each test prints the times, the pick and the best variant
+``auto <= NEED * best``.  A measurement that misses it is taken again head
+to head: auto against the HEAD_TO_HEAD fastest variants, HEAD_ROUNDS rounds
+(the fastest of many variants timed with noise is biased low); a
+measurement is repeated up to ATTEMPTS times, and the best of them counts,
+since a burst of load on a shared machine can spoil one.  Each test prints the times, the pick and the best variant
 (``pytest -s``).
 """
 import time
@@ -28,6 +30,8 @@ from timing import interleaved_min
 NEED = 1.10
 ATTEMPTS = 3
 ROUNDS = 11
+HEAD_TO_HEAD = 3
+HEAD_ROUNDS = 31
 DISTANCES = (0, 4, 8, 16, 32)
 BATCHES_A_CALL = 20
 
@@ -103,12 +107,23 @@ def _gate(data, batch_size, label, gil=False, loops=False):
         t = interleaved_min(impls, rounds=ROUNDS, target=0.01)
         best = min((v, k) for k, v in t.items() if k != "auto")
         ratio = t["auto"] / best[0]
+        head = None
+        if ratio > NEED:
+            # The fastest of 10-40 variants, each timed with noise, is biased
+            # low (on a loaded machine two Minibatches of one variant differ
+            # by up to 10% here): a miss is timed again, auto head to head
+            # with the HEAD_TO_HEAD fastest variants, HEAD_ROUNDS rounds.
+            top = sorted((v, k) for k, v in t.items() if k != "auto")[:HEAD_TO_HEAD]
+            head = interleaved_min({"auto": impls["auto"], **{k: impls[k] for _, k in top}},
+                                   rounds=HEAD_ROUNDS, target=0.01)
+            best = min((v, k) for k, v in head.items() if k != "auto")
+            ratio = head["auto"] / best[0]
         if ratio < best_ratio:
-            best_ratio, shown = ratio, (t, best)
+            best_ratio, shown = ratio, (head or t, best, t)
         if ratio <= NEED:
             break
         time.sleep(0.5)
-    t, best = shown
+    t, best, first = shown
     info = _hooks._dispatch_info()
     recheck = _hooks._prefetch_recheck(sampler)
     duels = {c: (d["pick"], d["times"]) for c, d in _hooks._thread_duels().items()}
@@ -118,7 +133,9 @@ def _gate(data, batch_size, label, gil=False, loops=False):
           f"loop={_hooks._copy_loop(sampler)}) {t['auto'] / BATCHES_A_CALL * 1e6:.2f} us, "
           f"best {best[1]} {best[0] / BATCHES_A_CALL * 1e6:.2f} us: {best_ratio:.2f}x the best "
           f"(wake {info['wake_ns']} ns, GIL round trip {(info['gil_ps'] or 0) / 1000:.0f} ns); "
-          + ", ".join(f"{k} {v / BATCHES_A_CALL * 1e6:.2f}" for k, v in sorted(t.items()))
+          + ", ".join(f"{k} {v / BATCHES_A_CALL * 1e6:.2f}" for k, v in sorted(first.items()))
+          + ("" if t is first else "; head to head: " + ", ".join(
+              f"{k} {v / BATCHES_A_CALL * 1e6:.2f}" for k, v in sorted(t.items())))
           + (f"; re-check {recheck}" if best_ratio > NEED else "")
           + (f"; thread duels {duels}" if best_ratio > NEED else ""))
     assert best_ratio <= NEED, (
