@@ -66,6 +66,7 @@ cdef enum:
     RC_BLOCKS = 4          # blocks at most
     RC_RUN_NS = 10000      # a run lasts about this long (its batches, timed)
     RC_RUN_MAX = 16        # batches a run, at most
+    RC_SPACE_NS = 5000000  # a round starts about this long after the one before
     RC_DONE = RC_AFTER + RC_BLOCKS * RC_ROUNDS * CAL_NDIST * RC_RUN_MAX + 1
 
 cdef int64_t rc_seen[RC_CELLS]     # batches before, then counted positions; RC_DONE: done
@@ -76,6 +77,9 @@ cdef int64_t rc_thr[RC_CELLS]      # threads of the counted batches; 0: none yet
 cdef int64_t rc_out[RC_CELLS]      # bit d: distance d is out of the race
 cdef int64_t rc_blk[RC_CELLS]      # blocks decided
 cdef int64_t rc_miss[RC_CELLS]     # batches in a row not counted (another thread count)
+cdef int64_t rc_pace[RC_CELLS]     # ns of its first counted batch
+cdef int64_t rc_round[RC_CELLS]    # rounds started
+cdef int64_t rc_wait[RC_CELLS]     # batches to run at the cell's distance before the next round
 
 
 cdef struct mb_prefetch:

@@ -460,8 +460,11 @@ cdef int64_t *plan_cell(const mb_plan *p, const char *src, int *flat) noexcept n
 # first RC_AFTER batches, its next batches time every distance in runs of
 # rc_run batches (about RC_RUN_NS: a single batch of a few hundred ns is
 # within a few clock ticks of its rivals), one run a distance a round, in an
-# order shuffled each round, and keep the least time a byte of each
-# distance's runs, apart for the even and the odd rounds.  After each block
+# order shuffled each round, rounds RC_SPACE_NS apart (the batches between
+# run at the cell's distance: rounds in a row fell in one moment of the
+# machine's load, which can reorder distances within a few percent), and
+# keep the least time a byte of each distance's runs, apart for the even
+# and the odd rounds.  After each block
 # of RC_ROUNDS rounds the cell takes the fastest distance, or 0 when 0 is
 # within the measured noise of it (the spread between the even and odd
 # rounds' times of those two, at most the calibration's 10%), if the even
@@ -512,6 +515,9 @@ cdef void rc_reset(int flat, int64_t thr) noexcept nogil:
     mb_store(&rc_out[flat], 0)
     mb_store(&rc_blk[flat], 0)
     mb_store(&rc_miss[flat], 0)
+    mb_store(&rc_pace[flat], 0)
+    mb_store(&rc_round[flat], 0)
+    mb_store(&rc_wait[flat], 0)
     mb_store(&rc_seen[flat], RC_AFTER)
 
 
@@ -542,6 +548,17 @@ cdef void prefetch_pick(const mb_plan *p, const char *src, bint timed,
         return
     k = n - RC_AFTER
     g = max(mb_load(&rc_run[flat]), 1)
+    run = k // g
+    if run // CAL_NDIST >= mb_load(&rc_round[flat]) + 1:
+        # A new round: it starts RC_SPACE_NS after the one before (in
+        # batches, at the pace of the first), so that the rounds meet
+        # different moments of the machine's load.
+        mb_store(&rc_round[flat], run // CAL_NDIST)
+        mb_store(&rc_wait[flat], RC_SPACE_NS // max(mb_load(&rc_pace[flat]), 1))
+    v = mb_load(&rc_wait[flat])
+    if v > 0:
+        mb_store(&rc_wait[flat], v - 1)
+        return
     for i in range(CAL_NDIST + 1):
         run = k // g
         if run >= (mb_load(&rc_blk[flat]) + 1) * RC_ROUNDS * CAL_NDIST:
@@ -592,6 +609,7 @@ cdef void prefetch_record(const mb_prefetch *r, int64_t ns, int64_t nbytes,
         # Batches a run: about RC_RUN_NS of them, from this first batch.
         g = min(max(<int64_t>RC_RUN_NS // max(ns, 1), 1), <int64_t>RC_RUN_MAX)
         mb_store(&rc_run[f], g)
+        mb_store(&rc_pace[f], max(ns, 1))
     mb_store(&rc_acc[f][0], mb_load(&rc_acc[f][0]) + ns)
     mb_store(&rc_acc[f][1], mb_load(&rc_acc[f][1]) + nbytes)
     k = r.pos - RC_AFTER
