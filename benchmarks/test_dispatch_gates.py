@@ -277,7 +277,8 @@ def _recheck(mb, ahead):
     assert _hooks._prefetch_ahead(mb._sampler) == ahead
     mid = time.perf_counter()
     k = 0
-    while not _hooks._prefetch_recheck(mb._sampler)["done"] and k < 4 * most:
+    stop = time.perf_counter() + 20.0     # its rounds start 5 ms apart, 32 at most
+    while not _hooks._prefetch_recheck(mb._sampler)["done"] and time.perf_counter() < stop:
         next(mb)
         k += 1
     end = time.perf_counter()

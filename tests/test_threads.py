@@ -339,7 +339,7 @@ def test_calibration_on_strided_sources(view):
 def test_prefetch_recheck_counts_batches_at_one_thread_count(threads):
     # The re-check of a class's prefetch distance times its batches whole at
     # the thread count they run on, split batches included, and ends within
-    # its bound of batches with a distance it tried.
+    # its bound of rounds with a distance it tried.
     _hooks._forget_calibration()
     mb = mbcore.Minibatch(np.full(10**6, 1.5), batch_size=8192, random_seed=3)
     with mbcore.num_threads(2):
@@ -351,9 +351,10 @@ def test_prefetch_recheck_counts_batches_at_one_thread_count(threads):
                 next(mb)
             state = _hooks._prefetch_recheck(mb._sampler)
             assert not state["done"] and state["counted"] == 0 and state["ahead"] == 4
-            for _ in range(most):
-                if _hooks._prefetch_recheck(mb._sampler)["done"]:
-                    break
+            # Its rounds start 5 ms apart: at most 4 blocks of 8 rounds.
+            end = time.perf_counter() + 20.0
+            while not _hooks._prefetch_recheck(mb._sampler)["done"]:
+                assert time.perf_counter() < end, _hooks._prefetch_recheck(mb._sampler)
                 next(mb)
             state = _hooks._prefetch_recheck(mb._sampler)
         finally:
