@@ -107,8 +107,8 @@ cdef enum:
     TT_CLASSES = 96        # 48 estimate classes, single-axis and multi-axis apart
     TT_CANDS = 12          # candidate k: min(2**k, limit) threads
     TT_RUN = 3             # batches a run at least, the first not counted
-    TT_RUN_MAX = 16        # batches a run at most
-    TT_RUN_NS = 50000      # a run's estimated time: about this, within those
+    TT_RUN_MAX = 32        # batches a run at most
+    TT_RUN_NS = 200000     # a run's estimated time: about this, within those
     TT_ROUNDS = 8          # rounds a block
     TT_BLOCKS = 4          # blocks at most
     TT_DONE = TT_BLOCKS * TT_ROUNDS * TT_CANDS * TT_RUN_MAX + 1

@@ -17,7 +17,7 @@ from mbcore._kernels._dispatch cimport (CAL_SPANS, CAL_ROWS, CAL_NDIST, CAL_MIN_
                                         calibrate_rows, calibrate_walk, forget_calibration,
                                         plan_cell, rc_reset, RC_AFTER, RC_DONE,
                                         RC_ROUNDS, RC_BLOCKS, RC_RUN_MAX,
-                                        TT_CLASSES, TT_DONE)
+                                        TT_CLASSES, TT_DONE, batch_ps)
 from mbcore._kernels._gather cimport Sampler
 from mbcore._kernels._plan cimport plan_span
 from mbcore._kernels._pool cimport pool_size, pool_wake_ns, MB_POOL_MAX
@@ -219,6 +219,20 @@ def _batch_threads(Sampler s not None):
     with nogil:
         threads_decide(&s.plan, src, s.out_bytes, cap, &tr)
     return tr.n
+
+
+def _batch_estimate_ns(Sampler s not None):
+    """_batch_estimate_ns(sampler)
+
+    For tests: a batch's estimated one-thread time (ns), from the calibrated
+    costs of an index drawn and a row copied, as the thread choice
+    estimates it (measuring them first if needed).
+    """
+    cdef int64_t v
+    cdef const char *src = <const char *>cnp.PyArray_DATA(s.data)
+    with nogil:
+        v = batch_ps(&s.plan, src, s.out_bytes)
+    return int(v // 1000)
 
 
 def _keeps_gil(Sampler s not None):

@@ -229,15 +229,16 @@ def test_a_wake_time_far_above_a_batch_is_not_measured_again():
 
 @pytest.mark.skipif(mbcore.get_num_threads() < 2, reason="one CPU: nothing is split")
 def test_a_batch_near_the_bound_tries_two_threads():
-    # The wake time stays at the batch's own time (no re-measurement left):
-    # the bound, twice it, is above the batch, which is within 4x of it, so
-    # its class times one and two threads and the times choose.
+    # The wake time stays at the batch's own estimated time (no
+    # re-measurement left): the bound, twice it, is above the batch, which
+    # is within 4x of it, so its class times one and two threads and the
+    # times choose.
     _hooks._forget_calibration()
     mb = _near_bound_minibatch()
     next(mb)
-    _hooks._set_wake(_one_thread_ns(mb), remeasure=False)
+    _hooks._set_wake(_hooks._batch_estimate_ns(mb._sampler), remeasure=False)
     seen = set()
-    for _ in range(12):                       # 3 tries of 1 thread, 4 of 2
+    for _ in range(200):                      # rounds of runs of each count
         seen.add(_hooks._batch_threads(mb._sampler))
         next(mb)
     info = _hooks._dispatch_info()
@@ -250,9 +251,9 @@ def test_a_batch_far_under_the_bound_stays_on_one_thread():
     _hooks._forget_calibration()
     mb = _near_bound_minibatch()
     next(mb)
-    _hooks._set_wake(100 * _one_thread_ns(mb), remeasure=False)
+    _hooks._set_wake(100 * _hooks._batch_estimate_ns(mb._sampler), remeasure=False)
     seen = set()
-    for _ in range(12):
+    for _ in range(200):
         seen.add(_hooks._batch_threads(mb._sampler))
         next(mb)
     _hooks._forget_calibration()
