@@ -79,7 +79,8 @@ cdef int64_t rc_blk[RC_CELLS]      # blocks decided
 cdef int64_t rc_miss[RC_CELLS]     # batches in a row not counted (another thread count)
 cdef int64_t rc_pace[RC_CELLS]     # ns of its first counted batch
 cdef int64_t rc_round[RC_CELLS]    # rounds started
-cdef int64_t rc_wait[RC_CELLS]     # batches to run at the cell's distance before the next round
+cdef int64_t rc_wait[RC_CELLS]     # batches to run before the next round
+cdef int64_t rc_lead[RC_CELLS]     # 1 + the cal_dists index those run at; 0: the cell's
 
 
 cdef struct mb_prefetch:

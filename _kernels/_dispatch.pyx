@@ -518,6 +518,7 @@ cdef void rc_reset(int flat, int64_t thr) noexcept nogil:
     mb_store(&rc_pace[flat], 0)
     mb_store(&rc_round[flat], 0)
     mb_store(&rc_wait[flat], 0)
+    mb_store(&rc_lead[flat], 0)
     mb_store(&rc_seen[flat], RC_AFTER)
 
 
@@ -552,12 +553,18 @@ cdef void prefetch_pick(const mb_plan *p, const char *src, bint timed,
     if run // CAL_NDIST >= mb_load(&rc_round[flat]) + 1:
         # A new round: it starts RC_SPACE_NS after the one before (in
         # batches, at the pace of the first), so that the rounds meet
-        # different moments of the machine's load.
+        # different moments of the machine's load; the batches between run
+        # at the distance fastest so far (a calibration that picked one
+        # 1.5x slower is not kept for the whole re-check).
         mb_store(&rc_round[flat], run // CAL_NDIST)
         mb_store(&rc_wait[flat], RC_SPACE_NS // max(mb_load(&rc_pace[flat]), 1))
+        mb_store(&rc_lead[flat], 1 + rc_leader(flat))
     v = mb_load(&rc_wait[flat])
     if v > 0:
         mb_store(&rc_wait[flat], v - 1)
+        v = mb_load(&rc_lead[flat])
+        if v > 0:
+            r.ahead = cal_dists[v - 1]
         return
     for i in range(CAL_NDIST + 1):
         run = k // g
@@ -621,6 +628,19 @@ cdef void prefetch_record(const mb_prefetch *r, int64_t ns, int64_t nbytes,
         mb_store(&rc_acc[f][0], 0)
         mb_store(&rc_acc[f][1], 0)
     mb_store(&rc_seen[f], r.pos + 1)
+
+
+cdef int rc_leader(int flat) noexcept nogil:
+    """The cal_dists index of the distance whose least time (both halves)
+    is the least so far in cell ``flat``'s re-check; -1 if none timed."""
+    cdef int64_t lo[CAL_NDIST]
+    cdef int64_t h0, h1
+    cdef int d
+    for d in range(CAL_NDIST):
+        h0 = mb_load(&rc_best[flat][0][d])
+        h1 = mb_load(&rc_best[flat][1][d])
+        lo[d] = h0 if h1 == 0 or (h0 > 0 and h0 < h1) else h1
+    return rc_rule(lo, 0)
 
 
 cdef int rc_rule(const int64_t *t, int64_t margin) noexcept nogil:
