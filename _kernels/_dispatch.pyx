@@ -11,10 +11,12 @@ state (``_dispatch.pxd``) lives here alone: the batch runner
 read and force the state.
 
 Calibration cells: one per (source span, row size) class, both rounded up
-to a power of two.  A cell holds the prefetch distance that copied random
-rows of that class fastest, for rows of 16 to 272 bytes the copy loop that
-did (16-byte moves or memcpy, CELL_MOVES), and the time per row, packed as
-(ps per row) << 8 | CELL_MOVES if moves | distance; 0 while not measured.  Multi-axis walks
+to a power of two, except that rows of 16 to 272 bytes have a cell per
+size (short_cells: the copy loop measured for them holds for that size).
+A cell holds the prefetch distance that copied random rows of that class
+fastest, for rows of 16 to 272 bytes the copy loop that did (16-byte moves
+or memcpy, CELL_MOVES), and the time per row, packed as (ps per row) << 8
+| CELL_MOVES if moves | distance; 0 while not measured.  Multi-axis walks
 (gather_nd over several outer axes) have cells of their own, per (source
 span, run size) class, a run being the blocks of one row of the last outer
 axis, and per number of sampled axes the walk jumps along: walks of one
