@@ -718,13 +718,14 @@ cdef bint moves_for(const mb_plan *p, const char *src) noexcept nogil:
 # per wake time of work (a worker's share must at least pay for its
 # wake-up); a batch estimated under twice the wake time is never split.  A
 # class's first batches run a duel: rounds in which each candidate runs a
-# run of batches in a row (tt_reset), in an order shuffled each round.  The first batch
-# of a run is not counted (the first split batch after a class ran on one
-# thread wakes workers that slept longer, up to 2x the wake time of a busy
-# run, docs/tuning.md); the others' time over their estimate is kept as the
-# least of the candidate's runs, for the even and the odd rounds apart: runs
-# in a row, interleaved, meet the machine's load alike, where tries taken
-# at different moments compared the load of those moments.  After each
+# run of batches in a row (tt_reset), in an order shuffled each round.  The
+# first batch of a run is not counted (the first split batch after a class
+# ran on one thread wakes workers that slept longer, up to 2x the wake time
+# of a busy run, docs/tuning.md); the others' time over their estimate is
+# kept as the least of the candidate's runs, for the even and the odd
+# rounds apart: runs in a row, interleaved, meet the machine's load alike,
+# where tries taken at different moments compare the load of those
+# moments.  After each
 # block of TT_ROUNDS rounds the class takes the fastest count if the even
 # and the odd rounds each pick it; otherwise (counts within the noise of
 # each other) another block runs, at most TT_BLOCKS, without the counts

@@ -150,8 +150,9 @@ cdef void draw_gather_k(int k, const mb_plan **p, const char **src, char **dst,
     threads, at the prefetch distance of prefetch_pick(p[0]) (either may ask
     for the batch's time, for the thread choice or its cell's re-check):
     with more than one, it is cut along axis 0 into SHARE_CHUNKS chunks a
-    thread that this thread and pool workers claim in turn (pool_run; each draw is addressable, so a fused chunk draws its
-    own indices, positions [c * chunk, (c + 1) * chunk) of the stream).
+    thread that this thread and pool workers claim in turn (pool_run; each
+    draw is addressable, so a fused chunk draws its own indices, positions
+    [c * chunk, (c + 1) * chunk) of the stream).
     """
     cdef gather_job job
     cdef const mb_axis *a = &p[0].ax[0]

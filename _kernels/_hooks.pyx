@@ -284,7 +284,8 @@ def _dispatch_info():
             "gil_ps": int(_dispatch.cal_gil_ps) or None,
             "draw_ps": {names[i]: int(_dispatch.cal_draw_ps[i])
                         for i in range(3) if _dispatch.cal_draw_ps[i]},
-            "cells": cells, "short_cells": short, "loops": loops, "walk_cells": walks, "workers": pool_size(),
+            "cells": cells, "short_cells": short, "loops": loops, "walk_cells": walks,
+            "workers": pool_size(),
             "max_threads": _dispatch.max_threads}
 
 

@@ -15,8 +15,9 @@ timed with ``interleaved_min`` (20 batches a call).  The gate asserts
 to head: auto against the HEAD_TO_HEAD fastest variants, HEAD_ROUNDS rounds
 (the fastest of many variants timed with noise is biased low); a
 measurement is repeated up to ATTEMPTS times, and the best of them counts,
-since a burst of load on a shared machine can spoil one.  Each test prints the times, the pick and the best variant
-(``pytest -s``).
+since a burst of load on a shared machine can spoil one.  Each test prints
+the times, the pick and the best variant (``pytest -s``), and for a miss
+the class's prefetch re-check and thread duels.
 """
 import time
 
