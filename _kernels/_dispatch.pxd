@@ -15,6 +15,9 @@ cdef enum:
     CAL_ROWS = 48           # row (run) size classes: log2 of bytes
     CAL_NDIST = 5           # prefetch distances tried (cal_dists)
     WALK_KINDS = 7          # walks: 1, 2, ..., 7 or more sampled outer axes
+    # Rows of 16 to 272 bytes (MB_SHORT_MIN to MB_SHORT_MAX, mb_copy.h) have a
+    # cell per size: the copy loop measured for them holds for their size.
+    CAL_SHORT = 257
     # Sources of at most 256 KB are copied without prefetching and measure
     # only the copy: every x86-64 core of the last decade has an L2 at least
     # that big.
@@ -31,6 +34,7 @@ cdef enum:
 # loop copies faster | rows (runs) ahead; 0: not measured.
 cdef int64_t cal_cells[CAL_SPANS][CAL_ROWS]
 cdef int64_t walk_cells[CAL_SPANS][CAL_ROWS][WALK_KINDS]
+cdef int64_t short_cells[CAL_SPANS][CAL_SHORT]   # rows of 16 + j bytes
 cdef int64_t cal_draw_ps[3]      # ps an index drawn, per vector level; 0: not measured
 cdef int64_t cal_wake_ns         # a sleeping worker's start; 0: not measured
 cdef int64_t cal_wake_checks     # its re-measurements (near the split bound)
@@ -49,29 +53,78 @@ cdef int forced_gil              # 1 keep, 0 release, -1 measured
 cdef int forced_moves            # short rows: 1 moves, 0 memcpy, -1 measured
 
 
-# Re-checks of prefetch distances on real batches (prefetch_pick).
+# Re-checks of prefetch distances on real batches (prefetch_pick).  A cell's
+# re-check times runs of rc_run[cell] batches (one run: one distance), every
+# distance still in the race once a round, in an order shuffled each round;
+# blocks of RC_ROUNDS rounds, more blocks (at most RC_BLOCKS) only while the
+# even and the odd rounds pick different distances.
 cdef enum:
-    RC_CELLS = CAL_SPANS * CAL_ROWS * (1 + WALK_KINDS)   # row cells, then walk cells
+    # Row cells, walk cells, then short-row cells.
+    RC_CELLS = CAL_SPANS * (CAL_ROWS * (1 + WALK_KINDS) + CAL_SHORT)
     RC_AFTER = 256         # a cell's batches before its re-check
-    RC_ROUNDS = 8          # batches timed a distance tried
-    RC_DONE = RC_AFTER + RC_ROUNDS * CAL_NDIST
+    RC_ROUNDS = 8          # rounds a block
+    RC_BLOCKS = 4          # blocks at most
+    RC_RUN_NS = 10000      # a run lasts about this long (its batches, timed)
+    RC_RUN_MAX = 16        # batches a run, at most
+    RC_SPACE_NS = 5000000  # a round starts about this long after the one before
+    RC_DONE = RC_AFTER + RC_BLOCKS * RC_ROUNDS * CAL_NDIST * RC_RUN_MAX + 1
 
-cdef int64_t rc_seen[RC_CELLS]             # a cell's batches so far, RC_DONE: checked
-cdef int64_t rc_best[RC_CELLS][CAL_NDIST]  # least time a unit (ps), per cal_dists; 0: none
+cdef int64_t rc_seen[RC_CELLS]     # batches before, then counted positions; RC_DONE: done
+cdef int64_t rc_best[RC_CELLS][2][CAL_NDIST]  # least fs a byte of a run, even / odd rounds
+cdef int64_t rc_acc[RC_CELLS][2]   # the current run: ns, bytes
+cdef int64_t rc_run[RC_CELLS]      # batches a run; 0: not set (the first batch sets it)
+cdef int64_t rc_thr[RC_CELLS]      # threads of the counted batches; 0: none yet
+cdef int64_t rc_out[RC_CELLS]      # bit d: distance d is out of the race
+cdef int64_t rc_blk[RC_CELLS]      # blocks decided
+cdef int64_t rc_miss[RC_CELLS]     # batches in a row not counted (another thread count)
+cdef int64_t rc_pace[RC_CELLS]     # ns of its first counted batch
+cdef int64_t rc_round[RC_CELLS]    # rounds started
+cdef int64_t rc_wait[RC_CELLS]     # batches to run before the next round
+cdef int64_t rc_lead[RC_CELLS]     # 1 + the cal_dists index those run at; 0: the cell's
 
 
 cdef struct mb_prefetch:
     int ahead              # rows (runs) ahead for this batch
     int cell               # flat index of its cell, -1 when the batch is not timed
     int slot               # the cal_dists index it tries
+    int half               # its round's parity
+    int64_t pos            # the re-check position it fills (rc_seen)
+    int64_t *c             # its cell
 
 
 cdef struct mb_threads:
     int n                  # threads for this batch
     int cls                # its class, -1 when the batch is not timed
     int cand               # the candidate it tries
-    bint warm              # the first batch of a split run: tried, not counted
+    bint warm              # the first batch of a run: run, not counted
+    bint upkeep            # a round after the choice, not a duel's
+    int half               # its round's parity
+    int64_t pos            # the duel position it fills (tt_pos)
     int64_t est            # estimated one-thread ns
+
+
+# Thread choices (threads_decide): a duel of the candidates per class.
+cdef enum:
+    TT_CLASSES = 96        # 48 estimate classes, single-axis and multi-axis apart
+    TT_CANDS = 12          # candidate k: min(2**k, limit) threads
+    TT_RUN = 3             # batches a run at least, the first not counted
+    TT_RUN_MAX = 32        # batches a run at most
+    TT_RUN_NS = 200000     # a run's estimated time: about this, within those
+    TT_ROUNDS = 8          # rounds a block
+    TT_BLOCKS = 4          # blocks at most
+    TT_DONE = TT_BLOCKS * TT_ROUNDS * TT_CANDS * TT_RUN_MAX + 1
+    TT_EVERY = 32          # after the choice: a round every TT_EVERY runs' batches
+    TT_AGAIN = 64          # rounds after the choice before a new duel
+
+cdef int64_t tt_best[TT_CLASSES][2][TT_CANDS]  # least time / estimate * 1024, even / odd rounds
+cdef int64_t tt_acc[TT_CLASSES][2]   # the current run: ns, estimated ns
+cdef int64_t tt_pos[TT_CLASSES]      # the duel's position; TT_DONE: decided
+cdef int64_t tt_top[TT_CLASSES]      # candidates of the duel (0: none yet)
+cdef int64_t tt_run[TT_CLASSES]      # batches a run of the duel
+cdef int64_t tt_out[TT_CLASSES]      # bit k: candidate k out of the duel
+cdef int64_t tt_blk[TT_CLASSES]      # blocks decided
+cdef int64_t tt_pick[TT_CLASSES]     # the candidate chosen
+cdef int64_t tt_seen[TT_CLASSES]     # batches since the choice
 
 
 cdef inline int auto_prefetch(int64_t span) noexcept nogil:
@@ -84,8 +137,11 @@ cdef inline int auto_prefetch(int64_t span) noexcept nogil:
 
 
 cdef int prefetch_for(const mb_plan *p, const char *src) noexcept nogil
-cdef void prefetch_pick(const mb_plan *p, const char *src, mb_prefetch *r) noexcept nogil
-cdef void prefetch_record(const mb_prefetch *r, int64_t ns, int64_t units) noexcept nogil
+cdef void prefetch_pick(const mb_plan *p, const char *src, bint timed,
+                        mb_prefetch *r) noexcept nogil
+cdef void prefetch_record(const mb_prefetch *r, int64_t ns, int64_t nbytes,
+                          int nthreads) noexcept nogil
+cdef void rc_reset(int flat, int64_t thr) noexcept nogil
 cdef int64_t *plan_cell(const mb_plan *p, const char *src, int *flat) noexcept nogil
 cdef bint moves_for(const mb_plan *p, const char *src) noexcept nogil
 cdef void threads_decide(const mb_plan *p, const char *src, int64_t nbytes, int cap,

@@ -11,10 +11,12 @@ state (``_dispatch.pxd``) lives here alone: the batch runner
 read and force the state.
 
 Calibration cells: one per (source span, row size) class, both rounded up
-to a power of two.  A cell holds the prefetch distance that copied random
-rows of that class fastest, for rows of 16 to 272 bytes the copy loop that
-did (16-byte moves or memcpy, CELL_MOVES), and the time per row, packed as
-(ps per row) << 8 | CELL_MOVES if moves | distance; 0 while not measured.  Multi-axis walks
+to a power of two, except that rows of 16 to 272 bytes have a cell per
+size (short_cells: the copy loop measured for them holds for that size).
+A cell holds the prefetch distance that copied random rows of that class
+fastest, for rows of 16 to 272 bytes the copy loop that did (16-byte moves
+or memcpy, CELL_MOVES), and the time per row, packed as (ps per row) << 8
+| CELL_MOVES if moves | distance; 0 while not measured.  Multi-axis walks
 (gather_nd over several outer axes) have cells of their own, per (source
 span, run size) class, a run being the blocks of one row of the last outer
 axis, and per number of sampled axes the walk jumps along: walks of one
@@ -27,7 +29,7 @@ from libc.stdlib cimport malloc, free
 from libc.stdint cimport uint64_t, int64_t, INT64_MAX
 
 from _philox cimport philox_pos, pos_init, fill_bounded, mb_simd_get
-from mbcore._kernels._copy cimport copy_rows_of, short_rows
+from mbcore._kernels._copy cimport copy_rows_of, short_rows, MB_SHORT_MIN, MB_SHORT_MAX
 from mbcore._kernels._plan cimport mb_axis, mb_plan, plan_span, gather_nd
 from mbcore._kernels._pool cimport pool_wake_ns
 
@@ -51,6 +53,10 @@ cdef enum:
     # it there, and where it does not fit, reading it leaves it where batches
     # would find it.  Larger sources are timed as they are.
     CAL_WARM_SPAN = 16 << 20
+
+if CAL_SHORT != MB_SHORT_MAX - MB_SHORT_MIN + 1:
+    raise ImportError(f"CAL_SHORT ({CAL_SHORT}) must count the sizes of short rows, "
+                      f"{MB_SHORT_MIN} to {MB_SHORT_MAX} bytes")
 
 cal_wake_ns = 0
 cal_gil_ps = 0
@@ -173,12 +179,22 @@ cdef int64_t *row_cell_at(const char *base, int64_t n, int64_t stride, int64_t b
                           int64_t span, int *flat) noexcept nogil:
     """The calibration cell of rows of ``block`` bytes from a source of
     ``span`` bytes (its flat index into ``flat``), measured on these rows at
-    first need."""
+    first need: a cell per (span, row size) class, each rounded up to a
+    power of two, except rows of 16 to 272 bytes, whose cells are per size
+    (their copy loop, measured with the distance, holds for that size)."""
     cdef int i = ceil_log2(span) if span < (<int64_t>1 << 62) else 62
-    cdef int j = min(ceil_log2(block), CAL_ROWS - 1)
-    cdef int64_t *c = &cal_cells[i][j]
-    cdef int64_t v = mb_load(c)
-    flat[0] = i * CAL_ROWS + j
+    cdef int j
+    cdef int64_t *c
+    cdef int64_t v
+    if short_rows(block) and block - MB_SHORT_MIN < CAL_SHORT:
+        j = <int>(block - MB_SHORT_MIN)
+        c = &short_cells[i][j]
+        flat[0] = CAL_SPANS * CAL_ROWS * (1 + WALK_KINDS) + i * CAL_SHORT + j
+    else:
+        j = min(ceil_log2(block), CAL_ROWS - 1)
+        c = &cal_cells[i][j]
+        flat[0] = i * CAL_ROWS + j
+    v = mb_load(c)
     if v == 0 and n > 0 and block > 0:
         v = calibrate_rows(base, n, stride, block, span, NULL)
         mb_store(c, v)
@@ -441,30 +457,83 @@ cdef int64_t *plan_cell(const mb_plan *p, const char *src, int *flat) noexcept n
 
 
 # The re-check.  A cell's distance is picked by one calibration (about a
-# millisecond), and a burst of load on the machine in that millisecond can
-# pick a distance that real batches do not run best at (on the 2-vCPU Zen 5
-# VM of docs/tuning.md: rows of 16 bytes from a 1.6 MB source picked 16
-# ahead, 0.35 us a 128-row batch, where none ran at 0.32 us; a 10x20x30x40x50
-# walk picked 16 runs ahead, 404 us, where 32 ran at 356 us).  So after a
-# cell's first RC_AFTER batches, its next RC_ROUNDS * CAL_NDIST batches try
-# in turn the picked distance, its neighbours in cal_dists and 0 (the other
-# distances are skipped: those batches run at the picked one), each batch
-# timed and its least time a unit kept per distance; then the cell takes the
-# distance those times pick by the calibration's rule (the fastest, or 0
-# when 0 is within 10% of it), once per cell.  A batch split over several
-# threads, or one whose pool was busy, is not counted (its time measures the
-# split, not the distance); a distance with no batch counted is not picked,
-# and when the picked distance or 0 has none, the pick stays.
+# millisecond), and a burst of load in that millisecond can pick a distance
+# that real batches do not run best at (docs/tuning.md).  So after a cell's
+# first RC_AFTER batches, its next batches time every distance in runs of
+# rc_run batches (about RC_RUN_NS: a single batch of a few hundred ns is
+# within a few clock ticks of its rivals), one run a distance a round, in an
+# order shuffled each round, rounds RC_SPACE_NS apart (the batches between
+# run at the cell's distance: rounds in a row fell in one moment of the
+# machine's load, which can reorder distances within a few percent), and
+# keep the least time a byte of each distance's runs, apart for the even
+# and the odd rounds.  After each block
+# of RC_ROUNDS rounds the cell takes the fastest distance, or 0 when 0 is
+# within the measured noise of it (the spread between the even and odd
+# rounds' times of those two, at most the calibration's 10%), if the even
+# and the odd rounds each pick the same; otherwise (candidates within the
+# noise of each other) another block is run, at most RC_BLOCKS, and a
+# distance whose best runs are slower than the fastest's worst is dropped
+# from it.  A batch counts only at the thread count of the re-check's first
+# counted batch (a split batch is timed whole: the distances compare at one
+# thread count); a thread try (threads_decide) or a batch whose pool was busy
+# runs at the cell's distance and is not counted.
 # Off the re-check, a batch costs one relaxed load (the cell's count) and,
-# for its first RC_DONE batches, one relaxed store; counts that two threads
+# for its first RC_AFTER batches, one relaxed store; counts that two threads
 # race on may lose a batch, which only delays the re-check.
-cdef void prefetch_pick(const mb_plan *p, const char *src, mb_prefetch *r) noexcept nogil:
+cdef enum:
+    # A re-check whose batches ran at another thread count RC_MISS times in
+    # a row (the class's thread choice changed) starts over at that count.
+    RC_MISS = 64
+
+
+cdef inline int rc_slot(int64_t run) noexcept nogil:
+    """The cal_dists index of re-check run ``run``: its round's order of the
+    CAL_NDIST distances, shuffled afresh each round (a fixed order would
+    time each distance after the same one, in the state it leaves)."""
+    cdef int order[CAL_NDIST]
+    cdef uint64_t s = <uint64_t>(run // CAL_NDIST + 1) * 0x9E3779B97F4A7C15ULL
+    cdef int i, j, t
+    for i in range(CAL_NDIST):
+        order[i] = i
+    for i in range(CAL_NDIST - 1, 0, -1):
+        j = <int>(cal_rand(&s) % <uint64_t>(i + 1))
+        t = order[i]
+        order[i] = order[j]
+        order[j] = t
+    return order[run % CAL_NDIST]
+
+
+cdef void rc_reset(int flat, int64_t thr) noexcept nogil:
+    """Start the re-check of cell ``flat`` afresh (its first position next),
+    its batches counted at ``thr`` threads (0: the next counted batch's)."""
+    cdef int d
+    for d in range(CAL_NDIST):
+        mb_store(&rc_best[flat][0][d], 0)
+        mb_store(&rc_best[flat][1][d], 0)
+    mb_store(&rc_acc[flat][0], 0)
+    mb_store(&rc_acc[flat][1], 0)
+    mb_store(&rc_run[flat], 0)
+    mb_store(&rc_thr[flat], thr)
+    mb_store(&rc_out[flat], 0)
+    mb_store(&rc_blk[flat], 0)
+    mb_store(&rc_miss[flat], 0)
+    mb_store(&rc_pace[flat], 0)
+    mb_store(&rc_round[flat], 0)
+    mb_store(&rc_wait[flat], 0)
+    mb_store(&rc_lead[flat], 0)
+    mb_store(&rc_seen[flat], RC_AFTER)
+
+
+cdef void prefetch_pick(const mb_plan *p, const char *src, bint timed,
+                        mb_prefetch *r) noexcept nogil:
     """The rows (runs) ahead for one batch of plan p into r.ahead
     (prefetch_for), and r.cell >= 0 when the caller is to time the batch
-    and pass the time to prefetch_record (the cell's re-check)."""
+    and pass the time to prefetch_record (the cell's re-check); ``timed``
+    false: the batch cannot be counted (a thread try), it runs at the
+    cell's distance."""
     cdef int64_t *c
-    cdef int64_t v, n
-    cdef int flat, d, slot
+    cdef int64_t v, n, k, g, run, out
+    cdef int flat, slot, i
     r.cell = -1
     if forced_prefetch >= 0 or p.prefetch >= 0:
         r.ahead = prefetch_for(p, src)
@@ -475,58 +544,160 @@ cdef void prefetch_pick(const mb_plan *p, const char *src, mb_prefetch *r) noexc
     n = mb_load(&rc_seen[flat])
     if n >= RC_DONE or v == 0:
         return
-    mb_store(&rc_seen[flat], n + 1)
     if n < RC_AFTER:
+        mb_store(&rc_seen[flat], n + 1)
         return
-    if n == RC_DONE - 1:
-        rc_decide(c, flat)
+    if not timed:
         return
-    slot = <int>((n - RC_AFTER) % CAL_NDIST)
-    for d in range(CAL_NDIST):
-        if cal_dists[d] == r.ahead:
+    k = n - RC_AFTER
+    g = max(mb_load(&rc_run[flat]), 1)
+    run = k // g
+    if run // CAL_NDIST >= mb_load(&rc_round[flat]) + 1:
+        # A new round: it starts RC_SPACE_NS after the one before (in
+        # batches, at the pace of the first), so that the rounds meet
+        # different moments of the machine's load; the batches between run
+        # at the distance fastest so far (a calibration that picked one
+        # 1.5x slower is not kept for the whole re-check).
+        mb_store(&rc_round[flat], run // CAL_NDIST)
+        mb_store(&rc_wait[flat], RC_SPACE_NS // max(mb_load(&rc_pace[flat]), 1))
+        mb_store(&rc_lead[flat], 1 + rc_leader(flat))
+    v = mb_load(&rc_wait[flat])
+    if v > 0:
+        mb_store(&rc_wait[flat], v - 1)
+        v = mb_load(&rc_lead[flat])
+        if v > 0:
+            r.ahead = cal_dists[v - 1]
+        return
+    for i in range(CAL_NDIST + 1):
+        run = k // g
+        if run >= (mb_load(&rc_blk[flat]) + 1) * RC_ROUNDS * CAL_NDIST:
+            rc_decide(c, flat)
+            v = mb_load(c)
+            r.ahead = <int>(v & CELL_AHEAD)
+            if mb_load(&rc_seen[flat]) >= RC_DONE:
+                return
+        slot = rc_slot(run)
+        out = mb_load(&rc_out[flat])
+        if not (out >> slot) & 1:
             break
-    if slot != 0 and (slot < d - 1 or slot > d + 1):
+        # A distance out of the race: its run is skipped.
+        k = (run + 1) * g
+        mb_store(&rc_seen[flat], RC_AFTER + k)
+    else:
         return
     r.ahead = cal_dists[slot]
     r.cell = flat
     r.slot = slot
+    r.half = <int>((run // CAL_NDIST) & 1)
+    r.pos = RC_AFTER + k
+    r.c = c
 
 
-cdef void prefetch_record(const mb_prefetch *r, int64_t ns, int64_t units) noexcept nogil:
-    """Note the time (ns) of a batch of ``units`` output bytes that tried
-    distance r.slot of cell r.cell: the least ps a unit is kept."""
-    cdef int64_t v = ns * 1000 // max(units, 1) + 1
-    cdef int64_t old = mb_load(&rc_best[r.cell][r.slot])
-    if old == 0 or v < old:
-        mb_store(&rc_best[r.cell][r.slot], v)
+cdef void prefetch_record(const mb_prefetch *r, int64_t ns, int64_t nbytes,
+                          int nthreads) noexcept nogil:
+    """Note the time (ns) of a batch of ``nbytes`` output bytes on
+    ``nthreads`` threads (the pool not busy) that tried distance r.slot of
+    cell r.cell at position r.pos of its re-check: summed over its run,
+    whose least fs a byte is kept for its round's parity."""
+    cdef int f = r.cell
+    cdef int64_t thr, m, g, k, v, old
+    if mb_load(&rc_seen[f]) != r.pos:
+        return                  # another thread took this position
+    thr = mb_load(&rc_thr[f])
+    if thr == 0:
+        mb_store(&rc_thr[f], nthreads)
+    elif thr != nthreads:
+        m = mb_load(&rc_miss[f]) + 1
+        mb_store(&rc_miss[f], m)
+        if m >= RC_MISS:
+            rc_reset(f, nthreads)
+        return
+    mb_store(&rc_miss[f], 0)
+    g = mb_load(&rc_run[f])
+    if g == 0:
+        # Batches a run: about RC_RUN_NS of them, from this first batch.
+        g = min(max(<int64_t>RC_RUN_NS // max(ns, 1), 1), <int64_t>RC_RUN_MAX)
+        mb_store(&rc_run[f], g)
+        mb_store(&rc_pace[f], max(ns, 1))
+    mb_store(&rc_acc[f][0], mb_load(&rc_acc[f][0]) + ns)
+    mb_store(&rc_acc[f][1], mb_load(&rc_acc[f][1]) + nbytes)
+    k = r.pos - RC_AFTER
+    if k % g == g - 1:
+        v = mb_load(&rc_acc[f][0]) * 1000000 // max(mb_load(&rc_acc[f][1]), 1) + 1
+        old = mb_load(&rc_best[f][r.half][r.slot])
+        if old == 0 or v < old:
+            mb_store(&rc_best[f][r.half][r.slot], v)
+        mb_store(&rc_acc[f][0], 0)
+        mb_store(&rc_acc[f][1], 0)
+    mb_store(&rc_seen[f], r.pos + 1)
+
+
+cdef int rc_leader(int flat) noexcept nogil:
+    """The cal_dists index of the distance whose least time (both halves)
+    is the least so far in cell ``flat``'s re-check; -1 if none timed."""
+    cdef int64_t lo[CAL_NDIST]
+    cdef int64_t h0, h1
+    cdef int d
+    for d in range(CAL_NDIST):
+        h0 = mb_load(&rc_best[flat][0][d])
+        h1 = mb_load(&rc_best[flat][1][d])
+        lo[d] = h0 if h1 == 0 or (h0 > 0 and h0 < h1) else h1
+    return rc_rule(lo, 0)
+
+
+cdef int rc_rule(const int64_t *t, int64_t margin) noexcept nogil:
+    """The cal_dists index of the fastest of times t (0: not timed), or 0
+    when 0's time is within ``margin`` per mille of it; -1 if none timed."""
+    cdef int d, best = -1
+    for d in range(CAL_NDIST):
+        if t[d] > 0 and (best < 0 or t[d] < t[best]):
+            best = d
+    if best > 0 and t[0] > 0 and t[0] * 1000 <= t[best] * (1000 + margin):
+        return 0
+    return best
 
 
 cdef void rc_decide(int64_t *c, int flat) noexcept nogil:
-    """End the re-check of cell c: the fastest distance timed, or 0 when 0
-    is within 10% of it (pick_distance's rule); the cell's time a unit and
-    copy loop stay as calibrated."""
-    cdef int64_t v = mb_load(c)
-    cdef int64_t t, t0 = mb_load(&rc_best[flat][0])
-    cdef int64_t best = 0
-    cdef int d, cur, pick = -1
-    mb_store(&rc_seen[flat], RC_DONE)
-    for cur in range(CAL_NDIST):
-        if cal_dists[cur] == (v & CELL_AHEAD):
-            break
-    if mb_load(&rc_best[flat][cur]) == 0 or t0 == 0:
-        # The picked distance or 0 had no batch counted (all split): nothing
-        # to compare with, the calibrated distance stays.
-        return
+    """End a block of the re-check of cell c (flat index ``flat``): keep the
+    distance that the even rounds, the odd rounds and both pick alike (or
+    both's pick after RC_BLOCKS blocks) and end the re-check, else drop the
+    distances whose best run is slower than the fastest's worst and go on;
+    the cell's time a unit and copy loop stay as calibrated."""
+    cdef int64_t h0[CAL_NDIST]
+    cdef int64_t h1[CAL_NDIST]
+    cdef int64_t lo[CAL_NDIST]
+    cdef int64_t hi[CAL_NDIST]
+    cdef int64_t v = mb_load(c), noise = 0, out, blk
+    cdef int d, f, pick, p0, p1
     for d in range(CAL_NDIST):
-        t = mb_load(&rc_best[flat][d])
-        if t > 0 and (pick < 0 or t < best):
-            best = t
-            pick = d
-    if pick < 0:
+        h0[d] = mb_load(&rc_best[flat][0][d])
+        h1[d] = mb_load(&rc_best[flat][1][d])
+        lo[d] = h0[d] if h1[d] == 0 or (h0[d] > 0 and h0[d] < h1[d]) else h1[d]
+        hi[d] = max(h0[d], h1[d])
+    f = rc_rule(lo, 0)
+    blk = mb_load(&rc_blk[flat]) + 1
+    mb_store(&rc_blk[flat], blk)
+    if f < 0:
+        mb_store(&rc_seen[flat], RC_DONE)    # nothing timed: the pick stays
         return
-    if t0 * 10 <= best * 11:
-        pick = 0
-    mb_store(c, (v & ~(<int64_t>CELL_AHEAD)) | cal_dists[pick])
+    # The noise: how far the even and the odd rounds' least times of 0 and
+    # of the fastest lie apart.
+    for d in range(CAL_NDIST):
+        if (d == 0 or d == f) and h0[d] > 0 and h1[d] > 0:
+            noise = max(noise, (hi[d] - lo[d]) * 1000 // lo[d])
+    noise = min(noise, <int64_t>100)
+    pick = rc_rule(lo, noise)
+    p0 = rc_rule(h0, noise)
+    p1 = rc_rule(h1, noise)
+    if (p0 == pick and p1 == pick) or blk >= RC_BLOCKS:
+        mb_store(c, (v & ~(<int64_t>CELL_AHEAD)) | cal_dists[pick])
+        mb_store(&rc_seen[flat], RC_DONE)
+        return
+    out = mb_load(&rc_out[flat])
+    for d in range(CAL_NDIST):
+        if lo[d] > hi[f] and d != pick and d != p0 and d != p1:
+            out |= <int64_t>1 << d
+    mb_store(&rc_out[flat], out)
 
 
 cdef bint moves_for(const mb_plan *p, const char *src) noexcept nogil:
@@ -543,26 +714,103 @@ cdef bint moves_for(const mb_plan *p, const char *src) noexcept nogil:
 # Thread counts are chosen by timing real batches.  Batches are grouped by
 # their estimated one-thread time (calibrated costs of an index drawn and a
 # row copied), in classes of a power of two (ns), multi-axis walks apart.
-# In a class, the first batches try each candidate count (1, 2, 4, ... up
-# to the limit) TT_TRIES times; from then on the class uses the count whose
-# mean time (per ns of estimate) is lowest, and every TT_RETRY-th batch
-# retries one candidate in turn.  The candidates go up to one thread per
-# wake time of work (a worker's share must at least pay for its wake-up),
-# and a batch estimated under twice the wake time is never split.  A split
-# count is tried in runs: the first batch of a run wakes workers that slept
-# since the class last split (up to 2x the wake time of a busy run,
-# docs/tuning.md) and is not counted, so the counts compare at the speed
-# a class that keeps the count runs at.
-cdef enum:
-    TT_CLASSES = 96        # 48 estimate classes, single-axis and multi-axis apart
-    TT_CANDS = 12          # candidate k: min(2**k, limit) threads
-    TT_TRIES = 3
-    TT_RETRY = 64          # then every 64th batch of a class retries a candidate
-    TT_RUN = 3             # for TT_RUN batches in a row, the first not counted
+# The candidates are 1, 2, 4, ... threads, up to the limit and to one thread
+# per wake time of work (a worker's share must at least pay for its
+# wake-up); a batch estimated under twice the wake time is never split.  A
+# class's first batches run a duel: rounds in which each candidate runs a
+# run of batches in a row (tt_reset), in an order shuffled each round.  The
+# first batch of a run is not counted (the first split batch after a class
+# ran on one thread wakes workers that slept longer, up to 2x the wake time
+# of a busy run, docs/tuning.md); the others' time over their estimate is
+# kept as the least of the candidate's runs, for the even and the odd
+# rounds apart: runs in a row, interleaved, meet the machine's load alike,
+# where tries taken at different moments compare the load of those
+# moments.  After each
+# block of TT_ROUNDS rounds the class takes the fastest count if the even
+# and the odd rounds each pick it; otherwise (counts within the noise of
+# each other) another block runs, at most TT_BLOCKS, without the counts
+# whose best run is slower than the fastest's worst.  After the choice,
+# one round every TT_EVERY runs' batches goes on timing every count and
+# adds to their least times: the load of other processes comes and goes,
+# a duel sees only its own moment (on the 2-vCPU Zen 5 VM a duel chose one
+# thread for 800 KB batches while the other vCPU was busy, where two ran
+# 1.2x faster later, docs/tuning.md), and the class takes the count that
+# its least times pick, as the duel does, when the even and the odd rounds
+# agree.  TT_AGAIN rounds after its choice a class runs a new duel, so
+# that least times of an earlier load do not hold for ever.
+cdef inline int shuffled_slot(int64_t run, int n) noexcept nogil:
+    """Candidate (0 to n - 1) of run ``run`` when each round of n runs visits
+    every candidate once, in an order shuffled afresh each round (a fixed
+    order would time each candidate after the same one, in the state it
+    leaves)."""
+    cdef int order[TT_CANDS]
+    cdef uint64_t s = <uint64_t>(run // n + 1) * 0x9E3779B97F4A7C15ULL
+    cdef int i, j, t
+    for i in range(n):
+        order[i] = i
+    for i in range(n - 1, 0, -1):
+        j = <int>(cal_rand(&s) % <uint64_t>(i + 1))
+        t = order[i]
+        order[i] = order[j]
+        order[j] = t
+    return order[run % n]
 
-cdef int64_t tt_best[TT_CLASSES][TT_CANDS]    # mean ns * 1024 / estimate
-cdef int64_t tt_tries[TT_CLASSES][TT_CANDS]
-cdef int64_t tt_seen[TT_CLASSES]               # batches of the class since decided
+
+cdef void tt_reset(int c, int64_t ncand, int64_t est) noexcept nogil:
+    """Start a duel of class c over candidates 0 to ncand - 1, in runs of
+    about TT_RUN_NS for batches estimated at ``est`` ns (TT_RUN to
+    TT_RUN_MAX batches): a run of a few short batches times the luck of a
+    few, and the least of such runs favoured the count whose time varies
+    most."""
+    cdef int k
+    for k in range(TT_CANDS):
+        mb_store(&tt_best[c][0][k], 0)
+        mb_store(&tt_best[c][1][k], 0)
+    mb_store(&tt_acc[c][0], 0)
+    mb_store(&tt_acc[c][1], 0)
+    mb_store(&tt_out[c], 0)
+    mb_store(&tt_blk[c], 0)
+    mb_store(&tt_seen[c], 0)
+    mb_store(&tt_pick[c], 0)
+    mb_store(&tt_pos[c], 0)
+    mb_store(&tt_run[c], min(max(<int64_t>TT_RUN_NS // max(est, 1), <int64_t>TT_RUN),
+                             <int64_t>TT_RUN_MAX))
+    mb_store(&tt_top[c], ncand)
+
+
+cdef void tt_decide(int c, int n) noexcept nogil:
+    """End a block of class c's duel over n candidates: keep the count that
+    the even rounds, the odd rounds and both pick alike (or both's pick
+    after TT_BLOCKS blocks), else drop the counts whose best run is slower
+    than the fastest's worst and go on."""
+    cdef int64_t h0, h1, lo[TT_CANDS], hi[TT_CANDS], out, blk
+    cdef int k, f = -1, p0 = -1, p1 = -1
+    cdef int64_t b0 = 0, b1 = 0
+    for k in range(n):
+        h0 = mb_load(&tt_best[c][0][k])
+        h1 = mb_load(&tt_best[c][1][k])
+        lo[k] = h0 if h1 == 0 or (h0 > 0 and h0 < h1) else h1
+        hi[k] = max(h0, h1)
+        if lo[k] > 0 and (f < 0 or lo[k] < lo[f]):
+            f = k
+        if h0 > 0 and (p0 < 0 or h0 < b0):
+            p0 = k
+            b0 = h0
+        if h1 > 0 and (p1 < 0 or h1 < b1):
+            p1 = k
+            b1 = h1
+    blk = mb_load(&tt_blk[c]) + 1
+    mb_store(&tt_blk[c], blk)
+    if f < 0 or (p0 == f and p1 == f) or blk >= TT_BLOCKS:
+        mb_store(&tt_pick[c], max(f, 0))
+        mb_store(&tt_seen[c], 0)
+        mb_store(&tt_pos[c], TT_DONE)
+        return
+    out = mb_load(&tt_out[c])
+    for k in range(n):
+        if lo[k] > hi[f] and k != p0 and k != p1:
+            out |= <int64_t>1 << k
+    mb_store(&tt_out[c], out)
 
 
 cdef void threads_decide(const mb_plan *p, const char *src, int64_t nbytes, int cap,
@@ -570,12 +818,13 @@ cdef void threads_decide(const mb_plan *p, const char *src, int64_t nbytes, int 
     """Threads (1 to cap) for one batch of plan p with nbytes of output
     (several arrays' for draw_group), into r.n; r.cls >= 0 asks the caller
     to time the batch and pass it to threads_record."""
-    cdef int64_t wake, thr, rows, est, v, best = 0
-    cdef int k, top, c, pick = 0
+    cdef int64_t wake, thr, rows, est, v, run, out, g
+    cdef int k, top, c, i, n
     cdef bint near
     r.n = 1
     r.cls = -1
     r.warm = 0
+    r.upkeep = 0
     if cap <= 1 or not p.ax[0].sampled or p.ax[0].m < 16:
         return
     if forced_threads > 0:
@@ -609,46 +858,103 @@ cdef void threads_decide(const mb_plan *p, const char *src, int64_t nbytes, int 
     # Candidates 0..top: 1, 2, 4, ... threads, the last min(2**top, limit).
     top = 1 if near else ceil_log2(min(2 * est // thr, <int64_t>cap))
     top = min(top, TT_CANDS - 1)
+    n = top + 1
     c = min(ceil_log2(est), TT_CLASSES // 2 - 1) + (TT_CLASSES // 2 if p.nouter > 1 else 0)
-    for k in range(top + 1):
-        v = mb_load(&tt_tries[c][k])
-        if v < TT_TRIES + (k > 0):
+    if mb_load(&tt_top[c]) != n:
+        tt_reset(c, n, est)            # other candidates: a new duel
+    v = mb_load(&tt_pos[c])
+    g = mb_load(&tt_run[c])
+    if v >= TT_DONE:
+        k = <int>mb_load(&tt_pick[c])
+        r.n = <int>min(<int64_t>1 << k, <int64_t>cap)
+        v = mb_load(&tt_seen[c])
+        mb_store(&tt_seen[c], v + 1)
+        run = v // (TT_EVERY * g)           # rounds after the choice
+        v = v % (TT_EVERY * g)
+        if run >= TT_AGAIN:
+            tt_reset(c, n, est)
+        elif v < n * g:
+            # A round after the choice: each count one run, shuffled.
+            k = shuffled_slot(run * n + v // g, n)
             r.cls = c
             r.cand = k
-            r.warm = k > 0 and v == 0
+            r.warm = v % g == 0
+            r.upkeep = True
+            r.pos = v
+            r.half = <int>(run & 1)
             r.n = <int>min(<int64_t>1 << k, <int64_t>cap)
-            return
-        v = mb_load(&tt_best[c][k])
-        if k == 0 or v < best:
-            best = v
-            pick = k
-    # Retry the candidates in turn now and then: a count whose tries met a
-    # burst of load gets another chance, and the means follow the load.
-    v = mb_load(&tt_seen[c]) + 1
-    mb_store(&tt_seen[c], v)
-    if v >= TT_RETRY and v % TT_RETRY < TT_RUN:
-        pick = <int>((v // TT_RETRY) % (top + 1))
-        r.cls = c
-        r.cand = pick
-        r.warm = pick > 0 and v % TT_RETRY == 0
-    r.n = <int>min(<int64_t>1 << pick, <int64_t>cap)
+        return
+    for i in range(n + 1):
+        run = v // g
+        if run >= (mb_load(&tt_blk[c]) + 1) * TT_ROUNDS * n:
+            tt_decide(c, n)
+            if mb_load(&tt_pos[c]) >= TT_DONE:
+                k = <int>mb_load(&tt_pick[c])
+                r.n = <int>min(<int64_t>1 << k, <int64_t>cap)
+                return
+        k = shuffled_slot(run, n)
+        out = mb_load(&tt_out[c])
+        if not (out >> k) & 1:
+            break
+        v = (run + 1) * g               # a count out of the duel: its run skipped
+        mb_store(&tt_pos[c], v)
+    else:
+        return
+    r.cls = c
+    r.cand = k
+    r.warm = v % g == 0
+    r.upkeep = False
+    r.pos = v
+    r.half = <int>((run // n) & 1)
+    r.n = <int>min(<int64_t>1 << k, <int64_t>cap)
 
 
 cdef void threads_record(const mb_threads *r, int64_t ns) noexcept nogil:
-    """Note the time of a batch that tried candidate r.cand of class r.cls
-    (only counted as tried when r.warm: the first batch of a split run):
-    a running mean (the last four tries weigh most), not the minimum: a
-    split's best case (the other cores free) is far from its usual one on
-    a busy machine."""
-    cdef int64_t v = ns * 1024 // max(r.est, 1)
-    cdef int64_t n = mb_load(&tt_tries[r.cls][r.cand])
-    cdef int64_t old = mb_load(&tt_best[r.cls][r.cand])
-    mb_store(&tt_tries[r.cls][r.cand], n + 1)
-    if r.warm:
-        return
-    if old > 0:
-        v = old + (v - old) // min(n + 1 - (r.cand > 0), 4)
-    mb_store(&tt_best[r.cls][r.cand], max(v, 1))
+    """Note the time of a batch that ran candidate r.cand of class r.cls at
+    position r.pos of its duel (r.warm: the first of a run, not counted):
+    summed over its run, whose least time over the estimate is kept for its
+    round's parity."""
+    cdef int c = r.cls
+    cdef int64_t v, old, g = mb_load(&tt_run[c])
+    cdef int n = <int>mb_load(&tt_top[c])
+    if not r.upkeep and mb_load(&tt_pos[c]) != r.pos:
+        return                  # another thread took this position
+    if not r.warm:
+        mb_store(&tt_acc[c][0], mb_load(&tt_acc[c][0]) + ns)
+        mb_store(&tt_acc[c][1], mb_load(&tt_acc[c][1]) + max(r.est, 1))
+        if r.pos % g == g - 1:
+            v = mb_load(&tt_acc[c][0]) * 1024 // max(mb_load(&tt_acc[c][1]), 1) + 1
+            old = mb_load(&tt_best[c][r.half][r.cand])
+            if old == 0 or v < old:
+                mb_store(&tt_best[c][r.half][r.cand], v)
+            mb_store(&tt_acc[c][0], 0)
+            mb_store(&tt_acc[c][1], 0)
+            if r.upkeep and r.pos == n * g - 1:
+                tt_repick(c, n)
+    if not r.upkeep:
+        mb_store(&tt_pos[c], r.pos + 1)
+
+
+cdef void tt_repick(int c, int n) noexcept nogil:
+    """After a round that follows class c's choice: the count its least
+    times pick, when the even and the odd rounds pick it too."""
+    cdef int64_t h0, h1, lo, b = 0, b0 = 0, b1 = 0
+    cdef int k, f = -1, p0 = -1, p1 = -1
+    for k in range(n):
+        h0 = mb_load(&tt_best[c][0][k])
+        h1 = mb_load(&tt_best[c][1][k])
+        lo = h0 if h1 == 0 or (h0 > 0 and h0 < h1) else h1
+        if lo > 0 and (f < 0 or lo < b):
+            f = k
+            b = lo
+        if h0 > 0 and (p0 < 0 or h0 < b0):
+            p0 = k
+            b0 = h0
+        if h1 > 0 and (p1 < 0 or h1 < b1):
+            p1 = k
+            b1 = h1
+    if f >= 0 and p0 == f and p1 == f:
+        mb_store(&tt_pick[c], f)
 
 
 cdef int64_t gil_ps() noexcept:
@@ -695,16 +1001,15 @@ cdef void forget_calibration() noexcept nogil:
             mb_store(&cal_cells[i][j], 0)
             for k in range(WALK_KINDS):
                 mb_store(&walk_cells[i][j][k], 0)
+        for j in range(CAL_SHORT):
+            mb_store(&short_cells[i][j], 0)
     for i in range(RC_CELLS):
-        mb_store(&rc_seen[i], 0)
-        for j in range(CAL_NDIST):
-            mb_store(&rc_best[i][j], 0)
+        if mb_load(&rc_seen[i]) != 0:
+            rc_reset(i, 0)
+            mb_store(&rc_seen[i], 0)
     for i in range(3):
         mb_store(&cal_draw_ps[i], 0)
     mb_store(&cal_wake_ns, 0)
     mb_store(&cal_wake_checks, 0)
     for i in range(TT_CLASSES):
-        for j in range(TT_CANDS):
-            mb_store(&tt_best[i][j], 0)
-            mb_store(&tt_tries[i][j], 0)
-        mb_store(&tt_seen[i], 0)
+        tt_reset(i, 0, 0)

@@ -145,14 +145,14 @@ cdef void draw_gather_k(int k, const mb_plan **p, const char **src, char **dst,
     ``scratch`` holds ``plan_scratch_size(p[0])`` int64 (may be NULL when
     that is 0).  Fused plans (only axis 0 sampled, with replacement) draw as
     they copy; others draw every index into scratch first; either way the
-    indices are drawn once for all k arrays.  The prefetch distance is
-    prefetch_pick(p[0]) (which may ask for the batch's time, for its cell's
-    re-check), the short rows' loop moves_for(p[0]); the batch
-    runs on threads_decide (at most
-    ``nthreads``) threads: with more than one, it is cut along axis 0 into
-    SHARE_CHUNKS chunks a thread that this thread and pool workers claim in
-    turn (pool_run; each draw is addressable, so a fused chunk draws its
-    own indices, positions [c * chunk, (c + 1) * chunk) of the stream).
+    indices are drawn once for all k arrays.  The short rows' loop is
+    moves_for(p[0]); the batch runs on threads_decide (at most ``nthreads``)
+    threads, at the prefetch distance of prefetch_pick(p[0]) (either may ask
+    for the batch's time, for the thread choice or its cell's re-check):
+    with more than one, it is cut along axis 0 into SHARE_CHUNKS chunks a
+    thread that this thread and pool workers claim in turn (pool_run; each
+    draw is addressable, so a fused chunk draws its own indices, positions
+    [c * chunk, (c + 1) * chunk) of the stream).
     """
     cdef gather_job job
     cdef const mb_axis *a = &p[0].ax[0]
@@ -168,8 +168,6 @@ cdef void draw_gather_k(int k, const mb_plan **p, const char **src, char **dst,
     job.step = step
     job.start = 0
     job.count = a.m
-    prefetch_pick(p[0], src[0], &pf)
-    job.prefetch = pf.ahead
     job.moves = moves_for(p[0], src[0])
     job.scratch = scratch
     tr.n = 1
@@ -179,18 +177,22 @@ cdef void draw_gather_k(int k, const mb_plan **p, const char **src, char **dst,
             nbytes += p[i].row_out * a.m
         threads_decide(p[0], src[0], nbytes, nthreads, &tr)
     nthreads = tr.n
-    if tr.cls >= 0 or (pf.cell >= 0 and nthreads == 1):
+    # A thread try is not counted by the prefetch re-check.
+    prefetch_pick(p[0], src[0], tr.cls < 0, &pf)
+    job.prefetch = pf.ahead
+    if tr.cls >= 0 or pf.cell >= 0:
         t0 = mb_now_ns()
     i = run_batch(&job, nthreads)
-    if tr.cls >= 0 or (pf.cell >= 0 and nthreads == 1):
+    if tr.cls >= 0 or pf.cell >= 0:
         t0 = mb_now_ns() - t0
-        if tr.cls >= 0 and i == nthreads:     # not when the pool was busy
-            threads_record(&tr, t0)
-        if pf.cell >= 0 and i == 1 and nthreads == 1:
-            if nbytes == 0:
-                for i in range(k):
-                    nbytes += p[i].row_out * a.m
-            prefetch_record(&pf, t0, nbytes)
+        if i == nthreads:                     # not when the pool was busy
+            if tr.cls >= 0:
+                threads_record(&tr, t0)
+            if pf.cell >= 0:
+                if nbytes == 0:
+                    for i in range(k):
+                        nbytes += p[i].row_out * a.m
+                prefetch_record(&pf, t0, nbytes, nthreads)
 
 
 cdef int run_batch(gather_job *job, int nthreads) noexcept nogil:

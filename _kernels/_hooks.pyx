@@ -10,12 +10,14 @@ from libc.stdint cimport int64_t
 
 from mbcore._kernels._copy cimport copy_rows_of, short_rows
 from mbcore._kernels cimport _dispatch
-from mbcore._kernels._dispatch cimport (CAL_SPANS, CAL_ROWS, CAL_NDIST, CAL_MIN_SPAN,
+from mbcore._kernels._dispatch cimport (CAL_SPANS, CAL_ROWS, CAL_NDIST, CAL_MIN_SPAN, CAL_SHORT,
                                         WALK_KINDS, CELL_AHEAD, CELL_MOVES, mb_threads,
                                         auto_prefetch, prefetch_for, moves_for,
                                         threads_decide, cell_for, gil_ps, GIL_KEEP_PCT,
                                         calibrate_rows, calibrate_walk, forget_calibration,
-                                        plan_cell, RC_AFTER, RC_DONE)
+                                        plan_cell, rc_reset, RC_AFTER, RC_DONE,
+                                        RC_ROUNDS, RC_BLOCKS, RC_RUN_MAX,
+                                        TT_CLASSES, TT_DONE, batch_ps)
 from mbcore._kernels._gather cimport Sampler
 from mbcore._kernels._plan cimport plan_span
 from mbcore._kernels._pool cimport pool_size, pool_wake_ns, MB_POOL_MAX
@@ -115,10 +117,10 @@ def _set_prefetch_cell(Sampler s not None, int ahead):
     batches take their prefetch distance from (calibrating it first if not
     measured; its time a unit and copy loop are kept) to ``ahead`` rows
     (runs), and start its re-check over: the cell's next RC_AFTER batches
-    run at ``ahead``, the next ones re-check it.  Returns (RC_AFTER,
-    RC_DONE), the batches before the re-check and before its end.
+    run at ``ahead``, the next ones re-check it.  Returns (RC_AFTER, the
+    most batches the re-check can count after them).
     """
-    cdef int flat, i
+    cdef int flat
     cdef int64_t *c
     cdef int64_t v
     if not 0 <= ahead <= CELL_AHEAD:
@@ -129,11 +131,68 @@ def _set_prefetch_cell(Sampler s not None, int ahead):
     v = c[0]
     if v == 0:
         raise RuntimeError("the cell could not be measured (out of memory)")
+    rc_reset(flat, 0)
     _dispatch.rc_seen[flat] = 0
-    for i in range(CAL_NDIST):
-        _dispatch.rc_best[flat][i] = 0
     c[0] = (v & ~(<int64_t>CELL_AHEAD)) | ahead
-    return int(RC_AFTER), int(RC_DONE)
+    return int(RC_AFTER), int(RC_BLOCKS * RC_ROUNDS * CAL_NDIST * RC_RUN_MAX)
+
+
+def _prefetch_recheck(Sampler s not None):
+    """_prefetch_recheck(sampler)
+
+    For tests and benchmarks: the state of the re-check of the cell this
+    Sampler's batches take their prefetch distance from: ``done``,
+    ``counted`` (its batches counted so far), ``run`` (batches a run),
+    ``threads`` (the thread count its batches are counted at, 0: none yet),
+    ``blocks`` (blocks of rounds decided), ``dropped`` (distances out of
+    the race), ``times`` ({distance: (least fs a byte of its runs in the
+    even rounds, in the odd rounds), 0: not timed}) and ``ahead`` (the
+    cell's distance now).  None for a Sampler whose source is not
+    prefetched.
+    """
+    cdef int flat, i
+    cdef int64_t *c
+    cdef int64_t n
+    if s.plan.prefetch >= 0:
+        return None
+    c = plan_cell(&s.plan, <const char *>cnp.PyArray_DATA(s.data), &flat)
+    n = mb_load(&_dispatch.rc_seen[flat])
+    dists = [_dispatch.cal_dists[i] for i in range(CAL_NDIST)]
+    out = mb_load(&_dispatch.rc_out[flat])
+    return {"done": n >= RC_DONE, "counted": int(max(0, n - RC_AFTER)) if n < RC_DONE else None,
+            "run": int(_dispatch.rc_run[flat]), "threads": int(_dispatch.rc_thr[flat]),
+            "blocks": int(_dispatch.rc_blk[flat]),
+            "dropped": [dists[i] for i in range(CAL_NDIST) if (out >> i) & 1],
+            "times": {dists[i]: (int(_dispatch.rc_best[flat][0][i]),
+                                 int(_dispatch.rc_best[flat][1][i])) for i in range(CAL_NDIST)},
+            "ahead": int(mb_load(c) & CELL_AHEAD)}
+
+
+def _thread_duels():
+    """_thread_duels()
+
+    For tests and benchmarks: the thread choice of each class of batches
+    that has one, {class: {...}}, classes 0-47 for single-axis batches,
+    48-95 for multi-axis walks (log2 of the estimated ns, offset): ``threads``
+    (the candidate counts), ``done`` (chosen), ``pick`` (the count chosen),
+    ``blocks`` (blocks of rounds decided), ``run`` (batches a run), ``times`` ({threads: (least time
+    of its runs over their estimate, x1024, in the even rounds, in the odd
+    rounds), 0: not timed}).
+    """
+    cdef int c, k
+    cdef int cap = max(_dispatch.max_threads, 1)
+    res = {}
+    for c in range(TT_CLASSES):
+        n = int(mb_load(&_dispatch.tt_top[c]))
+        if n == 0:
+            continue
+        counts = [min(1 << k, cap) for k in range(n)]
+        res[c] = {"threads": counts, "done": mb_load(&_dispatch.tt_pos[c]) >= TT_DONE,
+                  "pick": counts[int(_dispatch.tt_pick[c])],
+                  "blocks": int(_dispatch.tt_blk[c]), "run": int(_dispatch.tt_run[c]),
+                  "times": {counts[k]: (int(_dispatch.tt_best[c][0][k]),
+                                        int(_dispatch.tt_best[c][1][k])) for k in range(n)}}
+    return res
 
 
 def _copy_loop(Sampler s not None):
@@ -162,6 +221,20 @@ def _batch_threads(Sampler s not None):
     return tr.n
 
 
+def _batch_estimate_ns(Sampler s not None):
+    """_batch_estimate_ns(sampler)
+
+    For tests: a batch's estimated one-thread time (ns), from the calibrated
+    costs of an index drawn and a row copied, as the thread choice
+    estimates it (measuring them first if needed).
+    """
+    cdef int64_t v
+    cdef const char *src = <const char *>cnp.PyArray_DATA(s.data)
+    with nogil:
+        v = batch_ps(&s.plan, src, s.out_bytes)
+    return int(v // 1000)
+
+
 def _keeps_gil(Sampler s not None):
     """_keeps_gil(sampler)
 
@@ -180,21 +253,27 @@ def _dispatch_info():
     worker's wake time, None if not measured), ``draw_ps`` (ps an index, per
     vector level measured), ``gil_ps`` (ps to release the GIL and take it
     back, None if not measured), ``cells`` ({(span class, row class): (rows ahead,
-    ps a row)}, classes as log2 of bytes), ``loops`` ({(span class, row
-    class): "moves" or "memcpy"}, the loop measured faster for the class'
-    rows), ``walk_cells`` (the same as ``cells`` for
+    ps a row)}, classes as log2 of bytes, rows outside 16 to 272 bytes),
+    ``short_cells`` (the same for rows of 16 to 272 bytes, a cell per size:
+    {(span class, row bytes): (rows ahead, ps a row)}), ``loops`` ({(span
+    class, row bytes): "moves" or "memcpy"}, the loop measured faster for
+    rows of that size), ``walk_cells`` (the same as ``cells`` for
     multi-axis walks: {(span class, run class, sampled outer axes): (runs
     ahead, ps a block)}),
     ``wake_checks`` (its re-measurements, taken for batches near the split
     bound), ``workers`` (pool threads started) and ``max_threads``.
     """
-    cells, loops, walks = {}, {}, {}
+    cells, short, loops, walks = {}, {}, {}, {}
     for i in range(CAL_SPANS):
+        for j in range(CAL_SHORT):
+            v = mb_load(&_dispatch.short_cells[i][j])
+            if v:
+                short[(i, 16 + j)] = (int(v & CELL_AHEAD), int(v >> 8))
+                loops[(i, 16 + j)] = "moves" if v & CELL_MOVES else "memcpy"
         for j in range(CAL_ROWS):
             v = mb_load(&_dispatch.cal_cells[i][j])
             if v:
                 cells[(i, j)] = (int(v & CELL_AHEAD), int(v >> 8))
-                loops[(i, j)] = "moves" if v & CELL_MOVES else "memcpy"
             for k in range(WALK_KINDS):
                 v = mb_load(&_dispatch.walk_cells[i][j][k])
                 if v:
@@ -205,7 +284,8 @@ def _dispatch_info():
             "gil_ps": int(_dispatch.cal_gil_ps) or None,
             "draw_ps": {names[i]: int(_dispatch.cal_draw_ps[i])
                         for i in range(3) if _dispatch.cal_draw_ps[i]},
-            "cells": cells, "loops": loops, "walk_cells": walks, "workers": pool_size(),
+            "cells": cells, "short_cells": short, "loops": loops, "walk_cells": walks,
+            "workers": pool_size(),
             "max_threads": _dispatch.max_threads}
 
 

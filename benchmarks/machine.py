@@ -64,12 +64,14 @@ def describe():
         # the GIL round trip, the draw's cost an index, and per class of
         # (source span, row or run size), classes as log2 of bytes, the
         # prefetch distance and the cost a row (cells: single-axis rows,
-        # walk_cells: multi-axis runs), and the copy loop of a class' rows
+        # walk_cells: multi-axis runs), and for rows of 16 to 272 bytes, a
+        # cell per size (short_cells) and the copy loop measured for them
         # (loops: "moves" or "memcpy").
         d = dispatch()
         for key, value in d.items():
             if isinstance(value, dict) and any(isinstance(k, tuple) for k in value):
-                d[key] = {f"span 2^{c[0]} row 2^{c[1]}"
+                row = "row {} B" if key in ("short_cells", "loops") else "row 2^{}"
+                d[key] = {f"span 2^{c[0]} " + row.format(c[1])
                           + (f" {c[2]} sampled axes" if len(c) > 2 else ""):
                           v if isinstance(v, str) else {"ahead": v[0], "ps_a_row": v[1]}
                           for c, v in sorted(value.items())}

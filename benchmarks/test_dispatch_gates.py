@@ -11,10 +11,13 @@ moves, memcpy), each forced with ``_tune`` on a Minibatch of its
 own (its own seed, so that no variant finds rows another drew in the
 cache); the dispatcher's own choice ("auto") is one more Minibatch.  All are
 timed with ``interleaved_min`` (20 batches a call).  The gate asserts
-``auto <= NEED * best``; a measurement is repeated up to ATTEMPTS times,
-and the best of them counts, since a burst of load on a shared machine can
-spoil one.  Each test prints the times, the pick and the best variant
-(``pytest -s``).
+``auto <= NEED * best``.  A measurement that misses it is taken again head
+to head: auto against the HEAD_TO_HEAD fastest variants, HEAD_ROUNDS rounds
+(the fastest of many variants timed with noise is biased low); a
+measurement is repeated up to ATTEMPTS times, and the best of them counts,
+since a burst of load on a shared machine can spoil one.  Each test prints
+the times, the pick and the best variant (``pytest -s``), and for a miss
+the class's prefetch re-check and thread duels.
 """
 import time
 
@@ -28,6 +31,8 @@ from timing import interleaved_min
 NEED = 1.10
 ATTEMPTS = 3
 ROUNDS = 11
+HEAD_TO_HEAD = 3
+HEAD_ROUNDS = 31
 DISTANCES = (0, 4, 8, 16, 32)
 BATCHES_A_CALL = 20
 
@@ -103,20 +108,37 @@ def _gate(data, batch_size, label, gil=False, loops=False):
         t = interleaved_min(impls, rounds=ROUNDS, target=0.01)
         best = min((v, k) for k, v in t.items() if k != "auto")
         ratio = t["auto"] / best[0]
+        head = None
+        if ratio > NEED:
+            # The fastest of 10-40 variants, each timed with noise, is biased
+            # low (on a loaded machine two Minibatches of one variant differ
+            # by up to 10% here): a miss is timed again, auto head to head
+            # with the HEAD_TO_HEAD fastest variants, HEAD_ROUNDS rounds.
+            top = sorted((v, k) for k, v in t.items() if k != "auto")[:HEAD_TO_HEAD]
+            head = interleaved_min({"auto": impls["auto"], **{k: impls[k] for _, k in top}},
+                                   rounds=HEAD_ROUNDS, target=0.01)
+            best = min((v, k) for k, v in head.items() if k != "auto")
+            ratio = head["auto"] / best[0]
         if ratio < best_ratio:
-            best_ratio, shown = ratio, (t, best)
+            best_ratio, shown = ratio, (head or t, best, t)
         if ratio <= NEED:
             break
         time.sleep(0.5)
-    t, best = shown
+    t, best, first = shown
     info = _hooks._dispatch_info()
+    recheck = _hooks._prefetch_recheck(sampler)
+    duels = {c: (d["pick"], d["times"]) for c, d in _hooks._thread_duels().items()}
     print(f"{label}: auto (d={_hooks._prefetch_ahead(sampler)} "
           f"t={_hooks._batch_threads(sampler)} "
           f"gil={'keep' if _hooks._keeps_gil(sampler) else 'release'} "
           f"loop={_hooks._copy_loop(sampler)}) {t['auto'] / BATCHES_A_CALL * 1e6:.2f} us, "
           f"best {best[1]} {best[0] / BATCHES_A_CALL * 1e6:.2f} us: {best_ratio:.2f}x the best "
           f"(wake {info['wake_ns']} ns, GIL round trip {(info['gil_ps'] or 0) / 1000:.0f} ns); "
-          + ", ".join(f"{k} {v / BATCHES_A_CALL * 1e6:.2f}" for k, v in sorted(t.items())))
+          + ", ".join(f"{k} {v / BATCHES_A_CALL * 1e6:.2f}" for k, v in sorted(first.items()))
+          + ("" if t is first else "; head to head: " + ", ".join(
+              f"{k} {v / BATCHES_A_CALL * 1e6:.2f}" for k, v in sorted(t.items())))
+          + (f"; re-check {recheck}" if best_ratio > NEED else "")
+          + (f"; thread duels {duels}" if best_ratio > NEED else ""))
     assert best_ratio <= NEED, (
         f"{label}: the dispatcher's pick takes {best_ratio:.2f}x the best variant "
         f"({best[1]}) > {NEED}x")
@@ -208,15 +230,16 @@ def test_a_wake_time_far_above_a_batch_is_not_measured_again():
 
 @pytest.mark.skipif(mbcore.get_num_threads() < 2, reason="one CPU: nothing is split")
 def test_a_batch_near_the_bound_tries_two_threads():
-    # The wake time stays at the batch's own time (no re-measurement left):
-    # the bound, twice it, is above the batch, which is within 4x of it, so
-    # its class times one and two threads and the times choose.
+    # The wake time stays at the batch's own estimated time (no
+    # re-measurement left): the bound, twice it, is above the batch, which
+    # is within 4x of it, so its class times one and two threads and the
+    # times choose.
     _hooks._forget_calibration()
     mb = _near_bound_minibatch()
     next(mb)
-    _hooks._set_wake(_one_thread_ns(mb), remeasure=False)
+    _hooks._set_wake(_hooks._batch_estimate_ns(mb._sampler), remeasure=False)
     seen = set()
-    for _ in range(12):                       # 3 tries of 1 thread, 4 of 2
+    for _ in range(200):                      # rounds of runs of each count
         seen.add(_hooks._batch_threads(mb._sampler))
         next(mb)
     info = _hooks._dispatch_info()
@@ -229,9 +252,9 @@ def test_a_batch_far_under_the_bound_stays_on_one_thread():
     _hooks._forget_calibration()
     mb = _near_bound_minibatch()
     next(mb)
-    _hooks._set_wake(100 * _one_thread_ns(mb), remeasure=False)
+    _hooks._set_wake(100 * _hooks._batch_estimate_ns(mb._sampler), remeasure=False)
     seen = set()
-    for _ in range(12):
+    for _ in range(200):
         seen.add(_hooks._batch_threads(mb._sampler))
         next(mb)
     _hooks._forget_calibration()
@@ -240,32 +263,60 @@ def test_a_batch_far_under_the_bound_stays_on_one_thread():
 
 # A class's prefetch distance comes from one calibration of about a
 # millisecond; after the class's first RC_AFTER batches, real batches
-# re-check it (the picked distance, its neighbours and 0, each timed; the
-# calibration's 10% rule picks).  The 10x20x30x40x50 walk [2, None, 20,
-# None, 10] (80-byte runs that jump far, from 92 MB) runs 1.3-2x faster
-# prefetched than not (docs/tuning.md): its class forced to 0 is corrected
-# (on one thread: split batches are not timed for the re-check).
+# re-check it (every distance timed in runs of batches, interleaved rounds;
+# the fastest kept, or 0 within the measured noise of it).  The
+# 10x20x30x40x50 walk [2, None, 20, None, 10] (80-byte runs that jump far,
+# from 92 MB) runs 2-3x faster 16-32 runs ahead than with none
+# (docs/tuning.md): its class forced to 0 is corrected.
+def _recheck(mb, ahead):
+    """Force mb's class to ``ahead``, run batches until its re-check ends;
+    returns (the distance then, the re-check's state, us a batch before
+    and during the re-check)."""
+    after, most = _hooks._set_prefetch_cell(mb._sampler, ahead)
+    t0 = time.perf_counter()
+    for _ in range(after):
+        next(mb)
+    assert _hooks._prefetch_ahead(mb._sampler) == ahead
+    mid = time.perf_counter()
+    k = 0
+    stop = time.perf_counter() + 20.0     # its rounds start 5 ms apart, 32 at most
+    while not _hooks._prefetch_recheck(mb._sampler)["done"] and time.perf_counter() < stop:
+        next(mb)
+        k += 1
+    end = time.perf_counter()
+    state = _hooks._prefetch_recheck(mb._sampler)
+    return (state["ahead"], state, (mid - t0) / after * 1e6,
+            (end - mid) / max(k, 1) * 1e6)
+
+
 def test_a_bad_prefetch_cell_is_corrected_by_real_batches():
     _hooks._forget_calibration()
     mb = mbcore.Minibatch(np.full((10, 20, 30, 40, 50), 1.5),
                           batch_size=[2, None, 20, None, 10], random_seed=5)
     next(mb)
-    old = _hooks._tune(threads=1)
     try:
-        after, done = _hooks._set_prefetch_cell(mb._sampler, 0)
-        t0 = time.perf_counter()
-        for _ in range(after):
-            next(mb)
-        assert _hooks._prefetch_ahead(mb._sampler) == 0
-        mid = time.perf_counter()
-        for _ in range(done - after):
-            next(mb)
-        ahead = _hooks._prefetch_ahead(mb._sampler)
-        end = time.perf_counter()
-        print(f"re-check: forced 0, picked {ahead} runs ahead after {done} batches "
-              f"({(mid - t0) / after * 1e6:.0f} us a batch before, "
-              f"{(end - mid) / (done - after) * 1e6:.0f} us during the re-check)")
-        assert ahead > 0
+        ahead, state, before, during = _recheck(mb, 0)
+        print(f"re-check: forced 0, picked {ahead} runs ahead ({before:.0f} us a batch "
+              f"before, {during:.0f} us during the re-check): {state}")
+        assert state["done"] and ahead > 0, state
+    finally:
+        _hooks._forget_calibration()
+
+
+# Batches split over threads are re-checked too, timed whole at one thread
+# count: 8-byte rows from 80 MB, b=1e5 (800 KB, split on two threads) run
+# 1.5-1.9x slower 4 rows ahead than with none or 32 ahead (docs/tuning.md).
+@pytest.mark.skipif(mbcore.get_num_threads() < 2, reason="one CPU: nothing is split")
+def test_a_bad_prefetch_cell_of_split_batches_is_corrected():
+    _hooks._forget_calibration()
+    mb = mbcore.Minibatch(np.full(10**7, 1.5), batch_size=10**5, random_seed=5)
+    next(mb)
+    old = _hooks._tune(threads=2)
+    try:
+        ahead, state, before, during = _recheck(mb, 4)
+        print(f"re-check of split batches: forced 4, picked {ahead} rows ahead "
+              f"({before:.0f} us a batch before, {during:.0f} us during the re-check): {state}")
+        assert state["done"] and state["threads"] == 2 and ahead != 4, state
     finally:
         _hooks._tune(*old)
         _hooks._forget_calibration()

@@ -685,6 +685,23 @@ def test_short_row_loop_is_measured_with_the_rows(width):
         _hooks._tune(*old)
 
 
+def test_short_rows_have_a_cell_per_size():
+    # The copy loop of rows of 16 to 272 bytes is measured for their size:
+    # a 272-byte plan does not take the choice of a 300-byte (memcpy only)
+    # or 264-byte plan of the same span class, nor they its.
+    _hooks._forget_calibration()
+    for width in (300, 272, 264):
+        s = Sampler(np.zeros((20000, width), dtype=np.uint8), [128, None], [(1, 2), None], True)
+        assert _hooks._prefetch_ahead(s) in (0, 4, 8, 16, 32)      # its cell, measured
+        assert _hooks._copy_loop(s) in (("memcpy",) if width == 300 else ("moves", "memcpy"))
+    info = _hooks._dispatch_info()
+    assert list(info["cells"]) == [(23, 9)], info["cells"]            # 300 B: 2^9 class
+    assert sorted(info["short_cells"]) == [(23, 264), (23, 272)], info["short_cells"]
+    assert sorted(info["loops"]) == [(23, 264), (23, 272)], info["loops"]
+    _hooks._forget_calibration()
+    assert _hooks._dispatch_info()["short_cells"] == {}
+
+
 def test_gil_is_kept_only_where_releasing_it_costs_over_a_tenth_of_the_batch():
     _hooks._forget_calibration()
     tiny, _, _ = sampler_for(np.arange(100.0), [4], [1], True)

@@ -332,4 +332,34 @@ def test_calibration_on_strided_sources(view):
     assert _hooks._prefetch_ahead(s) in (0, 4, 8, 16, 32)
     twins.assert_same_array(s.draw(5), data[s.indices(5)[0]])
     info = _hooks._dispatch_info()
-    assert info["cells"]              # measured, and kept for the next batches
+    assert info["short_cells"]        # measured (40- and 80-byte rows), and kept
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_prefetch_recheck_counts_batches_at_one_thread_count(threads):
+    # The re-check of a class's prefetch distance times its batches whole at
+    # the thread count they run on, split batches included, and ends within
+    # its bound of rounds with a distance it tried.
+    _hooks._forget_calibration()
+    mb = mbcore.Minibatch(np.full(10**6, 1.5), batch_size=8192, random_seed=3)
+    with mbcore.num_threads(2):
+        old = _hooks._tune(threads=threads)
+        try:
+            next(mb)
+            after, most = _hooks._set_prefetch_cell(mb._sampler, 4)
+            for _ in range(after):
+                next(mb)
+            state = _hooks._prefetch_recheck(mb._sampler)
+            assert not state["done"] and state["counted"] == 0 and state["ahead"] == 4
+            # Its rounds start 5 ms apart: at most 4 blocks of 8 rounds.
+            end = time.perf_counter() + 20.0
+            while not _hooks._prefetch_recheck(mb._sampler)["done"]:
+                assert time.perf_counter() < end, _hooks._prefetch_recheck(mb._sampler)
+                next(mb)
+            state = _hooks._prefetch_recheck(mb._sampler)
+        finally:
+            _hooks._tune(*old)
+            _hooks._forget_calibration()
+    assert state["done"] and state["threads"] == threads, state
+    assert state["ahead"] in (0, 4, 8, 16, 32) and state["run"] >= 1
+    assert all(t > 0 for t in state["times"][state["ahead"]]), state
