@@ -388,6 +388,25 @@ class ChunkedSource(Source):
         self._closed = True
         self.cache.clear()
 
+    # -- pickling
+    def __getstate__(self):
+        """The store's handle and the settings; the cache, the read-ahead
+        thread and the counters start afresh where the pickle is loaded."""
+        state = self.__dict__.copy()
+        for name in ("_lock", "_pending", "_reader", "stats"):
+            state.pop(name, None)
+        state["cache"] = self.cache.capacity
+        return state
+
+    def __setstate__(self, state):
+        state = dict(state)
+        self.cache = ChunkCache(state.pop("cache"))
+        self.__dict__.update(state)
+        self._lock = threading.Lock()
+        self._pending = None
+        self._reader = None
+        self.reset_stats()
+
     def __enter__(self):
         return self
 

@@ -1,6 +1,7 @@
 """An HDF5 dataset (h5py) as a row source: chunks read once per batch, cached, read ahead."""
 from __future__ import annotations
 
+import pickle
 from typing import List
 
 import numpy as np
@@ -78,6 +79,8 @@ class H5Source(ChunkedSource):
         super().__init__(cache_bytes, readahead)
         check_casting(casting)
         self.dataset = dataset
+        self._file = None                       # a file this source opened itself
+        self._path = (dataset.file.filename, dataset.name, dataset.file.driver)
         self.name = f"{dataset.file.filename}:{dataset.name}"
         self.shape = check_shape(dataset.shape, f"HDF5 dataset {self.name}")
         self.dtype = check_store_dtype(dataset.dtype, dtype, casting,
@@ -98,6 +101,38 @@ class H5Source(ChunkedSource):
         super()._check_open()
         if not self.dataset.id.valid:
             raise ValueError(f"the HDF5 file of dataset {self.name} is closed")
+
+    def close(self) -> None:
+        """As :meth:`ChunkedSource.close`; a file the source opened itself
+        (when it was loaded from a pickle) is closed too."""
+        super().close()
+        if self._file is not None:
+            self._file.close()
+            self._file = None
+
+    def __getstate__(self):
+        """The file's name and the dataset's path in it: h5py objects do not
+        pickle, so a loaded copy opens the file again, read-only.  A file
+        held only in memory (the ``core`` driver) cannot be opened again and
+        is refused."""
+        filename, dsname, driver = self._path
+        if driver == "core":
+            raise pickle.PicklingError(
+                f"H5Source over {self.name} cannot be pickled: its file is held in memory "
+                f"(driver='core') and cannot be opened again")
+        state = super().__getstate__()
+        state["dataset"] = None
+        state["_closed"] = self.closed           # a closed source loads closed
+        state["_file"] = None
+        return state
+
+    def __setstate__(self, state):
+        super().__setstate__(state)
+        if not self._closed:
+            import h5py
+            filename, dsname, _ = self._path
+            self._file = h5py.File(filename, "r")
+            self.dataset = self._file[dsname]
 
     def _read(self, keys) -> List[np.ndarray]:
         chunks = []

@@ -369,6 +369,51 @@ def test_minibatch_refuses_a_dataset_whose_file_was_closed(tmp_path):
         next(mb)
 
 
+@pytest.mark.parametrize("kind", ["zarr-memory", "zarr-directory", "h5"])
+def test_minibatch_over_a_store_pickles_and_resumes_its_stream(kind, tmp_path):
+    """A pickle holds the store (an HDF5 dataset by its file's name and its
+    path, opened read-only again), the settings and the step; the loaded
+    Minibatch draws the same batches, with a cache and counters of its own."""
+    import pickle
+
+    from mbcore import Minibatch
+    data = np.random.default_rng(12).standard_normal((300, 6))
+    if kind == "h5":
+        with h5py.File(tmp_path / "p.h5", "w") as f:
+            f.create_dataset("x", data=data, chunks=(40, 6))
+        f = h5py.File(tmp_path / "p.h5", "r")
+        store = f["x"]
+    else:
+        where = {} if kind == "zarr-memory" else str(tmp_path / "p.zarr")
+        store = zarr.create_array(store=where, shape=data.shape, chunks=(40, 6), dtype=data.dtype)
+        store[...] = data
+    source = (H5Source if kind == "h5" else ZarrSource)(store, cache_bytes=10**6)
+    mb = Minibatch(source, 32, random_seed=4, epochs=True)
+    for _ in range(3):
+        next(mb)
+    mb.data.prefetch((np.arange(0, 300, 7), None))            # a read-ahead in flight
+    copy = pickle.loads(pickle.dumps(mb))
+    assert copy.data is not mb.data and copy.data.cache.capacity == 10**6
+    assert len(copy.data.cache) == 0 and copy.data.stats["chunks_read"] == 0
+    for _ in range(12):                                       # past the first epoch's end
+        np.testing.assert_array_equal(next(copy), next(mb))
+    if kind == "h5":
+        f.close()                                             # the copy has a file of its own
+        mem = Minibatch(data, 32, random_seed=4, epochs=True)
+        np.testing.assert_array_equal(copy.draw(20), mem.draw(20))
+        copy.data.close()
+        assert copy.data.closed and copy.data._file is None
+
+
+def test_h5_source_of_a_file_held_in_memory_refuses_to_pickle():
+    import pickle
+    f = h5py.File("in-memory.h5", "w", driver="core", backing_store=False)
+    src = H5Source(f.create_dataset("x", data=np.zeros((10, 2)), chunks=(5, 2)))
+    with pytest.raises(pickle.PicklingError, match="in-memory.h5:/x.*driver='core'"):
+        pickle.dumps(src)
+    f.close()
+
+
 # ---------------------------------------------------------------- examples
 
 def doc_section(title):

@@ -17,9 +17,10 @@ data, on Numba its ``perform`` in object mode (``_numba.py``), on JAX its
 pure function of the step, the spec and the data.
 
 Pickling the Op pickles its sources: a memory-mapped file or ``.npy`` source
-pickles as its path and reopens it, a Dask array as its graph; a source
-that cannot be pickled (an open HDF5 file, a Zarr array) raises
-``pickle.PicklingError`` naming it.
+pickles as its path and reopens it, a Dask array as its graph, a Zarr array
+as its store, an HDF5 dataset as its file's name and path (opened read-only
+again); a source that cannot be pickled (an HDF5 file held in memory)
+raises ``pickle.PicklingError`` naming it.
 """
 import pickle
 

@@ -15,8 +15,9 @@ the same data.  The Op runs in Python (a thunk over ``BatchSpec.bind`` of
 the data; ``perform`` under DebugMode); it holds no mutable state (a batch is a pure function of the state, the spec and the data).
 
 Pickling the Op pickles its sources: a memory-mapped file or ``.npy`` source
-pickles as its path and reopens it; a source that cannot be pickled (an open
-HDF5 file) raises ``pickle.PicklingError`` naming it.
+pickles as its path and reopens it, an HDF5 dataset as its file's name and
+path (opened read-only again); a source that cannot be pickled (an HDF5 file
+held in memory) raises ``pickle.PicklingError`` naming it.
 """
 import pickle
 

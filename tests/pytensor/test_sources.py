@@ -193,10 +193,21 @@ def test_pickled_op_of_a_dask_source_keeps_its_graph(data):
     np.testing.assert_array_equal(copy(), f())
 
 
-def test_an_unpicklable_source_is_named(data, tmp_path):
-    xb = Minibatch(_zarr(data, tmp_path), batch_size=8)
-    with pytest.raises(pickle.PicklingError, match=r"sources\[0\] = ZarrSource.* cannot be"):
-        pickle.dumps(xb.owner.op)
+def test_pickled_op_of_a_zarr_source_reads_the_same_store(data, tmp_path):
+    xb = Minibatch(_zarr(data, tmp_path), batch_size=8, random_seed=6)
+    f = compiled(xb, "FAST_RUN")
+    f()
+    copy = pickle.loads(pickle.dumps(f))
+    for _ in range(3):
+        np.testing.assert_array_equal(copy(), f())
+
+
+def test_an_unpicklable_source_is_named(data):
+    h5py = pytest.importorskip("h5py")
+    with h5py.File("in-memory.h5", "w", driver="core", backing_store=False) as h5:
+        xb = Minibatch(h5.create_dataset("x", data=data, chunks=(32, 3)), batch_size=8)
+        with pytest.raises(pickle.PicklingError, match=r"sources\[0\] = H5Source.* cannot be"):
+            pickle.dumps(xb.owner.op)
 
 
 def test_a_closed_source_is_refused(data, tmp_path):
