@@ -486,21 +486,28 @@ cdef enum:
     RC_MISS = 64
 
 
-cdef inline int rc_slot(int64_t run) noexcept nogil:
-    """The cal_dists index of re-check run ``run``: its round's order of the
-    CAL_NDIST distances, shuffled afresh each round (a fixed order would
-    time each distance after the same one, in the state it leaves)."""
-    cdef int order[CAL_NDIST]
-    cdef uint64_t s = <uint64_t>(run // CAL_NDIST + 1) * 0x9E3779B97F4A7C15ULL
+cdef inline int shuffled_slot(int64_t run, int n) noexcept nogil:
+    """Candidate (0 to n - 1) of run ``run`` when each round of n runs visits
+    every candidate once, in an order shuffled afresh each round (a fixed
+    order would time each candidate after the same one, in the state it
+    leaves)."""
+    cdef int order[TT_CANDS + CAL_NDIST]   # n is CAL_NDIST or at most TT_CANDS
+    cdef uint64_t s = <uint64_t>(run // n + 1) * 0x9E3779B97F4A7C15ULL
     cdef int i, j, t
-    for i in range(CAL_NDIST):
+    for i in range(n):
         order[i] = i
-    for i in range(CAL_NDIST - 1, 0, -1):
+    for i in range(n - 1, 0, -1):
         j = <int>(cal_rand(&s) % <uint64_t>(i + 1))
         t = order[i]
         order[i] = order[j]
         order[j] = t
-    return order[run % CAL_NDIST]
+    return order[run % n]
+
+
+cdef inline int rc_slot(int64_t run) noexcept nogil:
+    """The cal_dists index of re-check run ``run``: its round's order of the
+    CAL_NDIST distances, shuffled afresh each round."""
+    return shuffled_slot(run, CAL_NDIST)
 
 
 cdef void rc_reset(int flat, int64_t thr) noexcept nogil:
@@ -738,24 +745,6 @@ cdef bint moves_for(const mb_plan *p, const char *src) noexcept nogil:
 # its least times pick, as the duel does, when the even and the odd rounds
 # agree.  TT_AGAIN rounds after its choice a class runs a new duel, so
 # that least times of an earlier load do not hold for ever.
-cdef inline int shuffled_slot(int64_t run, int n) noexcept nogil:
-    """Candidate (0 to n - 1) of run ``run`` when each round of n runs visits
-    every candidate once, in an order shuffled afresh each round (a fixed
-    order would time each candidate after the same one, in the state it
-    leaves)."""
-    cdef int order[TT_CANDS]
-    cdef uint64_t s = <uint64_t>(run // n + 1) * 0x9E3779B97F4A7C15ULL
-    cdef int i, j, t
-    for i in range(n):
-        order[i] = i
-    for i in range(n - 1, 0, -1):
-        j = <int>(cal_rand(&s) % <uint64_t>(i + 1))
-        t = order[i]
-        order[i] = order[j]
-        order[j] = t
-    return order[run % n]
-
-
 cdef void tt_reset(int c, int64_t ncand, int64_t est) noexcept nogil:
     """Start a duel of class c over candidates 0 to ncand - 1, in runs of
     about TT_RUN_NS for batches estimated at ``est`` ns (TT_RUN to
