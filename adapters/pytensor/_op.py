@@ -24,6 +24,16 @@ from ._step import LAST_STEP, next_step
 __all__ = ["MinibatchDraw", "MinibatchIndices"]
 
 
+def batch_tensor(spec, i, d):
+    """The output type of variable ``i``'s batches: ``d``'s dtype, its static
+    shape with each sampled axis at its batch size."""
+    if d.type.ndim < spec.min_ndim:
+        raise ValueError(f"variable {i} must have at least ndim={spec.min_ndim} for "
+                         f"batch_size={spec.batch_size!r}, got ndim={d.type.ndim}")
+    shape = tuple(n if b is None else b for n, b in zip(d.type.shape, spec.sizes(d.type.ndim)))
+    return pt.tensor(dtype=d.type.dtype, shape=shape)
+
+
 class MinibatchDraw(COp):
     """``(data_0, ..., data_{m-1}, step) -> (batch_0, ..., batch_{m-1}, step + 1)``.
 
@@ -53,14 +63,7 @@ class MinibatchDraw(COp):
         step = pt.as_tensor_variable(step)
         if step.type.ndim != 0 or step.type.dtype != "int64":
             raise TypeError(f"step must be an int64 scalar, got {step.type}")
-        outs = []
-        for i, d in enumerate(data):
-            if d.type.ndim < self.spec.min_ndim:
-                raise ValueError(f"variable {i} must have at least ndim={self.spec.min_ndim} for "
-                                 f"batch_size={self.spec.batch_size!r}, got ndim={d.type.ndim}")
-            shape = tuple(n if b is None else b
-                          for n, b in zip(d.type.shape, self.spec.sizes(d.type.ndim)))
-            outs.append(pt.tensor(dtype=d.type.dtype, shape=shape))
+        outs = [batch_tensor(self.spec, i, d) for i, d in enumerate(data)]
         return Apply(self, [*data, step], [*outs, step.type()])
 
     def infer_shape(self, fgraph, node, shapes):

@@ -32,6 +32,7 @@ from pytensor.graph.op import Op
 
 from mbcore import BatchSpec, Source
 
+from ._op import batch_tensor
 from ._step import next_step
 
 __all__ = ["SourceDraw", "check_source_dtype"]
@@ -111,18 +112,9 @@ class SourceDraw(Op):
         step = pt.as_tensor_variable(step)
         if step.type.ndim != 0 or step.type.dtype != "int64":
             raise TypeError(f"step must be an int64 scalar, got {step.type}")
-        outs = []
-        for i, d in enumerate(self.data(data)):
-            if isinstance(d, Source):
-                outs.append(pt.tensor(dtype=self._dtypes[i],
-                                      shape=self.spec.batch_shape(d.shape)))
-                continue
-            if d.type.ndim < self.spec.min_ndim:
-                raise ValueError(f"variable {i} must have at least ndim={self.spec.min_ndim} for "
-                                 f"batch_size={self.spec.batch_size!r}, got ndim={d.type.ndim}")
-            shape = tuple(n if b is None else b
-                          for n, b in zip(d.type.shape, self.spec.sizes(d.type.ndim)))
-            outs.append(pt.tensor(dtype=d.type.dtype, shape=shape))
+        outs = [pt.tensor(dtype=self._dtypes[i], shape=self.spec.batch_shape(d.shape))
+                if isinstance(d, Source) else batch_tensor(self.spec, i, d)
+                for i, d in enumerate(self.data(data))]
         return Apply(self, [*data, step], [*outs, step.type()])
 
     def infer_shape(self, fgraph, node, shapes):
