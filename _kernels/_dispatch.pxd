@@ -54,39 +54,45 @@ cdef int forced_moves            # short rows: 1 moves, 0 memcpy, -1 measured
 
 
 # Re-checks of prefetch distances on real batches (prefetch_pick).  A cell's
-# re-check times runs of rc_run[cell] batches (one run: one distance), every
-# distance still in the race once a round, in an order shuffled each round;
+# re-check times runs of rc_run[cell] batches (one run: one candidate), every
+# candidate still in the race once a round, in an order shuffled each round;
 # blocks of RC_ROUNDS rounds, more blocks (at most RC_BLOCKS) only while the
-# even and the odd rounds pick different distances.
+# even and the odd rounds pick different candidates.  A candidate is a
+# distance, and for rows of 16 to 272 bytes a distance and a copy loop:
+# candidate c tries cal_dists[c % CAL_NDIST] with memcpy for c < CAL_NDIST,
+# with 16-byte moves from CAL_NDIST on.
 cdef enum:
-    # Row cells, walk cells, then short-row cells.
-    RC_CELLS = CAL_SPANS * (CAL_ROWS * (1 + WALK_KINDS) + CAL_SHORT)
+    RC_NCAND = 2 * CAL_NDIST   # candidates of a short-row cell; others: CAL_NDIST
+    # Row cells, walk cells, then short-row cells (flat indices from RC_SHORT).
+    RC_SHORT = CAL_SPANS * CAL_ROWS * (1 + WALK_KINDS)
+    RC_CELLS = RC_SHORT + CAL_SPANS * CAL_SHORT
     RC_AFTER = 256         # a cell's batches before its re-check
     RC_ROUNDS = 8          # rounds a block
     RC_BLOCKS = 4          # blocks at most
     RC_RUN_NS = 10000      # a run lasts about this long (its batches, timed)
     RC_RUN_MAX = 16        # batches a run, at most
     RC_SPACE_NS = 5000000  # a round starts about this long after the one before
-    RC_DONE = RC_AFTER + RC_BLOCKS * RC_ROUNDS * CAL_NDIST * RC_RUN_MAX + 1
+    RC_DONE = RC_AFTER + RC_BLOCKS * RC_ROUNDS * RC_NCAND * RC_RUN_MAX + 1
 
 cdef int64_t rc_seen[RC_CELLS]     # batches before, then counted positions; RC_DONE: done
-cdef int64_t rc_best[RC_CELLS][2][CAL_NDIST]  # least fs a byte of a run, even / odd rounds
+cdef int64_t rc_best[RC_CELLS][2][RC_NCAND]  # least fs a byte of a run, even / odd rounds
 cdef int64_t rc_acc[RC_CELLS][2]   # the current run: ns, bytes
 cdef int64_t rc_run[RC_CELLS]      # batches a run; 0: not set (the first batch sets it)
 cdef int64_t rc_thr[RC_CELLS]      # threads of the counted batches; 0: none yet
-cdef int64_t rc_out[RC_CELLS]      # bit d: distance d is out of the race
+cdef int64_t rc_out[RC_CELLS]      # bit c: candidate c is out of the race
 cdef int64_t rc_blk[RC_CELLS]      # blocks decided
 cdef int64_t rc_miss[RC_CELLS]     # batches in a row not counted (another thread count)
 cdef int64_t rc_pace[RC_CELLS]     # ns of its first counted batch
 cdef int64_t rc_round[RC_CELLS]    # rounds started
 cdef int64_t rc_wait[RC_CELLS]     # batches to run before the next round
-cdef int64_t rc_lead[RC_CELLS]     # 1 + the cal_dists index those run at; 0: the cell's
+cdef int64_t rc_lead[RC_CELLS]     # 1 + the candidate those run at; 0: the cell's
 
 
 cdef struct mb_prefetch:
     int ahead              # rows (runs) ahead for this batch
+    int moves              # short rows: 1 moves, 0 memcpy; -1: moves_for's loop
     int cell               # flat index of its cell, -1 when the batch is not timed
-    int slot               # the cal_dists index it tries
+    int slot               # the candidate it tries
     int half               # its round's parity
     int64_t pos            # the re-check position it fills (rc_seen)
     int64_t *c             # its cell
@@ -115,6 +121,7 @@ cdef enum:
     TT_DONE = TT_BLOCKS * TT_ROUNDS * TT_CANDS * TT_RUN_MAX + 1
     TT_EVERY = 32          # after the choice: a round every TT_EVERY runs' batches
     TT_AGAIN = 64          # rounds after the choice before a new duel
+    TT_NOISE = 50          # per mille: fewer threads within this of the fastest win, at most
 
 cdef int64_t tt_best[TT_CLASSES][2][TT_CANDS]  # least time / estimate * 1024, even / odd rounds
 cdef int64_t tt_acc[TT_CLASSES][2]   # the current run: ns, estimated ns
@@ -147,6 +154,8 @@ cdef bint moves_for(const mb_plan *p, const char *src) noexcept nogil
 cdef void threads_decide(const mb_plan *p, const char *src, int64_t nbytes, int cap,
                          mb_threads *r) noexcept nogil
 cdef void threads_record(const mb_threads *r, int64_t ns) noexcept nogil
+cdef int tt_choose(int n, const int64_t *h0, const int64_t *h1, int64_t *lo, int64_t *hi,
+                   int *picks) noexcept nogil
 cdef int64_t batch_ps(const mb_plan *p, const char *src, int64_t nbytes) noexcept nogil
 cdef int64_t gil_ps() noexcept
 cdef int64_t cell_for(const char *base, int64_t n, int64_t stride, int64_t block,

@@ -189,7 +189,7 @@ cdef int64_t *row_cell_at(const char *base, int64_t n, int64_t stride, int64_t b
     if short_rows(block) and block - MB_SHORT_MIN < CAL_SHORT:
         j = <int>(block - MB_SHORT_MIN)
         c = &short_cells[i][j]
-        flat[0] = CAL_SPANS * CAL_ROWS * (1 + WALK_KINDS) + i * CAL_SHORT + j
+        flat[0] = RC_SHORT + i * CAL_SHORT + j
     else:
         j = min(ceil_log2(block), CAL_ROWS - 1)
         c = &cal_cells[i][j]
@@ -456,24 +456,26 @@ cdef int64_t *plan_cell(const mb_plan *p, const char *src, int *flat) noexcept n
     return row_cell_at(src, p.ax[0].n, p.ax[0].stride, p.block, plan_span(p), flat)
 
 
-# The re-check.  A cell's distance is picked by one calibration (about a
-# millisecond), and a burst of load in that millisecond can pick a distance
-# that real batches do not run best at (docs/tuning.md).  So after a cell's
-# first RC_AFTER batches, its next batches time every distance in runs of
+# The re-check.  A cell's distance (and, for rows of 16 to 272 bytes, its
+# copy loop) is picked by one calibration (about a millisecond), and a
+# burst of load in that millisecond can pick a distance or a loop that real
+# batches do not run best at (docs/tuning.md).  So after a cell's first
+# RC_AFTER batches, its next batches time every candidate (a distance; for
+# short rows a distance and a loop, RC_NCAND of them) in runs of
 # rc_run batches (about RC_RUN_NS: a single batch of a few hundred ns is
 # within a few clock ticks of its rivals), one run a distance a round, in an
 # order shuffled each round, rounds RC_SPACE_NS apart (the batches between
 # run at the cell's distance: rounds in a row fell in one moment of the
 # machine's load, which can reorder distances within a few percent), and
-# keep the least time a byte of each distance's runs, apart for the even
-# and the odd rounds.  After each block
-# of RC_ROUNDS rounds the cell takes the fastest distance, or 0 when 0 is
-# within the measured noise of it (the spread between the even and odd
-# rounds' times of those two, at most the calibration's 10%), if the even
-# and the odd rounds each pick the same; otherwise (candidates within the
-# noise of each other) another block is run, at most RC_BLOCKS, and a
-# distance whose best runs are slower than the fastest's worst is dropped
-# from it.  A batch counts only at the thread count of the re-check's first
+# keep the least time a byte of each candidate's runs, apart for the even
+# and the odd rounds.  After each block of RC_ROUNDS rounds the cell takes
+# the fastest candidate, or no prefetching when that is within the measured
+# noise of it (the spread between the even and odd rounds' times of those
+# two, at most the calibration's 10%), with the calibrated loop when that is
+# within the noise too, if the even and the odd rounds each pick the same;
+# otherwise (candidates within the noise of each other) another block is
+# run, at most RC_BLOCKS, and a candidate whose best runs are slower than
+# the fastest's worst is dropped from it.  A batch counts only at the thread count of the re-check's first
 # counted batch (a split batch is timed whole: the distances compare at one
 # thread count); a thread try (threads_decide) or a batch whose pool was busy
 # runs at the cell's distance and is not counted.
@@ -491,7 +493,7 @@ cdef inline int shuffled_slot(int64_t run, int n) noexcept nogil:
     every candidate once, in an order shuffled afresh each round (a fixed
     order would time each candidate after the same one, in the state it
     leaves)."""
-    cdef int order[TT_CANDS + CAL_NDIST]   # n is CAL_NDIST or at most TT_CANDS
+    cdef int order[TT_CANDS + RC_NCAND]    # n is at most RC_NCAND or TT_CANDS
     cdef uint64_t s = <uint64_t>(run // n + 1) * 0x9E3779B97F4A7C15ULL
     cdef int i, j, t
     for i in range(n):
@@ -504,17 +506,25 @@ cdef inline int shuffled_slot(int64_t run, int n) noexcept nogil:
     return order[run % n]
 
 
-cdef inline int rc_slot(int64_t run) noexcept nogil:
-    """The cal_dists index of re-check run ``run``: its round's order of the
-    CAL_NDIST distances, shuffled afresh each round."""
-    return shuffled_slot(run, CAL_NDIST)
+cdef inline int rc_ncand(int flat) noexcept nogil:
+    """Candidates of cell ``flat``'s re-check: the distances, with both
+    copy loops for a short-row cell whose loop is not forced by _tune."""
+    return RC_NCAND if flat >= RC_SHORT and forced_moves < 0 else CAL_NDIST
+
+
+cdef inline int rc_pref(int flat, int64_t v) noexcept nogil:
+    """The candidate that cell ``flat`` (value v) keeps within the noise:
+    no prefetching, with its calibrated loop in a short-row re-check."""
+    if rc_ncand(flat) == RC_NCAND and (v & CELL_MOVES):
+        return CAL_NDIST
+    return 0
 
 
 cdef void rc_reset(int flat, int64_t thr) noexcept nogil:
     """Start the re-check of cell ``flat`` afresh (its first position next),
     its batches counted at ``thr`` threads (0: the next counted batch's)."""
     cdef int d
-    for d in range(CAL_NDIST):
+    for d in range(RC_NCAND):
         mb_store(&rc_best[flat][0][d], 0)
         mb_store(&rc_best[flat][1][d], 0)
     mb_store(&rc_acc[flat][0], 0)
@@ -534,14 +544,15 @@ cdef void rc_reset(int flat, int64_t thr) noexcept nogil:
 cdef void prefetch_pick(const mb_plan *p, const char *src, bint timed,
                         mb_prefetch *r) noexcept nogil:
     """The rows (runs) ahead for one batch of plan p into r.ahead
-    (prefetch_for), and r.cell >= 0 when the caller is to time the batch
-    and pass the time to prefetch_record (the cell's re-check); ``timed``
-    false: the batch cannot be counted (a thread try), it runs at the
-    cell's distance."""
+    (prefetch_for) and its copy loop into r.moves (-1: moves_for's), and
+    r.cell >= 0 when the caller is to time the batch and pass the time to
+    prefetch_record (the cell's re-check); ``timed`` false: the batch cannot
+    be counted (a thread try), it runs as the cell says."""
     cdef int64_t *c
     cdef int64_t v, n, k, g, run, out
-    cdef int flat, slot, i
+    cdef int flat, slot, i, nc
     r.cell = -1
+    r.moves = -1
     if forced_prefetch >= 0 or p.prefetch >= 0:
         r.ahead = prefetch_for(p, src)
         return
@@ -556,48 +567,57 @@ cdef void prefetch_pick(const mb_plan *p, const char *src, bint timed,
         return
     if not timed:
         return
+    nc = rc_ncand(flat)
     k = n - RC_AFTER
     g = max(mb_load(&rc_run[flat]), 1)
     run = k // g
-    if run // CAL_NDIST >= mb_load(&rc_round[flat]) + 1:
+    if run // nc >= mb_load(&rc_round[flat]) + 1:
         # A new round: it starts RC_SPACE_NS after the one before (in
         # batches, at the pace of the first), so that the rounds meet
         # different moments of the machine's load; the batches between run
-        # at the distance fastest so far (a calibration that picked one
+        # as the candidate fastest so far (a calibration that picked one
         # 1.5x slower is not kept for the whole re-check).
-        mb_store(&rc_round[flat], run // CAL_NDIST)
+        mb_store(&rc_round[flat], run // nc)
         mb_store(&rc_wait[flat], RC_SPACE_NS // max(mb_load(&rc_pace[flat]), 1))
-        mb_store(&rc_lead[flat], 1 + rc_leader(flat))
+        mb_store(&rc_lead[flat], 1 + rc_leader(flat, nc))
     v = mb_load(&rc_wait[flat])
     if v > 0:
         mb_store(&rc_wait[flat], v - 1)
         v = mb_load(&rc_lead[flat])
         if v > 0:
-            r.ahead = cal_dists[v - 1]
+            rc_apply(r, <int>(v - 1), nc)
         return
-    for i in range(CAL_NDIST + 1):
+    for i in range(nc + 1):
         run = k // g
-        if run >= (mb_load(&rc_blk[flat]) + 1) * RC_ROUNDS * CAL_NDIST:
-            rc_decide(c, flat)
+        if run >= (mb_load(&rc_blk[flat]) + 1) * RC_ROUNDS * nc:
+            rc_decide(c, flat, nc)
             v = mb_load(c)
             r.ahead = <int>(v & CELL_AHEAD)
             if mb_load(&rc_seen[flat]) >= RC_DONE:
                 return
-        slot = rc_slot(run)
+        slot = shuffled_slot(run, nc)
         out = mb_load(&rc_out[flat])
         if not (out >> slot) & 1:
             break
-        # A distance out of the race: its run is skipped.
+        # A candidate out of the race: its run is skipped.
         k = (run + 1) * g
         mb_store(&rc_seen[flat], RC_AFTER + k)
     else:
         return
-    r.ahead = cal_dists[slot]
+    rc_apply(r, slot, nc)
     r.cell = flat
     r.slot = slot
-    r.half = <int>((run // CAL_NDIST) & 1)
+    r.half = <int>((run // nc) & 1)
     r.pos = RC_AFTER + k
     r.c = c
+
+
+cdef inline void rc_apply(mb_prefetch *r, int cand, int nc) noexcept nogil:
+    """Run a batch as re-check candidate ``cand`` of nc: its distance, and
+    its copy loop when the candidates cover both."""
+    r.ahead = cal_dists[cand % CAL_NDIST]
+    if nc == RC_NCAND:
+        r.moves = cand >= CAL_NDIST
 
 
 cdef void prefetch_record(const mb_prefetch *r, int64_t ns, int64_t nbytes,
@@ -639,69 +659,80 @@ cdef void prefetch_record(const mb_prefetch *r, int64_t ns, int64_t nbytes,
     mb_store(&rc_seen[f], r.pos + 1)
 
 
-cdef int rc_leader(int flat) noexcept nogil:
-    """The cal_dists index of the distance whose least time (both halves)
-    is the least so far in cell ``flat``'s re-check; -1 if none timed."""
-    cdef int64_t lo[CAL_NDIST]
+cdef int rc_leader(int flat, int nc) noexcept nogil:
+    """The candidate (of nc) whose least time (both halves) is the least so
+    far in cell ``flat``'s re-check; -1 if none timed."""
+    cdef int64_t lo[RC_NCAND]
     cdef int64_t h0, h1
     cdef int d
-    for d in range(CAL_NDIST):
+    for d in range(nc):
         h0 = mb_load(&rc_best[flat][0][d])
         h1 = mb_load(&rc_best[flat][1][d])
         lo[d] = h0 if h1 == 0 or (h0 > 0 and h0 < h1) else h1
-    return rc_rule(lo, 0)
+    return rc_rule(lo, nc, 0, 0)
 
 
-cdef int rc_rule(const int64_t *t, int64_t margin) noexcept nogil:
-    """The cal_dists index of the fastest of times t (0: not timed), or 0
-    when 0's time is within ``margin`` per mille of it; -1 if none timed."""
-    cdef int d, best = -1
-    for d in range(CAL_NDIST):
+cdef int rc_rule(const int64_t *t, int nc, int64_t margin, int pref) noexcept nogil:
+    """The fastest of the nc candidates' times t (0: not timed), or the one
+    without prefetching when its time is within ``margin`` per mille of it:
+    ``pref`` (no prefetching, the calibrated loop) first, then the fastest's
+    loop without prefetching; -1 if none timed."""
+    cdef int d, best = -1, flat0
+    for d in range(nc):
         if t[d] > 0 and (best < 0 or t[d] < t[best]):
             best = d
-    if best > 0 and t[0] > 0 and t[0] * 1000 <= t[best] * (1000 + margin):
-        return 0
+    if best < 0:
+        return best
+    if t[pref] > 0 and t[pref] * 1000 <= t[best] * (1000 + margin):
+        return pref
+    flat0 = best - best % CAL_NDIST
+    if t[flat0] > 0 and t[flat0] * 1000 <= t[best] * (1000 + margin):
+        return flat0
     return best
 
 
-cdef void rc_decide(int64_t *c, int flat) noexcept nogil:
-    """End a block of the re-check of cell c (flat index ``flat``): keep the
-    distance that the even rounds, the odd rounds and both pick alike (or
-    both's pick after RC_BLOCKS blocks) and end the re-check, else drop the
-    distances whose best run is slower than the fastest's worst and go on;
-    the cell's time a unit and copy loop stay as calibrated."""
-    cdef int64_t h0[CAL_NDIST]
-    cdef int64_t h1[CAL_NDIST]
-    cdef int64_t lo[CAL_NDIST]
-    cdef int64_t hi[CAL_NDIST]
+cdef void rc_decide(int64_t *c, int flat, int nc) noexcept nogil:
+    """End a block of the re-check of cell c (flat index ``flat``, nc
+    candidates): keep the candidate that the even rounds, the odd rounds
+    and both pick alike (or both's pick after RC_BLOCKS blocks) and end the
+    re-check, else drop the candidates whose best run is slower than the
+    fastest's worst and go on; the cell's time a unit stays as calibrated."""
+    cdef int64_t h0[RC_NCAND]
+    cdef int64_t h1[RC_NCAND]
+    cdef int64_t lo[RC_NCAND]
+    cdef int64_t hi[RC_NCAND]
     cdef int64_t v = mb_load(c), noise = 0, out, blk
     cdef int d, f, pick, p0, p1
-    for d in range(CAL_NDIST):
+    cdef int pref = rc_pref(flat, v)
+    for d in range(nc):
         h0[d] = mb_load(&rc_best[flat][0][d])
         h1[d] = mb_load(&rc_best[flat][1][d])
         lo[d] = h0[d] if h1[d] == 0 or (h0[d] > 0 and h0[d] < h1[d]) else h1[d]
         hi[d] = max(h0[d], h1[d])
-    f = rc_rule(lo, 0)
+    f = rc_rule(lo, nc, 0, pref)
     blk = mb_load(&rc_blk[flat]) + 1
     mb_store(&rc_blk[flat], blk)
     if f < 0:
         mb_store(&rc_seen[flat], RC_DONE)    # nothing timed: the pick stays
         return
-    # The noise: how far the even and the odd rounds' least times of 0 and
-    # of the fastest lie apart.
-    for d in range(CAL_NDIST):
-        if (d == 0 or d == f) and h0[d] > 0 and h1[d] > 0:
+    # The noise: how far the even and the odd rounds' least times of the
+    # kept candidate and of the fastest lie apart.
+    for d in range(nc):
+        if (d == pref or d == f) and h0[d] > 0 and h1[d] > 0:
             noise = max(noise, (hi[d] - lo[d]) * 1000 // lo[d])
     noise = min(noise, <int64_t>100)
-    pick = rc_rule(lo, noise)
-    p0 = rc_rule(h0, noise)
-    p1 = rc_rule(h1, noise)
+    pick = rc_rule(lo, nc, noise, pref)
+    p0 = rc_rule(h0, nc, noise, pref)
+    p1 = rc_rule(h1, nc, noise, pref)
     if (p0 == pick and p1 == pick) or blk >= RC_BLOCKS:
-        mb_store(c, (v & ~(<int64_t>CELL_AHEAD)) | cal_dists[pick])
+        v = (v & ~(<int64_t>CELL_AHEAD)) | cal_dists[pick % CAL_NDIST]
+        if nc == RC_NCAND:
+            v = (v & ~(<int64_t>CELL_MOVES)) | (CELL_MOVES if pick >= CAL_NDIST else 0)
+        mb_store(c, v)
         mb_store(&rc_seen[flat], RC_DONE)
         return
     out = mb_load(&rc_out[flat])
-    for d in range(CAL_NDIST):
+    for d in range(nc):
         if lo[d] > hi[f] and d != pick and d != p0 and d != p1:
             out |= <int64_t>1 << d
     mb_store(&rc_out[flat], out)
@@ -767,37 +798,79 @@ cdef void tt_reset(int c, int64_t ncand, int64_t est) noexcept nogil:
     mb_store(&tt_top[c], ncand)
 
 
+cdef int tt_rule(const int64_t *t, int n, int64_t margin) noexcept nogil:
+    """The fewest threads (candidate 0 to n - 1) whose time t[k] (0: not
+    timed) is within ``margin`` per mille of the fastest; -1 if none timed."""
+    cdef int k, best = -1
+    for k in range(n):
+        if t[k] > 0 and (best < 0 or t[k] < t[best]):
+            best = k
+    for k in range(max(best, 0)):
+        if t[k] > 0 and t[k] * 1000 <= t[best] * (1000 + margin):
+            return k
+    return best
+
+
+cdef int tt_choose(int n, const int64_t *h0, const int64_t *h1, int64_t *lo, int64_t *hi,
+                   int *picks) noexcept nogil:
+    """From the least times of n thread counts in the even rounds (h0) and
+    the odd rounds (h1) (0: not timed): the less (lo) and the greater (hi)
+    of each pair, and the picks of both, of the even and of the odd rounds
+    (picks[0..2]): the fewest threads within the noise of the fastest, the
+    noise being how far the even and the odd rounds' times of the fastest
+    and of the fewer threads lie apart (per mille, at most TT_NOISE).
+    Returns the fastest (-1 if none timed)."""
+    cdef int k, f
+    cdef int64_t noise = 0
+    for k in range(n):
+        lo[k] = h0[k] if h1[k] == 0 or (h0[k] > 0 and h0[k] < h1[k]) else h1[k]
+        hi[k] = max(h0[k], h1[k])
+    f = tt_rule(lo, n, 0)
+    for k in range(f + 1):
+        if h0[k] > 0 and h1[k] > 0:
+            noise = max(noise, (hi[k] - lo[k]) * 1000 // lo[k])
+    noise = min(noise, <int64_t>TT_NOISE)
+    picks[0] = tt_rule(lo, n, noise)
+    picks[1] = tt_rule(h0, n, noise)
+    picks[2] = tt_rule(h1, n, noise)
+    return f
+
+
+cdef void tt_load(int c, int n, int64_t *h0, int64_t *h1) noexcept nogil:
+    """Class c's least times of its n candidates, even and odd rounds."""
+    cdef int k
+    for k in range(n):
+        h0[k] = mb_load(&tt_best[c][0][k])
+        h1[k] = mb_load(&tt_best[c][1][k])
+
+
 cdef void tt_decide(int c, int n) noexcept nogil:
     """End a block of class c's duel over n candidates: keep the count that
     the even rounds, the odd rounds and both pick alike (or both's pick
     after TT_BLOCKS blocks), else drop the counts whose best run is slower
-    than the fastest's worst and go on."""
-    cdef int64_t h0, h1, lo[TT_CANDS], hi[TT_CANDS], out, blk
-    cdef int k, f = -1, p0 = -1, p1 = -1
-    cdef int64_t b0 = 0, b1 = 0
-    for k in range(n):
-        h0 = mb_load(&tt_best[c][0][k])
-        h1 = mb_load(&tt_best[c][1][k])
-        lo[k] = h0 if h1 == 0 or (h0 > 0 and h0 < h1) else h1
-        hi[k] = max(h0, h1)
-        if lo[k] > 0 and (f < 0 or lo[k] < lo[f]):
-            f = k
-        if h0 > 0 and (p0 < 0 or h0 < b0):
-            p0 = k
-            b0 = h0
-        if h1 > 0 and (p1 < 0 or h1 < b1):
-            p1 = k
-            b1 = h1
+    than the fastest's worst and go on.  A pick is the fewest threads
+    within the noise of the fastest: more threads that gain no more than
+    the noise take CPUs from the rest of the machine for nothing (on the
+    2-vCPU Zen 5 VM, 1 MB batches from 10 MB ran at 1.00-1.04x on one or
+    two threads, and a pick of two lost 11% when the other vCPU was busy,
+    docs/tuning.md)."""
+    cdef int64_t h0[TT_CANDS], h1[TT_CANDS], lo[TT_CANDS], hi[TT_CANDS]
+    cdef int64_t out, blk
+    cdef int picks[3]
+    cdef int k, f, pick, p0, p1
+    tt_load(c, n, h0, h1)
+    f = tt_choose(n, h0, h1, lo, hi, picks)
+    pick, p0, p1 = picks[0], picks[1], picks[2]
     blk = mb_load(&tt_blk[c]) + 1
     mb_store(&tt_blk[c], blk)
-    if f < 0 or (p0 == f and p1 == f) or blk >= TT_BLOCKS:
-        mb_store(&tt_pick[c], max(f, 0))
+    if f < 0 or (p0 == pick and p1 == pick) or blk >= TT_BLOCKS:
+        mb_store(&tt_pick[c], max(pick, 0))
         mb_store(&tt_seen[c], 0)
         mb_store(&tt_pos[c], TT_DONE)
         return
     out = mb_load(&tt_out[c])
     for k in range(n):
-        if lo[k] > hi[f] and k != p0 and k != p1:
+        if lo[k] > hi[f] and k != pick and k != p0 and k != p1:
             out |= <int64_t>1 << k
     mb_store(&tt_out[c], out)
 
@@ -926,24 +999,14 @@ cdef void threads_record(const mb_threads *r, int64_t ns) noexcept nogil:
 
 cdef void tt_repick(int c, int n) noexcept nogil:
     """After a round that follows class c's choice: the count its least
-    times pick, when the even and the odd rounds pick it too."""
-    cdef int64_t h0, h1, lo, b = 0, b0 = 0, b1 = 0
-    cdef int k, f = -1, p0 = -1, p1 = -1
-    for k in range(n):
-        h0 = mb_load(&tt_best[c][0][k])
-        h1 = mb_load(&tt_best[c][1][k])
-        lo = h0 if h1 == 0 or (h0 > 0 and h0 < h1) else h1
-        if lo > 0 and (f < 0 or lo < b):
-            f = k
-            b = lo
-        if h0 > 0 and (p0 < 0 or h0 < b0):
-            p0 = k
-            b0 = h0
-        if h1 > 0 and (p1 < 0 or h1 < b1):
-            p1 = k
-            b1 = h1
-    if f >= 0 and p0 == f and p1 == f:
-        mb_store(&tt_pick[c], f)
+    times pick (the fewest threads within their noise of the fastest, as
+    tt_decide), when the even and the odd rounds pick it too."""
+    cdef int64_t h0[TT_CANDS], h1[TT_CANDS], lo[TT_CANDS], hi[TT_CANDS]
+    cdef int picks[3]
+    tt_load(c, n, h0, h1)
+    tt_choose(n, h0, h1, lo, hi, picks)
+    if picks[0] >= 0 and picks[1] == picks[0] and picks[2] == picks[0]:
+        mb_store(&tt_pick[c], picks[0])
 
 
 cdef int64_t gil_ps() noexcept:

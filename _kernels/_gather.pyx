@@ -145,10 +145,11 @@ cdef void draw_gather_k(int k, const mb_plan **p, const char **src, char **dst,
     ``scratch`` holds ``plan_scratch_size(p[0])`` int64 (may be NULL when
     that is 0).  Fused plans (only axis 0 sampled, with replacement) draw as
     they copy; others draw every index into scratch first; either way the
-    indices are drawn once for all k arrays.  The short rows' loop is
-    moves_for(p[0]); the batch runs on threads_decide (at most ``nthreads``)
-    threads, at the prefetch distance of prefetch_pick(p[0]) (either may ask
-    for the batch's time, for the thread choice or its cell's re-check):
+    indices are drawn once for all k arrays.  The batch runs on
+    threads_decide (at most ``nthreads``) threads, at the prefetch distance
+    of prefetch_pick(p[0]), its short rows copied by moves_for(p[0])'s loop
+    unless prefetch_pick's re-check tries the other (either may ask for the
+    batch's time, for the thread choice or its cell's re-check):
     with more than one, it is cut along axis 0 into SHARE_CHUNKS chunks a
     thread that this thread and pool workers claim in turn (pool_run; each
     draw is addressable, so a fused chunk draws its own indices, positions
@@ -180,6 +181,8 @@ cdef void draw_gather_k(int k, const mb_plan **p, const char **src, char **dst,
     # A thread try is not counted by the prefetch re-check.
     prefetch_pick(p[0], src[0], tr.cls < 0, &pf)
     job.prefetch = pf.ahead
+    if pf.moves >= 0:
+        job.moves = pf.moves                  # a re-check's loop
     if tr.cls >= 0 or pf.cell >= 0:
         t0 = mb_now_ns()
     i = run_batch(&job, nthreads)

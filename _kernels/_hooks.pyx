@@ -13,11 +13,11 @@ from mbcore._kernels cimport _dispatch
 from mbcore._kernels._dispatch cimport (CAL_SPANS, CAL_ROWS, CAL_NDIST, CAL_MIN_SPAN, CAL_SHORT,
                                         WALK_KINDS, CELL_AHEAD, CELL_MOVES, mb_threads,
                                         auto_prefetch, prefetch_for, moves_for,
-                                        threads_decide, cell_for, gil_ps, GIL_KEEP_PCT,
+                                        threads_decide, tt_choose, cell_for, gil_ps, GIL_KEEP_PCT,
                                         calibrate_rows, calibrate_walk, forget_calibration,
                                         plan_cell, rc_reset, RC_AFTER, RC_DONE,
-                                        RC_ROUNDS, RC_BLOCKS, RC_RUN_MAX,
-                                        TT_CLASSES, TT_DONE, batch_ps)
+                                        RC_ROUNDS, RC_BLOCKS, RC_RUN_MAX, RC_NCAND, RC_SHORT,
+                                        TT_CLASSES, TT_CANDS, TT_DONE, batch_ps)
 from mbcore._kernels._gather cimport Sampler
 from mbcore._kernels._plan cimport plan_span
 from mbcore._kernels._pool cimport pool_size, pool_wake_ns, MB_POOL_MAX
@@ -110,62 +110,82 @@ def _prefetch_ahead(Sampler s not None):
     return prefetch_for(&s.plan, <const char *>cnp.PyArray_DATA(s.data))
 
 
-def _set_prefetch_cell(Sampler s not None, int ahead):
-    """_set_prefetch_cell(sampler, ahead)
+def _set_prefetch_cell(Sampler s not None, int ahead, loop=None):
+    """_set_prefetch_cell(sampler, ahead, loop=None)
 
     For tests: set the distance held by the cell that this Sampler's
     batches take their prefetch distance from (calibrating it first if not
-    measured; its time a unit and copy loop are kept) to ``ahead`` rows
-    (runs), and start its re-check over: the cell's next RC_AFTER batches
-    run at ``ahead``, the next ones re-check it.  Returns (RC_AFTER, the
-    most batches the re-check can count after them).
+    measured; its time a unit is kept) to ``ahead`` rows (runs), and its
+    copy loop to ``loop`` ("moves" or "memcpy", rows of 16 to 272 bytes
+    only; None: kept), and start its re-check over: the cell's next
+    RC_AFTER batches run so, the next ones re-check it.  Returns (RC_AFTER,
+    the most batches the re-check can count after them).
     """
     cdef int flat
     cdef int64_t *c
     cdef int64_t v
     if not 0 <= ahead <= CELL_AHEAD:
         raise ValueError(f"ahead must be in [0, {CELL_AHEAD}], got {ahead}")
+    if loop not in (None, "moves", "memcpy"):
+        raise ValueError(f"loop must be None, 'moves' or 'memcpy', got {loop!r}")
     if s.plan.prefetch >= 0:
         raise ValueError("this Sampler's source is not prefetched (no cell)")
+    if loop is not None and (s.plan.nouter > 1 or not short_rows(s.plan.block)):
+        raise ValueError(f"loop={loop!r}: only a single-axis Sampler of rows of 16 to 272 "
+                         f"bytes chooses its copy loop, not rows of {s.plan.block} bytes")
     c = plan_cell(&s.plan, <const char *>cnp.PyArray_DATA(s.data), &flat)
     v = c[0]
     if v == 0:
         raise RuntimeError("the cell could not be measured (out of memory)")
     rc_reset(flat, 0)
     _dispatch.rc_seen[flat] = 0
-    c[0] = (v & ~(<int64_t>CELL_AHEAD)) | ahead
-    return int(RC_AFTER), int(RC_BLOCKS * RC_ROUNDS * CAL_NDIST * RC_RUN_MAX)
+    v = (v & ~(<int64_t>CELL_AHEAD)) | ahead
+    if loop is not None:
+        v = (v & ~(<int64_t>CELL_MOVES)) | (CELL_MOVES if loop == "moves" else 0)
+    c[0] = v
+    return int(RC_AFTER), int(RC_BLOCKS * RC_ROUNDS * RC_NCAND * RC_RUN_MAX)
 
 
 def _prefetch_recheck(Sampler s not None):
     """_prefetch_recheck(sampler)
 
     For tests and benchmarks: the state of the re-check of the cell this
-    Sampler's batches take their prefetch distance from: ``done``,
-    ``counted`` (its batches counted so far), ``run`` (batches a run),
-    ``threads`` (the thread count its batches are counted at, 0: none yet),
-    ``blocks`` (blocks of rounds decided), ``dropped`` (distances out of
-    the race), ``times`` ({distance: (least fs a byte of its runs in the
-    even rounds, in the odd rounds), 0: not timed}) and ``ahead`` (the
-    cell's distance now).  None for a Sampler whose source is not
+    Sampler's batches take their prefetch distance (and copy loop) from:
+    ``done``, ``counted`` (its batches counted so far), ``run`` (batches a
+    run), ``threads`` (the thread count its batches are counted at, 0: none
+    yet), ``blocks`` (blocks of rounds decided), ``dropped`` (candidates out
+    of the race, (distance, loop)), ``times`` ({distance: (least fs a byte
+    of its runs in the even rounds, in the odd rounds), 0: not timed}, with
+    the cell's loop now), ``loops`` ({loop: such times}, both loops for rows
+    of 16 to 272 bytes, whose re-check times both; else the one loop),
+    ``ahead`` (the cell's distance now) and ``loop`` (its loop now:
+    "moves" or "memcpy").  None for a Sampler whose source is not
     prefetched.
     """
     cdef int flat, i
     cdef int64_t *c
-    cdef int64_t n
+    cdef int64_t n, v
     if s.plan.prefetch >= 0:
         return None
     c = plan_cell(&s.plan, <const char *>cnp.PyArray_DATA(s.data), &flat)
     n = mb_load(&_dispatch.rc_seen[flat])
+    v = mb_load(c)
     dists = [_dispatch.cal_dists[i] for i in range(CAL_NDIST)]
+    loop = "moves" if short_rows(s.plan.block) and v & CELL_MOVES else "memcpy"
+    both = flat >= RC_SHORT and _dispatch.forced_moves < 0
+    names = ["memcpy", "moves"] if both else [loop]
     out = mb_load(&_dispatch.rc_out[flat])
+    loops = {name: {dists[i]: (int(_dispatch.rc_best[flat][0][j * CAL_NDIST + i]),
+                               int(_dispatch.rc_best[flat][1][j * CAL_NDIST + i]))
+                     for i in range(CAL_NDIST)}
+             for j, name in enumerate(names)}
     return {"done": n >= RC_DONE, "counted": int(max(0, n - RC_AFTER)) if n < RC_DONE else None,
             "run": int(_dispatch.rc_run[flat]), "threads": int(_dispatch.rc_thr[flat]),
             "blocks": int(_dispatch.rc_blk[flat]),
-            "dropped": [dists[i] for i in range(CAL_NDIST) if (out >> i) & 1],
-            "times": {dists[i]: (int(_dispatch.rc_best[flat][0][i]),
-                                 int(_dispatch.rc_best[flat][1][i])) for i in range(CAL_NDIST)},
-            "ahead": int(mb_load(c) & CELL_AHEAD)}
+            "dropped": [(dists[i % CAL_NDIST], names[i // CAL_NDIST])
+                        for i in range(len(names) * CAL_NDIST) if (out >> i) & 1],
+            "times": loops[loop], "loops": loops,
+            "ahead": int(v & CELL_AHEAD), "loop": loop}
 
 
 def _thread_duels():
@@ -193,6 +213,28 @@ def _thread_duels():
                   "times": {counts[k]: (int(_dispatch.tt_best[c][0][k]),
                                         int(_dispatch.tt_best[c][1][k])) for k in range(n)}}
     return res
+
+
+def _thread_rule(even, odd):
+    """_thread_rule(even, odd)
+
+    For tests: what a thread duel picks from the least times of its
+    candidates (1, 2, 4, ... threads; 0: not timed) in the even rounds and
+    in the odd rounds: (the fastest, the pick, the even rounds' pick, the
+    odd rounds' pick), candidate indices, -1 where nothing was timed.  A
+    duel keeps the pick when all three agree.
+    """
+    cdef int64_t h0[TT_CANDS], h1[TT_CANDS], lo[TT_CANDS], hi[TT_CANDS]
+    cdef int picks[3]
+    cdef int k, f, n = len(even)
+    if len(odd) != n or not 1 <= n <= TT_CANDS:
+        raise ValueError(f"even and odd must hold the same number (1 to {TT_CANDS}) of "
+                         f"times, got {len(even)} and {len(odd)}")
+    for k in range(n):
+        h0[k] = even[k]
+        h1[k] = odd[k]
+    f = tt_choose(n, h0, h1, lo, hi, picks)
+    return f, picks[0], picks[1], picks[2]
 
 
 def _copy_loop(Sampler s not None):

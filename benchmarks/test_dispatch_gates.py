@@ -268,15 +268,16 @@ def test_a_batch_far_under_the_bound_stays_on_one_thread():
 # 10x20x30x40x50 walk [2, None, 20, None, 10] (80-byte runs that jump far,
 # from 92 MB) runs 2-3x faster 16-32 runs ahead than with none
 # (docs/tuning.md): its class forced to 0 is corrected.
-def _recheck(mb, ahead):
-    """Force mb's class to ``ahead``, run batches until its re-check ends;
-    returns (the distance then, the re-check's state, us a batch before
-    and during the re-check)."""
-    after, most = _hooks._set_prefetch_cell(mb._sampler, ahead)
+def _recheck(mb, ahead, loop=None):
+    """Force mb's class to ``ahead`` (and its copy loop to ``loop``, None:
+    kept), run batches until its re-check ends; returns (the distance then,
+    the re-check's state, us a batch before and during the re-check)."""
+    after, most = _hooks._set_prefetch_cell(mb._sampler, ahead, loop=loop)
     t0 = time.perf_counter()
     for _ in range(after):
         next(mb)
     assert _hooks._prefetch_ahead(mb._sampler) == ahead
+    assert loop is None or _hooks._copy_loop(mb._sampler) == loop
     mid = time.perf_counter()
     k = 0
     stop = time.perf_counter() + 20.0     # its rounds start 5 ms apart, 32 at most
@@ -320,3 +321,49 @@ def test_a_bad_prefetch_cell_of_split_batches_is_corrected():
     finally:
         _hooks._tune(*old)
         _hooks._forget_calibration()
+
+
+# The copy loop of rows of 16 to 272 bytes is re-checked with the distance:
+# a class whose cell holds the slower loop is corrected by real batches.
+# Which loop is faster depends on the machine (docs/tuning.md), so the gate
+# first times both head to head at the cell's distance and forces the
+# slower; a case whose loops lie within LOOP_GAP of each other here has no
+# wrong loop to correct, and the gate says so and passes nothing off as
+# checked (pytest.skip).
+LOOP_CASE = (10**5, 10, 128)     # 80-byte rows from 8 MB: 1.2x apart on Zen 5
+LOOP_GAP = 1.15
+
+
+def test_a_bad_copy_loop_is_corrected_by_real_batches():
+    n, w, b = LOOP_CASE
+    _hooks._forget_calibration()
+    data = np.full((n, w), 1.5)
+    mb = mbcore.Minibatch(data, batch_size=b, random_seed=5)
+    next(mb)
+    ahead = _hooks._prefetch_ahead(mb._sampler)
+    impls = {}
+    for seed, lp in enumerate(("moves", "memcpy")):
+        nxt = mbcore.Minibatch(data, batch_size=b, random_seed=50 + seed).__next__
+
+        def run(nxt=nxt, lp=lp):
+            old = _hooks._tune(prefetch=ahead, threads=1, loop=lp)
+            for _ in range(BATCHES_A_CALL):
+                nxt()
+            _hooks._tune(*old)
+        impls[lp] = run
+    t = interleaved_min(impls, rounds=HEAD_ROUNDS, target=0.01)
+    slow, fast = sorted(t, key=t.get, reverse=True)
+    gap = t[slow] / t[fast]
+    if gap < LOOP_GAP:
+        _hooks._forget_calibration()
+        pytest.skip(f"{single_id(LOOP_CASE)} at {ahead} rows ahead: {slow} takes {gap:.2f}x "
+                    f"{fast} on this machine, within {LOOP_GAP}x: no wrong loop to correct")
+    try:
+        _, state, before, during = _recheck(mb, ahead, loop=slow)
+        print(f"loop re-check at {ahead} rows ahead: {slow} {gap:.2f}x {fast}; forced "
+              f"{slow}, picked {state['loop']} {state['ahead']} rows ahead ({before:.2f} us a "
+              f"batch before, {during:.2f} us during the re-check): {state}")
+        assert state["done"] and state["loop"] == fast, state
+    finally:
+        _hooks._forget_calibration()
+

@@ -335,6 +335,71 @@ def test_calibration_on_strided_sources(view):
     assert info["short_cells"]        # measured (40- and 80-byte rows), and kept
 
 
+# A thread duel keeps the fewest threads whose least time is within the
+# noise of the fastest (the spread of their even and odd rounds' times, at
+# most 5%): more threads that gain only the noise take CPUs for nothing.
+@pytest.mark.parametrize("even, odd, expected", [
+    ([1000, 990], [1015, 1000], (1, 0, 0, 0)),     # 2 threads 1% faster, noise 1.5%: one
+    ([1000, 980], [1010, 985], (1, 1, 1, 1)),      # 2 threads 2% faster, noise 1%: two
+    ([1000, 800], [1010, 810], (1, 1, 1, 1)),      # 2 threads 1.25x faster: two
+    ([1000, 900], [1200, 905], (1, 1, 1, 1)),      # noise 20%, held to 5%: two
+    ([1000, 960, 700], [1001, 961, 702], (2, 2, 2, 2)),
+    ([1000, 0], [1002, 0], (0, 0, 0, 0)),          # 2 threads not timed
+    ([1050, 1000], [1000, 1050], (0, 0, 0, 0)),    # a tie: one; each half's within 5%
+    ([0, 0], [0, 0], (-1, -1, -1, -1)),
+])
+def test_thread_rule_keeps_fewer_threads_within_the_noise(even, odd, expected):
+    assert _hooks._thread_rule(even, odd) == expected
+
+
+def test_thread_rule_refuses_uneven_times():
+    with pytest.raises(ValueError, match="same number .* got 2 and 3"):
+        _hooks._thread_rule([1, 2], [1, 2, 3])
+
+
+@pytest.mark.parametrize("loop", ["moves", "memcpy"])
+def test_prefetch_recheck_of_short_rows_times_both_loops(loop):
+    # Rows of 16 to 272 bytes are re-checked with both copy loops at every
+    # distance: each is timed, the re-check ends on one of them, and every
+    # batch on the way equals the rows its indices name (36-byte rows,
+    # strided, so that a loop that copied the wrong bytes would show).
+    _hooks._forget_calibration()
+    base = np.arange(10**5 * 11, dtype=np.float32).reshape(10**5, 11)
+    data = base[:, 1:10]
+    s = mbcore.Minibatch(data, batch_size=64, random_seed=6)._sampler
+    try:
+        s.draw(0)
+        after, most = _hooks._set_prefetch_cell(s, 8, loop=loop)
+        state = _hooks._prefetch_recheck(s)
+        assert state["loop"] == loop and set(state["loops"]) == {"moves", "memcpy"}
+        step = 1
+        end = time.perf_counter() + 20.0   # rounds 5 ms apart, at most 4 blocks of 8
+        while not _hooks._prefetch_recheck(s)["done"]:
+            assert time.perf_counter() < end, _hooks._prefetch_recheck(s)
+            if step % 7 == 0:
+                twins.assert_same_array(s.draw(step), data[s.indices(step)[0]])
+            else:
+                s.draw(step)
+            step += 1
+        state = _hooks._prefetch_recheck(s)
+    finally:
+        _hooks._forget_calibration()
+    assert step > after
+    assert state["done"] and state["loop"] in ("moves", "memcpy"), state
+    assert state["ahead"] in (0, 4, 8, 16, 32), state
+    for name in ("moves", "memcpy"):
+        assert any(t > 0 for pair in state["loops"][name].values() for t in pair), state
+
+
+def test_set_prefetch_cell_refuses_a_loop_for_long_rows():
+    s = mbcore.Minibatch(np.zeros((10**5, 40)), batch_size=64, random_seed=6)._sampler
+    s.draw(0)
+    with pytest.raises(ValueError, match="loop='moves'.*320 bytes"):
+        _hooks._set_prefetch_cell(s, 8, loop="moves")
+    with pytest.raises(ValueError, match="loop must be"):
+        _hooks._set_prefetch_cell(s, 8, loop="fast")
+
+
 @pytest.mark.parametrize("threads", [1, 2])
 def test_prefetch_recheck_counts_batches_at_one_thread_count(threads):
     # The re-check of a class's prefetch distance times its batches whole at
