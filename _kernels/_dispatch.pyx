@@ -352,21 +352,17 @@ cdef int64_t draw_ps() noexcept nogil:
 # The wake time is measured with the worker asleep for 50 us before each try
 # (5 tries, 0.3 ms in all, so that the first large batch hardly waits for
 # it); the minimum is kept: a try that waits for a busy CPU measures the
-# load, not the wake-up (with the other vCPU busy, single tries read 18-34 us
-# where the idle wake-up takes 6-8 us, docs/tuning.md).  A measurement taken
-# under a burst of load would forbid splits that pay once the load is gone,
-# so a batch estimated within WAKE_NEAR times the split bound takes a fresh
-# measurement, the k-th WAKE_SPACING_MS * 2**k after the one before (each
-# lands in another moment of the machine's load, and a process that runs
-# for T seconds spends about log2(T / 10 ms) re-measurements of 0.3 ms),
-# and the smallest wake time measured is kept.  Such a batch, if still
-# under the bound, also tries two threads: the wake time of a sleeping
-# worker after 50 us is a bound, not the batch's cost (with the other vCPU
-# loaded, tries read 18-23 us while two threads still made 40 us walks
-# 1.15x faster), so near the bound the batches' own times choose.  After
-# longer idling the wake takes longer (an idle virtual CPU halts: 1.2x
-# after 1 ms, 2x after 20 ms), but the wake time only bounds which thread
-# counts are tried; the batches' own times choose among them.
+# load, not the wake-up.  A measurement taken under a burst of load would
+# forbid splits that pay once the load is gone, so a batch estimated within
+# WAKE_NEAR times the split bound takes a fresh measurement, the k-th
+# WAKE_SPACING_MS * 2**k after the one before (each lands in another moment
+# of the machine's load, and a process that runs for T seconds spends about
+# log2(T / 10 ms) re-measurements of 0.3 ms), and the smallest wake time
+# measured is kept.  Such a batch, if still under the bound, also tries two
+# threads: the wake time of a sleeping worker is a bound, not the batch's
+# cost, so near the bound the batches' own times choose.  The wake time
+# only bounds which thread counts are tried; the batches' own times choose
+# among them.  docs/tuning.md has the measurements behind each part.
 cdef enum:
     WAKE_GAP_US = 50
     WAKE_TRIES = 5
@@ -575,8 +571,8 @@ cdef void prefetch_pick(const mb_plan *p, const char *src, bint timed,
         # A new round: it starts RC_SPACE_NS after the one before (in
         # batches, at the pace of the first), so that the rounds meet
         # different moments of the machine's load; the batches between run
-        # as the candidate fastest so far (a calibration that picked one
-        # 1.5x slower is not kept for the whole re-check).
+        # as the candidate fastest so far (a calibration that picked a slow
+        # one is not kept for the whole re-check).
         mb_store(&rc_round[flat], run // nc)
         mb_store(&rc_wait[flat], RC_SPACE_NS // max(mb_load(&rc_pace[flat]), 1))
         mb_store(&rc_lead[flat], 1 + rc_leader(flat, nc))
@@ -757,25 +753,21 @@ cdef bint moves_for(const mb_plan *p, const char *src) noexcept nogil:
 # wake-up); a batch estimated under twice the wake time is never split.  A
 # class's first batches run a duel: rounds in which each candidate runs a
 # run of batches in a row (tt_reset), in an order shuffled each round.  The
-# first batch of a run is not counted (the first split batch after a class
-# ran on one thread wakes workers that slept longer, up to 2x the wake time
-# of a busy run, docs/tuning.md); the others' time over their estimate is
-# kept as the least of the candidate's runs, for the even and the odd
-# rounds apart: runs in a row, interleaved, meet the machine's load alike,
-# where tries taken at different moments compare the load of those
-# moments.  After each
-# block of TT_ROUNDS rounds the class takes the fastest count if the even
-# and the odd rounds each pick it; otherwise (counts within the noise of
-# each other) another block runs, at most TT_BLOCKS, without the counts
-# whose best run is slower than the fastest's worst.  After the choice,
-# one round every TT_EVERY runs' batches goes on timing every count and
-# adds to their least times: the load of other processes comes and goes,
-# a duel sees only its own moment (on the 2-vCPU Zen 5 VM a duel chose one
-# thread for 800 KB batches while the other vCPU was busy, where two ran
-# 1.2x faster later, docs/tuning.md), and the class takes the count that
-# its least times pick, as the duel does, when the even and the odd rounds
-# agree.  TT_AGAIN rounds after its choice a class runs a new duel, so
-# that least times of an earlier load do not hold for ever.
+# first batch of a run is not counted (workers that slept since the class's
+# last split wake slower); the others' time over their estimate is kept as
+# the least of the candidate's runs, for the even and the odd rounds apart:
+# runs in a row, interleaved, meet the machine's load alike, where tries
+# taken at different moments compare the load of those moments.  After
+# each block of TT_ROUNDS rounds the class takes the fewest threads within
+# the measured noise of the fastest (tt_choose) if the even and the odd
+# rounds each pick them; otherwise another block runs, at most TT_BLOCKS,
+# without the counts whose best run is slower than the fastest's worst.
+# After the choice, one round every TT_EVERY runs' batches goes on timing
+# every count and adds to their least times, and the class re-picks as the
+# duel does (tt_repick): the load of other processes comes and goes, and a
+# duel sees only its own moment.  TT_AGAIN rounds after its choice a class
+# runs a new duel, so that least times of an earlier load do not hold for
+# ever.  docs/tuning.md has the measurements behind each part.
 cdef void tt_reset(int c, int64_t ncand, int64_t est) noexcept nogil:
     """Start a duel of class c over candidates 0 to ncand - 1, in runs of
     about TT_RUN_NS for batches estimated at ``est`` ns (TT_RUN to
@@ -849,11 +841,9 @@ cdef void tt_decide(int c, int n) noexcept nogil:
     the even rounds, the odd rounds and both pick alike (or both's pick
     after TT_BLOCKS blocks), else drop the counts whose best run is slower
     than the fastest's worst and go on.  A pick is the fewest threads
-    within the noise of the fastest: more threads that gain no more than
-    the noise take CPUs from the rest of the machine for nothing (on the
-    2-vCPU Zen 5 VM, 1 MB batches from 10 MB ran at 1.00-1.04x on one or
-    two threads, and a pick of two lost 11% when the other vCPU was busy,
-    docs/tuning.md)."""
+    within the noise of the fastest (tt_choose): more threads that gain no
+    more than the noise take CPUs from the rest of the machine for nothing
+    (docs/tuning.md)."""
     cdef int64_t h0[TT_CANDS], h1[TT_CANDS], lo[TT_CANDS], hi[TT_CANDS]
     cdef int64_t out, blk
     cdef int picks[3]
