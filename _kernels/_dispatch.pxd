@@ -104,6 +104,7 @@ cdef struct mb_threads:
     int cand               # the candidate it tries
     bint warm              # the first batch of a run: run, not counted
     bint upkeep            # a round after the choice, not a duel's
+    bint last              # the last batch of such a round: the class re-picks after it
     int half               # its round's parity
     int64_t pos            # the duel position it fills (tt_pos)
     int64_t est            # estimated one-thread ns

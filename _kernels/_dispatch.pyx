@@ -457,24 +457,25 @@ cdef int64_t *plan_cell(const mb_plan *p, const char *src, int *flat) noexcept n
 # burst of load in that millisecond can pick a distance or a loop that real
 # batches do not run best at (docs/tuning.md).  So after a cell's first
 # RC_AFTER batches, its next batches time every candidate (a distance; for
-# short rows a distance and a loop, RC_NCAND of them) in runs of
-# rc_run batches (about RC_RUN_NS: a single batch of a few hundred ns is
-# within a few clock ticks of its rivals), one run a distance a round, in an
-# order shuffled each round, rounds RC_SPACE_NS apart (the batches between
-# run at the cell's distance: rounds in a row fell in one moment of the
-# machine's load, which can reorder distances within a few percent), and
-# keep the least time a byte of each candidate's runs, apart for the even
-# and the odd rounds.  After each block of RC_ROUNDS rounds the cell takes
-# the fastest candidate, or no prefetching when that is within the measured
-# noise of it (the spread between the even and odd rounds' times of those
-# two, at most the calibration's 10%), with the calibrated loop when that is
-# within the noise too, if the even and the odd rounds each pick the same;
-# otherwise (candidates within the noise of each other) another block is
-# run, at most RC_BLOCKS, and a candidate whose best runs are slower than
-# the fastest's worst is dropped from it.  A batch counts only at the thread count of the re-check's first
-# counted batch (a split batch is timed whole: the distances compare at one
-# thread count); a thread try (threads_decide) or a batch whose pool was busy
-# runs at the cell's distance and is not counted.
+# short rows a distance and a loop, RC_NCAND of them) in runs of rc_run
+# batches (about RC_RUN_NS: a single batch of a few hundred ns is within a
+# few clock ticks of its rivals), one run a candidate a round, in an order
+# shuffled each round, rounds RC_SPACE_NS apart (rounds in a row fall in
+# one moment of the machine's load, which can reorder candidates within a
+# few percent; the batches between run as the fastest candidate so far),
+# and keep the least time a byte of each candidate's runs, apart for the
+# even and the odd rounds.  After each block of RC_ROUNDS rounds the cell
+# takes the fastest candidate, or no prefetching when that is within the
+# measured noise of it (the spread between the even and odd rounds' times
+# of those two, at most the calibration's 10%), with the calibrated loop
+# when that is within the noise too, if the even and the odd rounds each
+# pick the same; otherwise (candidates within the noise of each other)
+# another block is run, at most RC_BLOCKS, and a candidate whose best runs
+# are slower than the fastest's worst is dropped from it.  A batch counts
+# only at the thread count of the re-check's first counted batch (a split
+# batch is timed whole: the candidates compare at one thread count); a
+# thread try (threads_decide) or a batch whose pool was busy runs as the
+# cell says and is not counted.
 # Off the re-check, a batch costs one relaxed load (the cell's count) and,
 # for its first RC_AFTER batches, one relaxed store; counts that two threads
 # race on may lose a batch, which only delays the re-check.
@@ -673,7 +674,7 @@ cdef int rc_rule(const int64_t *t, int nc, int64_t margin, int pref) noexcept no
     without prefetching when its time is within ``margin`` per mille of it:
     ``pref`` (no prefetching, the calibrated loop) first, then the fastest's
     loop without prefetching; -1 if none timed."""
-    cdef int d, best = -1, flat0
+    cdef int d, best = -1, none
     for d in range(nc):
         if t[d] > 0 and (best < 0 or t[d] < t[best]):
             best = d
@@ -681,9 +682,9 @@ cdef int rc_rule(const int64_t *t, int nc, int64_t margin, int pref) noexcept no
         return best
     if t[pref] > 0 and t[pref] * 1000 <= t[best] * (1000 + margin):
         return pref
-    flat0 = best - best % CAL_NDIST
-    if t[flat0] > 0 and t[flat0] * 1000 <= t[best] * (1000 + margin):
-        return flat0
+    none = best - best % CAL_NDIST          # the fastest's loop, no prefetching
+    if t[none] > 0 and t[none] * 1000 <= t[best] * (1000 + margin):
+        return none
     return best
 
 
@@ -763,11 +764,15 @@ cdef bint moves_for(const mb_plan *p, const char *src) noexcept nogil:
 # rounds each pick them; otherwise another block runs, at most TT_BLOCKS,
 # without the counts whose best run is slower than the fastest's worst.
 # After the choice, one round every TT_EVERY runs' batches goes on timing
-# every count and adds to their least times, and the class re-picks as the
-# duel does (tt_repick): the load of other processes comes and goes, and a
-# duel sees only its own moment.  TT_AGAIN rounds after its choice a class
-# runs a new duel, so that least times of an earlier load do not hold for
-# ever.  docs/tuning.md has the measurements behind each part.
+# the pick and the counts next to it (half and twice the threads) and adds
+# to their least times, and the class re-picks among them as the duel does
+# (tt_repick): the load of other processes comes and goes, and a duel sees
+# only its own moment.  TT_AGAIN rounds after its choice a class runs a new
+# duel over the pick and the counts next to it (tt_local), so that least
+# times of an earlier load do not hold for ever; a pick moves a step at a
+# time, and counts far from it, many times slower on a many-core machine,
+# are not timed again.  docs/tuning.md has the measurements behind each
+# part.
 cdef void tt_reset(int c, int64_t ncand, int64_t est) noexcept nogil:
     """Start a duel of class c over candidates 0 to ncand - 1, in runs of
     about TT_RUN_NS for batches estimated at ``est`` ns (TT_RUN to
@@ -788,6 +793,29 @@ cdef void tt_reset(int c, int64_t ncand, int64_t est) noexcept nogil:
     mb_store(&tt_run[c], min(max(<int64_t>TT_RUN_NS // max(est, 1), <int64_t>TT_RUN),
                              <int64_t>TT_RUN_MAX))
     mb_store(&tt_top[c], ncand)
+
+
+cdef inline int tt_window(int k, int n, int *first) noexcept nogil:
+    """The counts next to candidate k of n, k among them: from first[0],
+    returns how many (k - 1 to k + 1, within 0 to n - 1)."""
+    first[0] = max(k - 1, 0)
+    return min(k + 1, n - 1) - first[0] + 1
+
+
+cdef void tt_local(int c, int n, int64_t est, int k) noexcept nogil:
+    """Start a duel of class c, whose pick is candidate k of n, over k and
+    the counts next to it (the others out): a load that changed since the
+    last duel moves the pick a step, and the duel does not time counts far
+    from the pick (on a machine whose pick is 64 threads, runs on one
+    thread would take many times the pick's time, in every duel)."""
+    cdef int first, m = tt_window(k, n, &first), j
+    cdef int64_t out = 0
+    tt_reset(c, n, est)
+    for j in range(n):
+        if j < first or j >= first + m:
+            out |= <int64_t>1 << j
+    mb_store(&tt_out[c], out)
+    mb_store(&tt_pick[c], k)
 
 
 cdef int tt_rule(const int64_t *t, int n, int64_t margin) noexcept nogil:
@@ -854,7 +882,8 @@ cdef void tt_decide(int c, int n) noexcept nogil:
     blk = mb_load(&tt_blk[c]) + 1
     mb_store(&tt_blk[c], blk)
     if f < 0 or (p0 == pick and p1 == pick) or blk >= TT_BLOCKS:
-        mb_store(&tt_pick[c], max(pick, 0))
+        if pick >= 0:
+            mb_store(&tt_pick[c], pick)
         mb_store(&tt_seen[c], 0)
         mb_store(&tt_pos[c], TT_DONE)
         return
@@ -871,12 +900,13 @@ cdef void threads_decide(const mb_plan *p, const char *src, int64_t nbytes, int 
     (several arrays' for draw_group), into r.n; r.cls >= 0 asks the caller
     to time the batch and pass it to threads_record."""
     cdef int64_t wake, thr, rows, est, v, run, out, g
-    cdef int k, top, c, i, n
+    cdef int k, top, c, i, n, m, lo
     cdef bint near
     r.n = 1
     r.cls = -1
     r.warm = 0
     r.upkeep = 0
+    r.last = 0
     if cap <= 1 or not p.ax[0].sampled or p.ax[0].m < 16:
         return
     if forced_threads > 0:
@@ -924,19 +954,25 @@ cdef void threads_decide(const mb_plan *p, const char *src, int64_t nbytes, int 
         run = v // (TT_EVERY * g)           # rounds after the choice
         v = v % (TT_EVERY * g)
         if run >= TT_AGAIN:
-            tt_reset(c, n, est)
-        elif v < n * g:
-            # A round after the choice: each count one run, shuffled.
-            k = shuffled_slot(run * n + v // g, n)
+            tt_local(c, n, est, k)
+            return
+        m = tt_window(k, n, &lo)
+        if v < m * g:
+            # A round after the choice: the pick and the counts next to it
+            # one run each, shuffled.
+            k = lo + shuffled_slot(run * m + v // g, m)
             r.cls = c
             r.cand = k
             r.warm = v % g == 0
             r.upkeep = True
+            r.last = v == m * g - 1
             r.pos = v
             r.half = <int>(run & 1)
             r.n = <int>min(<int64_t>1 << k, <int64_t>cap)
         return
-    for i in range(n + 1):
+    # A count out of the duel has its runs skipped: at most n - 1 in a row
+    # in a round, and as many at the start of the next.
+    for i in range(2 * n + 1):
         run = v // g
         if run >= (mb_load(&tt_blk[c]) + 1) * TT_ROUNDS * n:
             tt_decide(c, n)
@@ -951,6 +987,7 @@ cdef void threads_decide(const mb_plan *p, const char *src, int64_t nbytes, int 
         v = (run + 1) * g               # a count out of the duel: its run skipped
         mb_store(&tt_pos[c], v)
     else:
+        r.n = <int>min(<int64_t>1 << mb_load(&tt_pick[c]), <int64_t>cap)
         return
     r.cls = c
     r.cand = k
@@ -981,22 +1018,24 @@ cdef void threads_record(const mb_threads *r, int64_t ns) noexcept nogil:
                 mb_store(&tt_best[c][r.half][r.cand], v)
             mb_store(&tt_acc[c][0], 0)
             mb_store(&tt_acc[c][1], 0)
-            if r.upkeep and r.pos == n * g - 1:
+            if r.last:
                 tt_repick(c, n)
     if not r.upkeep:
         mb_store(&tt_pos[c], r.pos + 1)
 
 
 cdef void tt_repick(int c, int n) noexcept nogil:
-    """After a round that follows class c's choice: the count its least
-    times pick (the fewest threads within their noise of the fastest, as
-    tt_decide), when the even and the odd rounds pick it too."""
+    """After a round that follows class c's choice: the count that the
+    least times of the pick and the counts next to it pick (the fewest
+    threads within their noise of the fastest, as tt_decide), when the
+    even and the odd rounds pick it too."""
     cdef int64_t h0[TT_CANDS], h1[TT_CANDS], lo[TT_CANDS], hi[TT_CANDS]
     cdef int picks[3]
+    cdef int first, m = tt_window(<int>mb_load(&tt_pick[c]), n, &first)
     tt_load(c, n, h0, h1)
-    tt_choose(n, h0, h1, lo, hi, picks)
+    tt_choose(m, h0 + first, h1 + first, lo, hi, picks)
     if picks[0] >= 0 and picks[1] == picks[0] and picks[2] == picks[0]:
-        mb_store(&tt_pick[c], picks[0])
+        mb_store(&tt_pick[c], first + picks[0])
 
 
 cdef int64_t gil_ps() noexcept:

@@ -195,7 +195,8 @@ def _thread_duels():
     that has one, {class: {...}}, classes 0-47 for single-axis batches,
     48-95 for multi-axis walks (log2 of the estimated ns, offset): ``threads``
     (the candidate counts), ``done`` (chosen), ``pick`` (the count chosen),
-    ``blocks`` (blocks of rounds decided), ``run`` (batches a run), ``times`` ({threads: (least time
+    ``blocks`` (blocks of rounds decided), ``run`` (batches a run),
+    ``out`` (the counts out of the duel), ``times`` ({threads: (least time
     of its runs over their estimate, x1024, in the even rounds, in the odd
     rounds), 0: not timed}).
     """
@@ -210,9 +211,32 @@ def _thread_duels():
         res[c] = {"threads": counts, "done": mb_load(&_dispatch.tt_pos[c]) >= TT_DONE,
                   "pick": counts[int(_dispatch.tt_pick[c])],
                   "blocks": int(_dispatch.tt_blk[c]), "run": int(_dispatch.tt_run[c]),
+                  "out": [counts[k] for k in range(n) if (_dispatch.tt_out[c] >> k) & 1],
                   "times": {counts[k]: (int(_dispatch.tt_best[c][0][k]),
                                         int(_dispatch.tt_best[c][1][k])) for k in range(n)}}
     return res
+
+
+def _set_thread_pick(int cls, int threads):
+    """_set_thread_pick(cls, threads)
+
+    For tests: end the duel of class ``cls`` (a key of _thread_duels())
+    with the pick ``threads`` (one of its counts), its least times cleared,
+    as if just chosen: the rounds after the choice follow.
+    """
+    if not 0 <= cls < TT_CLASSES or _dispatch.tt_top[cls] == 0:
+        raise ValueError(f"cls must be a class with a duel (_thread_duels()), got {cls}")
+    counts = _thread_duels()[cls]["threads"]
+    if threads not in counts:
+        raise ValueError(f"threads must be one of class {cls}'s counts {counts}, got {threads}")
+    cdef int k
+    for k in range(TT_CANDS):
+        _dispatch.tt_best[cls][0][k] = 0
+        _dispatch.tt_best[cls][1][k] = 0
+    _dispatch.tt_pick[cls] = counts.index(threads)
+    _dispatch.tt_out[cls] = 0
+    _dispatch.tt_seen[cls] = 0
+    _dispatch.tt_pos[cls] = TT_DONE
 
 
 def _thread_rule(even, odd):

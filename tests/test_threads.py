@@ -1,6 +1,7 @@
 """The worker pool and the thread limit: batches are the same on any number
 of threads, after fork, and with several Python threads drawing at once;
 set_num_threads / get_num_threads / num_threads / MBCORE_NUM_THREADS."""
+import collections
 import multiprocessing
 import os
 import subprocess
@@ -333,6 +334,85 @@ def test_calibration_on_strided_sources(view):
     twins.assert_same_array(s.draw(5), data[s.indices(5)[0]])
     info = _hooks._dispatch_info()
     assert info["short_cells"]        # measured (40- and 80-byte rows), and kept
+
+
+def _duel_of(counts):
+    """The class whose duel is over these thread counts."""
+    for c, duel in _hooks._thread_duels().items():
+        if duel["threads"] == counts:
+            return c
+    raise AssertionError(f"no duel over {counts}: {_hooks._thread_duels()}")
+
+
+def _many_count_minibatch():
+    """A 3.2 MB batch with 16 threads allowed and a 1 us wake time: its
+    class's candidates are 1, 2, 4, 8 and 16 threads."""
+    mb = mbcore.Minibatch(np.full((10**5, 100), 1.5), batch_size=4096, random_seed=2)
+    next(mb)
+    _hooks._set_wake(1000, remeasure=False)
+    next(mb)
+    return mb
+
+
+# After a thread choice, the rounds that go on timing the counts time the
+# pick and the counts next to it, and the later duels are over those: on a
+# many-core machine a round or duel over every count would run batches on
+# one thread at many times the pick's time.
+def test_rounds_after_a_thread_choice_time_the_pick_and_its_neighbours():
+    _hooks._forget_calibration()
+    with mbcore.num_threads(16):
+        try:
+            mb = _many_count_minibatch()
+            c = _duel_of([1, 2, 4, 8, 16])
+            _hooks._set_thread_pick(c, 4)
+            seen = collections.Counter(_hooks._batch_threads(mb._sampler)
+                                       for _ in range(2000))
+        finally:
+            _hooks._forget_calibration()
+    assert set(seen) == {2, 4, 8} and seen[4] > seen[2] + seen[8], seen
+
+
+def test_a_later_thread_duel_is_over_the_pick_and_its_neighbours():
+    _hooks._forget_calibration()
+    with mbcore.num_threads(16):
+        try:
+            mb = _many_count_minibatch()
+            c = _duel_of([1, 2, 4, 8, 16])
+            _hooks._set_thread_pick(c, 4)
+            # Untimed probes move the class through its 64 rounds after the
+            # choice (96 batches a round here) to its next duel.
+            for _ in range(20000):
+                _hooks._batch_threads(mb._sampler)
+                if not _hooks._thread_duels()[c]["done"]:
+                    break
+            duel = _hooks._thread_duels()[c]
+            assert not duel["done"] and duel["out"] == [1, 16], duel
+            seen = set()
+            end = time.perf_counter() + 20.0
+            while not _hooks._thread_duels()[c]["done"]:
+                assert time.perf_counter() < end, _hooks._thread_duels()[c]
+                seen.add(_hooks._batch_threads(mb._sampler))
+                next(mb)
+            duel = _hooks._thread_duels()[c]
+        finally:
+            _hooks._forget_calibration()
+    assert seen <= {2, 4, 8} and len(seen) >= 2, seen
+    assert duel["pick"] in (2, 4, 8), duel
+    assert all(duel["times"][k] == (0, 0) for k in (1, 16)), duel
+
+
+def test_set_thread_pick_names_a_class_and_a_count():
+    with pytest.raises(ValueError, match="cls must be a class with a duel"):
+        _hooks._set_thread_pick(10**6, 2)
+    _hooks._forget_calibration()
+    with mbcore.num_threads(16):
+        try:
+            _many_count_minibatch()
+            c = _duel_of([1, 2, 4, 8, 16])
+            with pytest.raises(ValueError, match=r"one of class .* counts \[1, 2, 4, 8, 16\], got 3"):
+                _hooks._set_thread_pick(c, 3)
+        finally:
+            _hooks._forget_calibration()
 
 
 # A thread duel keeps the fewest threads whose least time is within the
