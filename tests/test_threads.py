@@ -354,48 +354,48 @@ def _many_count_minibatch():
     return mb
 
 
+@pytest.fixture
+def picked_four():
+    """(a Minibatch of _many_count_minibatch, its class) under a limit of 16
+    threads, the class's duel ended with a pick of 4 threads."""
+    _hooks._forget_calibration()
+    with mbcore.num_threads(16):
+        try:
+            mb = _many_count_minibatch()
+            c = _duel_of([1, 2, 4, 8, 16])
+            _hooks._set_thread_pick(c, 4)
+            yield mb, c
+        finally:
+            _hooks._forget_calibration()
+
+
 # After a thread choice, the rounds that go on timing the counts time the
 # pick and the counts next to it, and the later duels are over those: on a
 # many-core machine a round or duel over every count would run batches on
 # one thread at many times the pick's time.
-def test_rounds_after_a_thread_choice_time_the_pick_and_its_neighbours():
-    _hooks._forget_calibration()
-    with mbcore.num_threads(16):
-        try:
-            mb = _many_count_minibatch()
-            c = _duel_of([1, 2, 4, 8, 16])
-            _hooks._set_thread_pick(c, 4)
-            seen = collections.Counter(_hooks._batch_threads(mb._sampler)
-                                       for _ in range(2000))
-        finally:
-            _hooks._forget_calibration()
+def test_rounds_after_a_thread_choice_time_the_pick_and_its_neighbours(picked_four):
+    mb, c = picked_four
+    seen = collections.Counter(_hooks._batch_threads(mb._sampler) for _ in range(2000))
     assert set(seen) == {2, 4, 8} and seen[4] > seen[2] + seen[8], seen
 
 
-def test_a_later_thread_duel_is_over_the_pick_and_its_neighbours():
-    _hooks._forget_calibration()
-    with mbcore.num_threads(16):
-        try:
-            mb = _many_count_minibatch()
-            c = _duel_of([1, 2, 4, 8, 16])
-            _hooks._set_thread_pick(c, 4)
-            # Untimed probes move the class through its 64 rounds after the
-            # choice (96 batches a round here) to its next duel.
-            for _ in range(20000):
-                _hooks._batch_threads(mb._sampler)
-                if not _hooks._thread_duels()[c]["done"]:
-                    break
-            duel = _hooks._thread_duels()[c]
-            assert not duel["done"] and duel["out"] == [1, 16], duel
-            seen = set()
-            end = time.perf_counter() + 20.0
-            while not _hooks._thread_duels()[c]["done"]:
-                assert time.perf_counter() < end, _hooks._thread_duels()[c]
-                seen.add(_hooks._batch_threads(mb._sampler))
-                next(mb)
-            duel = _hooks._thread_duels()[c]
-        finally:
-            _hooks._forget_calibration()
+def test_a_later_thread_duel_is_over_the_pick_and_its_neighbours(picked_four):
+    mb, c = picked_four
+    # Untimed probes move the class through its 64 rounds after the choice
+    # (96 batches a round here) to its next duel.
+    for _ in range(20000):
+        _hooks._batch_threads(mb._sampler)
+        if not _hooks._thread_duels()[c]["done"]:
+            break
+    duel = _hooks._thread_duels()[c]
+    assert not duel["done"] and duel["out"] == [1, 16], duel
+    seen = set()
+    end = time.perf_counter() + 20.0
+    while not _hooks._thread_duels()[c]["done"]:
+        assert time.perf_counter() < end, _hooks._thread_duels()[c]
+        seen.add(_hooks._batch_threads(mb._sampler))
+        next(mb)
+    duel = _hooks._thread_duels()[c]
     assert seen <= {2, 4, 8} and len(seen) >= 2, seen
     assert duel["pick"] in (2, 4, 8), duel
     assert all(duel["times"][k] == (0, 0) for k in (1, 16)), duel
