@@ -18,6 +18,7 @@ from pytensor.link.c.type import generic
 
 from mbcore import BatchSpec
 
+from .._reuse import reusable
 from ._ccode import C_VERSION, c_code, struct_cleanup, struct_init, struct_support
 from ._step import LAST_STEP, next_step
 
@@ -78,7 +79,7 @@ class MinibatchDraw(COp):
     def perform(self, node, inputs, output_storage):
         *data, step = inputs
         t = next_step(step)
-        outs = [_reusable(s[0], v, self.spec.batch_shape(d.shape))
+        outs = [reusable(s[0], v.type.dtype, self.spec.batch_shape(d.shape))
                 for s, v, d in zip(output_storage, node.outputs, data)]
         batches = self.spec.draw(t, *data, out=outs)
         for s, b in zip(output_storage, batches):
@@ -237,11 +238,3 @@ class MinibatchIndices(Op):
 
     def connection_pattern(self, node):
         return [[False] * len(node.outputs), [False] * len(node.outputs)]
-
-
-def _reusable(value, var, shape):
-    """``value`` when a batch of this shape may be drawn into it, else None."""
-    if (isinstance(value, np.ndarray) and value.flags.c_contiguous and value.flags.writeable
-            and value.dtype == var.type.dtype and value.shape == shape):
-        return value
-    return None

@@ -32,6 +32,7 @@ from pytensor.graph.op import Op
 
 from mbcore import BatchSpec, Source
 
+from .._reuse import reusable
 from ._op import batch_tensor
 from ._step import next_step
 
@@ -134,13 +135,8 @@ class SourceDraw(Op):
         *values, step = inputs
         t = next_step(step)
         data = self.data(values)
-        outs = []
-        for s, v, d in zip(output_storage, node.outputs, data):
-            prev = s[0]
-            shape = self.spec.batch_shape(d.shape)
-            outs.append(prev if isinstance(prev, np.ndarray) and prev.shape == shape
-                        and prev.dtype == v.type.dtype and prev.flags.c_contiguous
-                        and prev.flags.writeable else None)
+        outs = [reusable(s[0], v.type.dtype, self.spec.batch_shape(d.shape))
+                for s, v, d in zip(output_storage, node.outputs, data)]
         batches = self.spec.draw(t, *data, out=outs)
         for s, b in zip(output_storage, batches):
             s[0] = b
@@ -175,12 +171,8 @@ class SourceDraw(Op):
                 bound[1] = spec.bind(*data)
                 bound[2] = [spec.batch_shape(d.shape) for d in data]
                 bound[0] = ids
-            out = []
-            for cell, shape, dtype in zip(batch_cells, bound[2], dtypes):
-                prev = cell[0]
-                out.append(prev if prev is not None and prev.shape == shape
-                           and prev.dtype == dtype and prev.flags.c_contiguous
-                           and prev.flags.writeable else None)
+            out = [reusable(cell[0], dtype, shape)
+                   for cell, shape, dtype in zip(batch_cells, bound[2], dtypes)]
             for cell, batch in zip(batch_cells, bound[1](t, out)):
                 cell[0] = batch
             next_cell[0] = np.array(t + 1, dtype=np.int64)

@@ -10,6 +10,7 @@ import numpy as np
 
 from mbcore import BatchSpec
 
+from .._reuse import reusable
 from .._theano_compat import import_theano
 
 theano = import_theano()
@@ -161,7 +162,7 @@ class MinibatchOp(COp):
     def perform(self, node, inputs, outputs, params=None):
         step = self.spec.check_graph_step(inputs[0])
         data = inputs[1:]
-        outs = [_reusable(out[0], d, self.spec.batch_shape(d.shape))
+        outs = [reusable(out[0], d.dtype, self.spec.batch_shape(d.shape))
                 for out, d in zip(outputs[1:], data)]
         for out, batch in zip(outputs[1:], self.spec.draw(step, *data, out=outs)):
             out[0] = batch
@@ -200,9 +201,9 @@ class MinibatchOp(COp):
                 bound[0] = [(d, d.shape, d.strides) for d in data]
             if single:
                 out = batch_out[0]
-                out[0] = bound[2](step, _reusable(out[0], data[0], bound[1][0]))
+                out[0] = bound[2](step, reusable(out[0], data[0].dtype, bound[1][0]))
             else:
-                outs = [_reusable(out[0], d, shape)
+                outs = [reusable(out[0], d.dtype, shape)
                         for out, d, shape in zip(batch_out, data, bound[1])]
                 for out, batch in zip(batch_out, bound[2](step, outs)):
                     out[0] = batch
@@ -237,15 +238,6 @@ class MinibatchOp(COp):
 
     def c_code_cache_version(self):
         return _ccode.C_VERSION
-
-
-def _reusable(value, data, shape):
-    """``value`` when a batch of ``data`` with this shape may be drawn into
-    it (C-contiguous, writeable, the data's dtype), else None."""
-    if (isinstance(value, np.ndarray) and value.shape == shape and value.dtype == data.dtype
-            and value.flags.c_contiguous and value.flags.writeable):
-        return value
-    return None
 
 
 class MinibatchIndices(Op):

@@ -25,6 +25,7 @@ import numpy as np
 
 from mbcore import BatchSpec, Source
 
+from .._reuse import reusable
 from .._theano_compat import import_theano
 
 theano = import_theano()
@@ -135,13 +136,8 @@ class SourceOp(Op):
     def perform(self, node, inputs, outputs):
         step = self.spec.check_graph_step(inputs[0])
         data = self.data(inputs[1:])
-        outs = []
-        for out, var, d in zip(outputs[1:], node.outputs[1:], data):
-            prev = out[0]
-            outs.append(prev if isinstance(prev, np.ndarray)
-                        and prev.shape == self.spec.batch_shape(d.shape)
-                        and prev.dtype == var.type.dtype and prev.flags.c_contiguous
-                        and prev.flags.writeable else None)
+        outs = [reusable(out[0], var.type.dtype, self.spec.batch_shape(d.shape))
+                for out, var, d in zip(outputs[1:], node.outputs[1:], data)]
         for out, batch in zip(outputs[1:], self.spec.draw(step, *data, out=outs)):
             out[0] = batch
         outputs[0][0] = np.array(step + 1, dtype=np.int64)
@@ -177,12 +173,8 @@ class SourceOp(Op):
                 bound[1] = spec.bind(*data)
                 bound[2] = [spec.batch_shape(d.shape) for d in data]
                 bound[0] = [(a, a.shape, a.strides) for a in values]
-            out = []
-            for cell, shape, dtype in zip(batch_out, bound[2], dtypes):
-                prev = cell[0]
-                out.append(prev if prev is not None and prev.shape == shape
-                           and prev.dtype == dtype and prev.flags.c_contiguous
-                           and prev.flags.writeable else None)
+            out = [reusable(cell[0], dtype, shape)
+                   for cell, shape, dtype in zip(batch_out, bound[2], dtypes)]
             for cell, batch in zip(batch_out, bound[1](step, out)):
                 cell[0] = batch
             state_out[0] = np.array(step + 1, dtype=np.int64)
