@@ -15,6 +15,8 @@ import pytest
 from mbcore import BatchSpec, MemmapSource, Minibatch, Source, minibatches
 from mbcore._kernels._gather import Sampler, draw_group
 
+from row_source import RowSource
+
 MODES = {
     "replace": {},
     "no-replace": {"replace": False},
@@ -24,26 +26,6 @@ MODES = {
     "shard": {"shard": (1, 4)},
     "shard-short": {"epochs": True, "epoch_end": "short", "shard": (2, 4)},
 }
-
-
-class RowSource(Source):
-    """A user's Source: an array behind the contract."""
-
-    def __init__(self, array):
-        self.array = np.asarray(array)
-        self.shape = self.array.shape
-        self.dtype = self.array.dtype
-        self.closed = False
-
-    def gather(self, indices, out):
-        batch = self.array
-        for axis, ix in enumerate(indices):
-            if ix is not None:
-                batch = np.take(batch, ix, axis=axis)
-        out[...] = batch
-
-    def close(self):
-        self.closed = True
 
 
 @pytest.fixture(scope="module")

@@ -5,45 +5,18 @@ the same shape and seed, so every batch, in every mode, equals the array's;
 a NumPy array in memory keeps the kernel's path, untouched.
 """
 import copy
-import pathlib
 import pickle
 import sys
 
 import numpy as np
 import pytest
 
-from mbcore import Minibatch, Source, as_source, minibatches
+from mbcore import Minibatch, as_source, minibatches
 from mbcore import _source
 from mbcore._kernels._gather import BatchIterator
 from mbcore._memmap import MemmapSource
 
-
-class RowSource(Source):
-    """An array behind the Source contract, with a log of its calls."""
-
-    def __init__(self, array, shape=None):
-        self.array = np.asarray(array)
-        self.shape = tuple(self.array.shape) if shape is None else shape
-        self.dtype = self.array.dtype
-        self.gathered = []
-        self.prefetched = []
-        self.closed = False
-
-    def gather(self, indices, out):
-        if self.closed:
-            raise ValueError("RowSource is closed")
-        self.gathered.append(indices)
-        batch = self.array
-        for axis, ix in enumerate(indices):
-            if ix is not None:
-                batch = np.take(batch, ix, axis=axis)
-        out[...] = batch
-
-    def prefetch(self, indices):
-        self.prefetched.append(indices)
-
-    def close(self):
-        self.closed = True
+from row_source import RowSource
 
 
 @pytest.fixture

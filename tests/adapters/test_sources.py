@@ -16,7 +16,9 @@ import theano
 import theano.tensor as tt
 
 import mbcore
-from mbcore import MemmapSource, Source, as_source
+from mbcore import MemmapSource, as_source
+
+from row_source import RowSource
 
 h5py = pytest.importorskip("h5py")
 
@@ -29,26 +31,6 @@ MODES = {
     "shard": {"shard": (1, 4)},
     "drop-shard": {"epochs": True, "epoch_end": "drop", "shard": (3, 4)},
 }
-
-
-class RowSource(Source):
-    """A user's Source: rows of an array, gathered by np.take."""
-
-    def __init__(self, array):
-        self.array = np.asarray(array)
-        self.shape = self.array.shape
-        self.dtype = self.array.dtype
-        self.closed = False
-
-    def gather(self, indices, out):
-        batch = self.array
-        for axis, ix in enumerate(indices):
-            if ix is not None:
-                batch = np.take(batch, ix, axis=axis)
-        out[...] = batch
-
-    def close(self):
-        self.closed = True
 
 
 @pytest.fixture(scope="module")
